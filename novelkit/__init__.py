@@ -1,0 +1,93 @@
+"""novelkit: write a whole novel with a language model, through twelve stages you can drive.
+
+    import novelkit as nk
+    project = nk.new_project("novels/lighthouse", premise="A keeper finds a letter...")
+    job = project.start()      # returns at once; a live panel in a notebook
+    job.wait()
+    project.export("docx")
+"""
+
+from __future__ import annotations
+
+from ._artefacts import (
+    Cast,
+    ChapterScenes,
+    ChapterSummary,
+    ChapterText,
+    Character,
+    ContinuityReport,
+    Finding,
+    Metadata,
+    Outline,
+    Premise,
+    Report,
+    Structure,
+    World,
+)
+from ._config import NovelConfig
+from ._errors import (
+    ArtefactError,
+    BackendConfigError,
+    BackendError,
+    BudgetExceededError,
+    ConfigError,
+    ExportError,
+    JobStateError,
+    NovelkitError,
+    PipelineError,
+    ProjectError,
+    ProjectLockedError,
+    ReplayMissError,
+    TransientBackendError,
+)
+from ._events import Event, Subscription
+from ._job import ControlResult, Job, JobState, JobStatus, StageStatus
+from ._pipeline import Pipeline, Stage, StageState
+from ._project import Project, new_project, open_project
+from ._runner import UnitContext
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "ArtefactError",
+    "BackendConfigError",
+    "BackendError",
+    "BudgetExceededError",
+    "Cast",
+    "ChapterScenes",
+    "ChapterSummary",
+    "ChapterText",
+    "Character",
+    "ConfigError",
+    "ContinuityReport",
+    "ControlResult",
+    "Event",
+    "ExportError",
+    "Finding",
+    "Job",
+    "JobState",
+    "JobStateError",
+    "JobStatus",
+    "Metadata",
+    "NovelConfig",
+    "NovelkitError",
+    "Outline",
+    "Pipeline",
+    "PipelineError",
+    "Premise",
+    "Project",
+    "ProjectError",
+    "ProjectLockedError",
+    "ReplayMissError",
+    "Report",
+    "Stage",
+    "StageState",
+    "StageStatus",
+    "Structure",
+    "Subscription",
+    "TransientBackendError",
+    "UnitContext",
+    "World",
+    "new_project",
+    "open_project",
+]

@@ -1,0 +1,645 @@
+"""Job: the state machine, the worker thread (an asyncio loop inside), and cooperative control.
+
+    queued → running → succeeded | failed
+    running → pausing → paused → (resume) queued → running
+    queued | running | pausing | paused → cancelling → cancelled  (paused/queued go straight)
+    on open: running but its process is gone → interrupted → (resume) queued
+
+Control never kills a thread: ``pause()`` lets in-flight calls finish and starts no new one;
+``pause(now=True)`` and ``cancel()`` abort in-flight calls (their partial text is dropped and
+re-sent on resume). A job run by another process is controlled through the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import errno
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ._errors import BudgetExceededError, JobStateError, NovelkitError
+from ._events import Event, Subscription
+from ._pipeline import Stage, StageState
+from ._runner import UnitContext
+from ._store import CallRecord
+from .llm.base import Request, Retrying
+
+if TYPE_CHECKING:
+    from ._events import Callback
+    from ._project import Project
+
+__all__ = ["ControlResult", "Job", "JobState", "JobStatus", "StageStatus"]
+
+PREVIEW_CHARS = 2000
+CONTROL_POLL = 0.05
+SNAPSHOT_EVERY = 0.25
+
+
+class JobState(enum.Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    PAUSING = "pausing"
+    PAUSED = "paused"
+    CANCELLING = "cancelling"
+    CANCELLED = "cancelled"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def active(self) -> bool:
+        return self in _ACTIVE
+
+
+_ACTIVE = frozenset({JobState.QUEUED, JobState.RUNNING, JobState.PAUSING, JobState.CANCELLING})
+_RESUMABLE = frozenset({JobState.PAUSED, JobState.INTERRUPTED, JobState.FAILED})
+
+
+@dataclass(frozen=True)
+class ControlResult:
+    """What a control request did: ``changed`` is False when the job was already there."""
+
+    changed: bool
+    state: JobState
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"changed": self.changed, "state": self.state.value, "message": self.message}
+
+
+@dataclass(frozen=True)
+class StageStatus:
+    number: int
+    name: str
+    description: str
+    state: StageState
+    done: int
+    total: int
+    tokens: int = 0
+    cost: float = 0.0
+    elapsed: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "state": self.state.value}
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """A snapshot of a job; cheap to take, safe to hand to another thread."""
+
+    id: str | None
+    state: JobState | None
+    stage: str | None
+    unit: str | None
+    progress: float
+    message: str
+    error: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float
+    stages: tuple[StageStatus, ...]
+    preview: str = ""
+    retry: str | None = None
+    elapsed: float = 0.0
+    last_seq: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["state"] = self.state.value if self.state else None
+        out["tokens"] = self.tokens
+        out["stages"] = [s.to_dict() for s in self.stages]
+        return out
+
+    def table(self) -> str:
+        """The plain-text status table (CLI, text/plain repr)."""
+        from ._status_text import render_status
+
+        return render_status(self)
+
+
+class _Stop(Exception):
+    """Raised inside a unit at a control checkpoint: pause or cancel was requested."""
+
+
+@dataclass
+class _Counters:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    by_stage: dict[str, list[float]] = field(default_factory=dict)  # tokens, cost
+
+
+class Job:
+    """A run of the pipeline (``kind="all"``) or of one stage (``kind="stage"``)."""
+
+    def __init__(self, project: Project, job_id: str, spec: dict[str, Any], state: JobState, *,
+                 local: bool, message: str = "", error: str | None = None) -> None:
+        self.project = project
+        self.id = job_id
+        self.spec = spec
+        self._state = state
+        self._local = local
+        self._message = message
+        self._error = error
+        self._cond = threading.Condition(threading.RLock())
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stop: JobState | None = None  # PAUSED or CANCELLED once requested
+        self._abort = False
+        self._current: tuple[str, str] | None = None
+        self._preview: deque[str] = deque()
+        self._preview_len = 0
+        self._retry: str | None = None
+        self._started = time.time()
+        self._counters = _Counters()
+        self._planned: dict[str, int] = {}
+        self._done: dict[str, int] = {}
+        self._snapshot_dirty = False
+        self._variant: str = spec.get("variant") or ""
+
+    # -- creation ---------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, project: Project, spec: dict[str, Any]) -> Job:
+        job = cls(project, uuid.uuid4().hex[:12], spec, JobState.QUEUED, local=True)
+        project.store.create_job(job.id, spec["kind"], spec, JobState.QUEUED.value)
+        project.store.append_event("job", {"state": "queued", "previous": None, "spec": spec}, job.id)
+        return job
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} {self.spec.get('kind')} {self.state.value}>"
+
+    # -- observing --------------------------------------------------------------------------
+
+    @property
+    def state(self) -> JobState:
+        if not self._local:
+            self._refresh_remote()
+        return self._state
+
+    @property
+    def status(self) -> JobStatus:
+        if not self._local:
+            self._refresh_remote()
+            snap = self.project.store.snapshot() or {}
+            if snap.get("id") == self.id and self._state.active:
+                return self.project._status_from(self, snap)
+        return self.project._status_from(self, None)
+
+    def subscribe(self, callback: Callback | None = None) -> Subscription:
+        """Events of this project, pushed to ``callback`` on its own thread (or pulled)."""
+        return self.project.subscribe(callback)
+
+    def panel(self) -> Any:
+        """A live ipywidgets panel of this job (needs ``novelkit[widgets]``)."""
+        from .widgets import JobPanel
+
+        return JobPanel(self)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        from .widgets import mimebundle
+
+        return mimebundle(self, **kwargs)
+
+    def wait(self, timeout: float | None = None) -> JobState:
+        """Block until the job stops (succeeded, failed, paused, cancelled, interrupted).
+
+        Returns the state it stopped in, or the current state when ``timeout`` runs out.
+        """
+        if not self._local:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while self.state.active and (deadline is None or time.monotonic() < deadline):
+                time.sleep(0.05)
+            return self._state
+        with self._cond:
+            self._cond.wait_for(lambda: not self._state.active, timeout)
+            state = self._state
+        if not state.active and self._thread is not None:
+            self._thread.join(timeout=5.0)
+        return state
+
+    def _refresh_remote(self) -> None:
+        row = self.project.store.job(self.id)
+        if row is not None:
+            self._state = JobState(row["state"])
+            self._message, self._error = row["message"], row["error"]
+            if self._state.active and not self.project._lock.held_elsewhere():
+                self.project._mark_interrupted(self.id)
+                self._state = JobState.INTERRUPTED
+
+    # -- control ----------------------------------------------------------------------------
+
+    def pause(self, now: bool = False) -> ControlResult:
+        """Stop starting new calls (``now=True``: also abort in-flight ones), then ``paused``."""
+        with self._cond:
+            state = self.state
+            if state is JobState.PAUSED:
+                return ControlResult(False, state, "already paused")
+            if state is JobState.PAUSING:
+                if now and not self._abort and self._local:
+                    self._abort = True
+                    self._abort_inflight()
+                    return ControlResult(True, state, "pausing now: in-flight calls aborted")
+                if now and not self._local:
+                    self.project.store.request_control(self.id, "pause", True)
+                    return ControlResult(True, state, "pause-now requested")
+                return ControlResult(False, state, "already pausing")
+            if state not in (JobState.QUEUED, JobState.RUNNING):
+                raise JobStateError(
+                    f"cannot pause a job that is {state.value}; only a queued or running job pauses",
+                    state=state, action="pause",
+                )
+            if not self._local:
+                self.project.store.request_control(self.id, "pause", now)
+                return ControlResult(True, state, "pause requested from another process")
+            if state is JobState.QUEUED:
+                self._set_state(JobState.PAUSED, "paused before it started")
+                return ControlResult(True, JobState.PAUSED, "paused")
+            self._stop, self._abort = JobState.PAUSED, now
+            self._set_state(JobState.PAUSING, "pausing: " + ("aborting in-flight calls" if now
+                                                              else "letting in-flight calls finish"))
+            if now:
+                self._abort_inflight()
+            return ControlResult(True, JobState.PAUSING, "pausing")
+
+    def resume(self) -> ControlResult:
+        """Continue a paused, interrupted or failed job; nothing finished is redone."""
+        with self._cond:
+            state = self.state
+            if state in (JobState.QUEUED, JobState.RUNNING):
+                return ControlResult(False, state, f"already {state.value}")
+            if state not in _RESUMABLE:
+                hint = "start() a new job" if state in (JobState.SUCCEEDED, JobState.CANCELLED) \
+                    else f"wait until it is {'paused' if state is JobState.PAUSING else 'cancelled'}"
+                raise JobStateError(f"cannot resume a job that is {state.value}; {hint}",
+                                    state=state, action="resume")
+            self.project._claim(self)
+            self._local = True
+            self._launch()
+            return ControlResult(True, JobState.QUEUED, "resumed")
+
+    def cancel(self) -> ControlResult:
+        """Abort in-flight calls and stop; finished work stays, and a later start() reuses it."""
+        with self._cond:
+            state = self.state
+            if state in (JobState.CANCELLED, JobState.CANCELLING):
+                return ControlResult(False, state, f"already {state.value}")
+            if state in (JobState.SUCCEEDED, JobState.FAILED):
+                raise JobStateError(f"cannot cancel a job that has {state.value}",
+                                    state=state, action="cancel")
+            if not self._local and state.active:
+                self.project.store.request_control(self.id, "cancel", True)
+                return ControlResult(True, state, "cancel requested from another process")
+            if state in (JobState.QUEUED, JobState.PAUSED, JobState.INTERRUPTED):
+                self._set_state(JobState.CANCELLED, "cancelled")
+                return ControlResult(True, JobState.CANCELLED, "cancelled")
+            self._stop, self._abort = JobState.CANCELLED, True
+            self._set_state(JobState.CANCELLING, "cancelling: aborting in-flight calls")
+            self._abort_inflight()
+            return ControlResult(True, JobState.CANCELLING, "cancelling")
+
+    def _set_state(self, state: JobState, message: str = "", error: str | None = None) -> None:
+        with self._cond:
+            previous = self._state
+            self._state = state
+            self._message = message or self._message
+            self._error = error
+            store = self.project.store
+            with store.transaction():
+                store.update_job(self.id, state=state.value, message=self._message, error=error)
+                store.append_event("job", {"state": state.value, "previous": previous.value,
+                                           "message": self._message, "error": error}, self.id)
+            self._snapshot_dirty = True
+            self._cond.notify_all()
+        if not state.active:
+            self._write_snapshot()
+
+    def _abort_inflight(self) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(self._cancel_tasks)
+            except RuntimeError:
+                pass  # the loop closed between the check and the call: nothing in flight
+
+    def _cancel_tasks(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
+    # -- the worker -------------------------------------------------------------------------
+
+    def _launch(self) -> None:
+        self._stop, self._abort, self._retry = None, False, None
+        self._set_state(JobState.QUEUED, "queued")
+        self._thread = threading.Thread(target=self._thread_main, name=f"novelkit-job-{self.id}",
+                                        daemon=True)
+        self._thread.start()
+
+    def _thread_main(self) -> None:
+        try:
+            asyncio.run(self._main())
+        finally:
+            self._loop = None
+            self.project._release(self)
+
+    async def _main(self) -> None:
+        with self._cond:
+            if self._state is not JobState.QUEUED:
+                return  # paused or cancelled before it began
+            self._loop = asyncio.get_running_loop()
+            self._started = time.time()
+            self._load_counters()
+            self._set_state(JobState.RUNNING, "running")
+        watcher = asyncio.create_task(self._watch())
+        final, message, error = JobState.SUCCEEDED, "finished", None
+        try:
+            await self._execute()
+            if self._stop is not None:
+                raise _Stop()
+        except _Stop:
+            final = self._stop or JobState.PAUSED
+            message = "paused" if final is JobState.PAUSED else "cancelled"
+        except BudgetExceededError as exc:
+            final, message = JobState.PAUSED, str(exc)
+        except NovelkitError as exc:
+            final, message, error = JobState.FAILED, "failed", str(exc)
+        except Exception as exc:  # unexpected: keep the job resumable and say what happened
+            final, message = JobState.FAILED, "failed"
+            error = f"{type(exc).__name__}: {exc}"
+        finally:
+            watcher.cancel()
+            self._current = None
+        if final is JobState.CANCELLED and self._current_stage:
+            self.project._mark_cancelled(self._current_stage)
+        self._set_state(final, message, error)
+
+    _current_stage: str | None = None
+
+    def _load_counters(self) -> None:
+        ledger = self.project.store.ledger()
+        counters = _Counters()
+        for stage, row in ledger.items():
+            counters.prompt_tokens += int(row["prompt_tokens"] or 0)
+            counters.completion_tokens += int(row["completion_tokens"] or 0)
+            counters.cost += float(row["cost"] or 0.0)
+            counters.by_stage[stage] = [float((row["prompt_tokens"] or 0) + (row["completion_tokens"] or 0)),
+                                        float(row["cost"] or 0.0)]
+        self._counters = counters
+
+    async def _watch(self) -> None:
+        """Pick up control requests from other processes; keep the live snapshot fresh."""
+        last_snapshot = 0.0
+        store = self.project.store
+        while True:
+            await asyncio.sleep(CONTROL_POLL)
+            for action, now in store.take_control(self.id):
+                try:
+                    if action == "pause":
+                        self.pause(now=now)
+                    elif action == "cancel":
+                        self.cancel()
+                except JobStateError:
+                    pass  # the state moved on since the request was written
+            if self._snapshot_dirty and time.monotonic() - last_snapshot >= SNAPSHOT_EVERY:
+                last_snapshot = time.monotonic()
+                self._write_snapshot()
+
+    def _write_snapshot(self) -> None:
+        self._snapshot_dirty = False
+        try:
+            self.project.store.write_snapshot(self.status.to_dict())
+        except Exception:  # the snapshot is a convenience for other processes, never fatal
+            pass
+
+    async def _execute(self) -> None:
+        project = self.project
+        if self.spec["kind"] == "stage":
+            stage = project.pipeline.get(self.spec["stage"])
+            units = project._select_units(stage, self.spec.get("chapters"))
+            if not self.spec.get("force"):
+                units = [u for u in units if project._needs_run(stage, u, self._variant, self._params)]
+            self._planned = {stage.name: len(units)}
+            await self._run_stage(stage, units)
+            if units and not self._variant:
+                project.store.invalidate(project.pipeline.downstream(stage.name))
+            return
+        self._planned = {s.name: len(project._pending_units(s)) for s in project.pipeline}
+        for stage in project.pipeline:
+            units = project._pending_units(stage)
+            self._planned[stage.name] = len(units)
+            await self._run_stage(stage, units)
+
+    @property
+    def _params(self) -> dict[str, Any]:
+        params: dict[str, Any] = self.spec.get("params") or {}
+        return params
+
+    async def _run_stage(self, stage: Stage, units: list[str]) -> None:
+        if not units:
+            return
+        self._current_stage = stage.name
+        self._done[stage.name] = 0
+        store = self.project.store
+        store.append_event("stage", {"stage": stage.name, "state": "running", "units": len(units)}, self.id)
+        if stage.parallel:
+            limit = asyncio.Semaphore(self.project.config.concurrency)
+            failure: list[BaseException] = []
+
+            async def guarded(unit: str) -> None:
+                async with limit:
+                    if self._stop is not None or failure:
+                        raise _Stop()
+                    try:
+                        await self._run_unit(stage, unit)
+                    except (_Stop, asyncio.CancelledError):
+                        raise
+                    except BaseException as exc:
+                        failure.append(exc)
+                        raise
+
+            tasks = [self._track(guarded(u)) for u in units]
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            errors = [r for r in results if isinstance(r, BaseException)]
+            real = [e for e in errors if not isinstance(e, _Stop | asyncio.CancelledError)]
+            if real:
+                self._stage_event(stage, "failed")
+                raise real[0]
+            if errors:
+                raise _Stop()
+        else:
+            for unit in units:
+                try:
+                    await self._track(self._run_unit(stage, unit))
+                except asyncio.CancelledError:
+                    raise _Stop() from None
+                except _Stop:
+                    raise
+                except BaseException:
+                    self._stage_event(stage, "failed")
+                    raise
+        self._stage_event(stage, "succeeded")
+        self.project._clear_cancelled(stage.name)
+        self._write_snapshot()
+
+    def _stage_event(self, stage: Stage, state: str) -> None:
+        self.project.store.append_event("stage", {"stage": stage.name, "state": state}, self.id)
+
+    def _track(self, coro: Any) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        if self._abort:
+            task.cancel()
+        return task
+
+    async def _run_unit(self, stage: Stage, unit: str) -> None:
+        project = self.project
+        store = project.store
+        if self._stop is not None:
+            raise _Stop()
+        fingerprint = project.fingerprint(stage, unit, self._variant, self._params)
+        self._current = (stage.name, unit)
+        store.set_unit(stage.name, unit, "running", variant=self._variant, job_id=self.id)
+        store.append_event("unit", {"stage": stage.name, "unit": unit, "state": "running"}, self.id)
+        ctx = UnitContext(stage=stage, unit=unit, root=project.root, config=project.config,
+                          pipeline=project.pipeline, store=store, backend=project.backend,
+                          hooks=_Hooks(self), variant=self._variant, params=self._params)
+        try:
+            outputs = await stage.run(ctx, unit)
+        except (_Stop, asyncio.CancelledError):
+            store.set_unit(stage.name, unit, "pending", variant=self._variant, job_id=self.id)
+            raise
+        except BudgetExceededError:
+            store.set_unit(stage.name, unit, "pending", variant=self._variant, job_id=self.id)
+            raise
+        except NovelkitError as exc:
+            self._unit_failed(stage, unit, str(exc))
+            raise
+        except Exception as exc:
+            self._unit_failed(stage, unit, f"{type(exc).__name__}: {exc}")
+            raise NovelkitError(f"stage {stage.name!r} unit {unit} failed: {type(exc).__name__}: {exc}") from exc
+        try:
+            hashes = project._write_outputs(outputs, self._variant)
+        except OSError as exc:
+            reason = "the disk is full" if exc.errno == errno.ENOSPC else str(exc)
+            message = (f"could not save the output of stage {stage.name!r} unit {unit}: {reason}. "
+                       "Earlier artefacts are intact; free space or fix permissions, then resume.")
+            self._unit_failed(stage, unit, message)
+            raise NovelkitError(message) from None
+        with store.transaction():
+            store.set_unit(stage.name, unit, "done", variant=self._variant, fingerprint=fingerprint,
+                           outputs=hashes, job_id=self.id)
+            self._done[stage.name] = self._done.get(stage.name, 0) + 1
+            store.append_event("unit", {"stage": stage.name, "unit": unit, "state": "done",
+                                        "outputs": sorted(hashes)}, self.id)
+            store.append_event("progress", {"stage": stage.name, "done": self._done[stage.name],
+                                            "total": self._planned.get(stage.name, 0),
+                                            "overall": self._overall()}, self.id)
+        self._snapshot_dirty = True
+
+    def _unit_failed(self, stage: Stage, unit: str, message: str) -> None:
+        store = self.project.store
+        store.set_unit(stage.name, unit, "failed", variant=self._variant, error=message, job_id=self.id)
+        store.append_event("unit", {"stage": stage.name, "unit": unit, "state": "failed",
+                                    "error": message}, self.id)
+
+    def _overall(self) -> float:
+        total = sum(self._planned.values())
+        return sum(self._done.values()) / total if total else 1.0
+
+    # -- what the hooks feed ------------------------------------------------------------------
+
+    def _on_delta(self, stage: str, unit: str, text: str) -> None:
+        self._preview.append(text)
+        self._preview_len += len(text)
+        while self._preview_len - len(self._preview[0]) > PREVIEW_CHARS and len(self._preview) > 1:
+            self._preview_len -= len(self._preview.popleft())
+        self._retry = None
+        self._snapshot_dirty = True
+        self.project.store.publish_ephemeral(
+            Event("delta", {"stage": stage, "unit": unit, "text": text}, job_id=self.id)
+        )
+
+    def preview(self) -> str:
+        return "".join(self._preview)[-PREVIEW_CHARS:]
+
+
+class _Hooks:
+    """The job's side of :class:`~novelkit._runner.RunHooks`."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.job_id: str | None = job.id
+
+    def checkpoint(self) -> None:
+        if self.job._stop is not None:
+            raise _Stop()
+
+    def chunk_checkpoint(self) -> None:
+        if self.job._abort:
+            raise _Stop()
+
+    def on_delta(self, stage: str, unit: str, text: str) -> None:
+        self.job._on_delta(stage, unit, text)
+
+    def on_retry(self, stage: str, unit: str, chunk: Retrying) -> None:
+        job = self.job
+        job._retry = (f"retrying in {chunk.delay:.0f} s (attempt {chunk.attempt}/{chunk.max_attempts}): "
+                      f"{chunk.reason}")
+        job._snapshot_dirty = True
+        job.project.store.append_event("retry", {"stage": stage, "unit": unit, "attempt": chunk.attempt,
+                                                 "max_attempts": chunk.max_attempts, "delay": chunk.delay,
+                                                 "reason": chunk.reason, "message": job._retry}, job.id)
+
+    def on_call(self, record: CallRecord, cached: bool) -> None:
+        job = self.job
+        if not cached:
+            c = job._counters
+            c.prompt_tokens += record.prompt_tokens
+            c.completion_tokens += record.completion_tokens
+            c.cost += record.cost
+            row = c.by_stage.setdefault(record.stage, [0.0, 0.0])
+            row[0] += record.prompt_tokens + record.completion_tokens
+            row[1] += record.cost
+        job.project.store.append_event("call", {
+            "stage": record.stage, "unit": record.unit, "task": record.task, "cached": cached,
+            "prompt_tokens": record.prompt_tokens, "completion_tokens": record.completion_tokens,
+            "cost": record.cost, "model": record.model, "latency": round(record.latency, 4),
+        }, job.id)
+
+    def check_budget(self, request: Request, expected_tokens: int) -> None:
+        config = self.job.project.config
+        c = self.job._counters
+        if config.max_tokens is not None:
+            projected = c.prompt_tokens + c.completion_tokens + request.prompt_tokens + expected_tokens
+            if projected > config.max_tokens:
+                raise BudgetExceededError(
+                    f"paused before stage {request.stage!r} unit {request.unit}: the next call would "
+                    f"pass max_tokens ({c.prompt_tokens + c.completion_tokens:,} used of "
+                    f"{config.max_tokens:,}); raise max_tokens in novel.toml and resume"
+                )
+        if config.max_cost is not None:
+            price = config.prices.get(request.model or "")
+            if price is not None:
+                estimate = (request.prompt_tokens * price.prompt + expected_tokens * price.completion) / 1e6
+                if c.cost + estimate > config.max_cost:
+                    raise BudgetExceededError(
+                        f"paused before stage {request.stage!r} unit {request.unit}: the next call "
+                        f"(~{estimate:.4f}) would pass max_cost ({c.cost:.4f} spent of "
+                        f"{config.max_cost:.4f}); raise max_cost in novel.toml and resume"
+                    )
+

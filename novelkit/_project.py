@@ -1,0 +1,725 @@
+"""Project: a folder with novel.toml, artefacts/, exports/ and .novelkit/ (DESIGN §9)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from . import _artefacts as a
+from ._config import NovelConfig, load_config, validate_config
+from ._errors import ArtefactError, ExportError, JobStateError, PipelineError, ProjectError
+from ._events import EventBus, Subscription
+from ._job import Job, JobState, JobStatus, StageStatus
+from ._pipeline import SINGLE, Pipeline, Stage, StageState, chapter_of, unit_name
+from ._store import ProjectLock, Store
+from .stages import default_stages
+
+if TYPE_CHECKING:
+    from ._events import Callback
+    from .llm.base import Backend
+
+__all__ = ["Artefacts", "Project", "new_project", "open_project"]
+
+CONFIG = "novel.toml"
+
+
+def new_project(path: str | os.PathLike[str], premise: str, *, backend_instance: Backend | None = None,
+                **config: Any) -> Project:
+    """Create a project folder and return it. Refuses to overwrite an existing project."""
+    root = Path(path)
+    if (root / CONFIG).exists():
+        raise ProjectError(f"{root} already holds a project; open it with nk.open_project({str(root)!r})")
+    settings = validate_config({"premise": premise, **config}, where="new_project()")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        for sub in ("artefacts", "exports", ".novelkit"):
+            (root / sub).mkdir(exist_ok=True)
+        a.write_atomic(root / CONFIG, settings.to_toml().encode("utf-8"))
+    except PermissionError:
+        raise ProjectError(f"cannot write to {root}: permission denied; choose a folder you can write") from None
+    except OSError as exc:
+        raise ProjectError(f"cannot create the project at {root}: {exc.strerror or exc}") from None
+    return Project(root, settings, backend=backend_instance)
+
+
+def open_project(path: str | os.PathLike[str], *, backend_instance: Backend | None = None) -> Project:
+    """Open an existing project folder; a crashed job shows as ``interrupted``."""
+    root = Path(path)
+    if not root.is_dir():
+        raise ProjectError(f"{root} is not a folder; create a project with nk.new_project(...)")
+    if not (root / CONFIG).exists():
+        raise ProjectError(f"{root} has no {CONFIG}; it is not a novelkit project")
+    return Project(root, load_config(root / CONFIG), backend=backend_instance)
+
+
+class Project:
+    """A novel in a folder: its config, pipeline, artefacts, jobs and exports."""
+
+    def __init__(self, root: Path, config: NovelConfig, *, backend: Backend | None = None) -> None:
+        self.root = root.resolve()
+        self.config = config
+        self.pipeline = Pipeline(default_stages())
+        self.bus = EventBus()
+        state_dir = self.root / ".novelkit"
+        if not os.access(self.root, os.W_OK):
+            raise ProjectError(f"cannot write to {self.root}: permission denied; fix the folder's permissions")
+        state_dir.mkdir(exist_ok=True)
+        self.store = Store(state_dir / "state.db", self.bus)
+        self._lock = ProjectLock(state_dir / "lock")
+        self._backend = backend
+        self._job: Job | None = None
+        self._hash_cache: dict[Path, tuple[int, int, str]] = {}
+        self._guard = threading.RLock()
+        self.problems: list[str] = []
+        self._recover()
+
+    def __repr__(self) -> str:
+        return f"<Project {self.root.name!r} {self.config.chapters} chapters, backend={self.config.backend}>"
+
+    # -- opening ------------------------------------------------------------------------------
+
+    def _recover(self) -> None:
+        """After a crash: clean temp files, mark a dead job interrupted, accept hand edits."""
+        if self._lock.held_elsewhere():
+            return  # another process is writing; it owns recovery
+        a.clean_temp_files(self.root / "artefacts")
+        a.clean_temp_files(self.root / "exports")
+        last = self.store.last_job()
+        if last is not None and JobState(last["state"]).active:
+            self._mark_interrupted(last["id"])
+        for stage_name, units in self.store.all_units().items():
+            for unit, record in units.items():
+                if record["state"] == "running":
+                    self.store.set_unit(stage_name, unit, "pending")
+        self._detect_edits()
+
+    def _mark_interrupted(self, job_id: str) -> None:
+        self.store.update_job(job_id, state=JobState.INTERRUPTED.value,
+                              message="interrupted: the process running it stopped; resume() continues")
+        self.store.append_event("job", {"state": "interrupted", "previous": "running",
+                                        "message": "the process running this job stopped"}, job_id)
+
+    def _detect_edits(self) -> None:
+        for stage in self.pipeline:
+            if stage.name not in self.pipeline.names():
+                continue
+            for unit, record in self.store.units(stage.name).items():
+                if record["state"] != "done":
+                    continue
+                changed = False
+                outputs: dict[str, str] = dict(record["outputs"])
+                for relative, recorded in record["outputs"].items():
+                    path = self.root / "artefacts" / relative
+                    if not path.exists():
+                        continue
+                    current = self._file_hash(path)
+                    if current == recorded:
+                        continue
+                    try:
+                        self._parse_output(stage, relative, unit)
+                    except ArtefactError as exc:
+                        self.problems.append(str(exc))
+                        continue
+                    outputs[relative] = current
+                    changed = True
+                    self.store.append_event("artefact", {"stage": stage.name, "unit": unit,
+                                                         "path": relative, "edited": True})
+                if changed:
+                    self.store.set_unit(stage.name, unit, "done", outputs=outputs)
+
+    def _parse_output(self, stage: Stage, relative: str, unit: str) -> Any:
+        path = self.root / "artefacts" / relative
+        data = path.read_bytes()
+        primary = stage.output_paths(unit)[0]
+        if relative == primary and stage.model is not None:
+            return a.parse(stage.model, path, data, chapter_of(unit))
+        if relative.endswith(".json"):
+            try:
+                return json.loads(data)
+            except json.JSONDecodeError as exc:
+                raise ArtefactError(f"{path} is not valid JSON: {exc}; fix or delete it") from None
+        return data.decode("utf-8", errors="replace")
+
+    # -- config ------------------------------------------------------------------------------
+
+    def configure(self, **changes: Any) -> NovelConfig:
+        """Change settings (validated) and save them to novel.toml."""
+        current = self.config.model_dump(exclude_none=True)
+        for key, value in changes.items():
+            if key == "stages" and isinstance(value, dict):
+                merged = dict(current.get("stages", {}))
+                for name, override in value.items():
+                    merged[name] = {**merged.get(name, {}), **override}
+                current["stages"] = merged
+            else:
+                current[key] = value
+        config = validate_config(current, where="configure()")
+        for name in config.stages:
+            self.pipeline.get(name)  # an override for a stage that does not exist is an error
+        a.write_atomic(self.root / CONFIG, config.to_toml().encode("utf-8"))
+        self.config = config
+        self._backend = None
+        return config
+
+    def set_prompt(self, stage: str | int, prompt: str | None) -> None:
+        """Override a stage's prompt for this project (``None`` restores the built-in one)."""
+        name = self.pipeline.get(stage).name
+        self.configure(stages={name: {"prompt": prompt}})
+
+    # -- backend ------------------------------------------------------------------------------
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            from .llm import make_backend
+
+            self._backend = make_backend(self.config, self.root)
+        return self._backend
+
+    @backend.setter
+    def backend(self, value: Backend) -> None:
+        self._backend = value
+
+    # -- stages and staleness -----------------------------------------------------------------
+
+    def chapter_numbers(self) -> list[int]:
+        try:
+            outline = self.pipeline.get("chapters")
+        except PipelineError:
+            return list(range(1, self.config.chapters + 1))
+        path = self.root / "artefacts" / outline.output_paths(SINGLE)[0]
+        if path.exists() and outline.model is a.Outline:
+            try:
+                parsed: a.Outline = a.parse(a.Outline, path, path.read_bytes())
+                return [plan.number for plan in parsed.chapters]
+            except ArtefactError:
+                pass
+        return list(range(1, self.config.chapters + 1))
+
+    def units_of(self, stage: Stage) -> list[str]:
+        if not stage.per_chapter:
+            return [SINGLE]
+        return [unit_name(n) for n in self.chapter_numbers()]
+
+    def _file_hash(self, path: Path) -> str:
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return "missing"
+        cached = self._hash_cache.get(path)
+        if cached and cached[0] == st.st_mtime_ns and cached[1] == st.st_size:
+            return cached[2]
+        digest = a.sha256(path.read_bytes())
+        self._hash_cache[path] = (st.st_mtime_ns, st.st_size, digest)
+        return digest
+
+    def input_paths(self, stage: Stage, unit: str) -> list[str]:
+        paths: list[str] = []
+        for name in stage.inputs:
+            source = self.pipeline.get(name)
+            if source.per_chapter and stage.per_chapter:
+                paths += source.output_paths(unit)
+            else:
+                for source_unit in self.units_of(source):
+                    paths += source.output_paths(source_unit)
+        return paths + stage.extra_inputs(unit)
+
+    def fingerprint(self, stage: Stage, unit: str, variant: str = "", params: dict[str, Any] | None = None) -> str:
+        """Hash of what this unit's output depends on: inputs, stage version, model and parameters."""
+        override = self.config.stage_override(stage.name)
+        params = params or {}
+        blob = {
+            "stage": stage.name,
+            "version": stage.version,
+            "variant": variant,
+            "model": params.get("model") or override.model or self.config.model,
+            "temperature": params.get("temperature", override.temperature or self.config.temperature),
+            "prompt": params.get("prompt") or override.prompt,
+            "seed": params.get("seed", self.config.seed),
+            "config": {key: getattr(self.config, key) for key in stage.config_keys},
+            "inputs": {p: self._file_hash(self.root / "artefacts" / p) for p in self.input_paths(stage, unit)},
+        }
+        return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
+
+    def _unit_fresh(self, stage: Stage, unit: str, record: dict[str, Any] | None, variant: str = "",
+                    params: dict[str, Any] | None = None) -> bool:
+        if record is None or record["state"] != "done":
+            return False
+        base = self._variant_dir(variant)
+        if not all((base / p).exists() for p in stage.output_paths(unit)):
+            return False
+        return bool(record["fingerprint"]) and record["fingerprint"] == self.fingerprint(stage, unit, variant, params)
+
+    def _needs_run(self, stage: Stage, unit: str, variant: str = "", params: dict[str, Any] | None = None) -> bool:
+        return not self._unit_fresh(stage, unit, self.store.units(stage.name, variant).get(unit), variant, params)
+
+    def _pending_units(self, stage: Stage) -> list[str]:
+        records = self.store.units(stage.name)
+        return [u for u in self.units_of(stage) if not self._unit_fresh(stage, u, records.get(u))]
+
+    def _select_units(self, stage: Stage, chapters: list[int] | None) -> list[str]:
+        if chapters is None:
+            return self.units_of(stage)
+        if not stage.per_chapter:
+            per_chapter = [s.name for s in self.pipeline if s.per_chapter]
+            raise PipelineError(
+                f"stage {stage.name!r} has a single unit; chapters= applies only to per-chapter "
+                f"stages ({', '.join(per_chapter)})"
+            )
+        valid = self.chapter_numbers()
+        wrong = [c for c in chapters if c not in valid]
+        if wrong or not chapters:
+            raise PipelineError(
+                f"chapters {wrong or chapters} are not in the outline; valid chapters are "
+                f"{valid[0]}–{valid[-1]}"
+            )
+        return [unit_name(c) for c in sorted(set(chapters))]
+
+    def stage_states(self) -> dict[str, tuple[StageState, int, int]]:
+        """Per stage: state, units done and fresh, units in all (computed from store and files)."""
+        out: dict[str, tuple[StageState, int, int]] = {}
+        records = self.store.all_units()
+        running = None
+        job = self._job
+        if job is not None and job._local and job._state.active and job._current_stage:
+            running = job._current_stage
+        cancelled = self._cancelled_stages()
+        for stage in self.pipeline:
+            units = self.units_of(stage)
+            recs = records.get(stage.name, {})
+            done = [u for u in units if recs.get(u, {}).get("state") == "done"]
+            fresh = [u for u in done if self._unit_fresh(stage, u, recs.get(u))]
+            upstream_stale = any(out[i][0] is StageState.STALE for i in stage.inputs if i in out)
+            if stage.name == running:
+                state = StageState.RUNNING
+            elif any(recs.get(u, {}).get("state") == "failed" for u in units):
+                state = StageState.FAILED
+            elif done and (len(fresh) < len(done) or upstream_stale):
+                state = StageState.STALE
+            elif stage.name in cancelled and len(fresh) < len(units):
+                state = StageState.CANCELLED
+            elif len(fresh) == len(units):
+                state = StageState.SUCCEEDED
+            else:
+                state = StageState.PENDING
+            out[stage.name] = (state, len(fresh), len(units))
+        return out
+
+    @property
+    def stages(self) -> list[StageStatus]:
+        """The pipeline's stages with their number, name, description and state."""
+        return list(self._stage_statuses(None))
+
+    def _stage_statuses(self, job: Job | None) -> tuple[StageStatus, ...]:
+        states = self.stage_states()
+        ledger = self.store.ledger()
+        statuses = []
+        for number, stage in enumerate(self.pipeline, 1):
+            state, done, total = states[stage.name]
+            row = ledger.get(stage.name, {})
+            tokens = int((row.get("prompt_tokens") or 0) + (row.get("completion_tokens") or 0))
+            statuses.append(StageStatus(number, stage.name, stage.description, state, done, total,
+                                        tokens, float(row.get("cost") or 0.0)))
+        return tuple(statuses)
+
+    def _mark_cancelled(self, stage: str) -> None:
+        with self.store.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, '1')", (f"cancelled:{stage}",))
+
+    def _clear_cancelled(self, stage: str) -> None:
+        with self.store.transaction() as db:
+            db.execute("DELETE FROM meta WHERE key = ?", (f"cancelled:{stage}",))
+
+    def _cancelled_stages(self) -> set[str]:
+        rows = self.store._reader().execute("SELECT key FROM meta WHERE key LIKE 'cancelled:%'").fetchall()
+        return {r[0].split(":", 1)[1] for r in rows}
+
+    # -- jobs -----------------------------------------------------------------------------------
+
+    @property
+    def job(self) -> Job | None:
+        """The current or last job (after a restart: the last one recorded, e.g. interrupted)."""
+        if self._job is None:
+            row = self.store.last_job()
+            if row is not None:
+                self._job = Job(self, row["id"], row["spec"], JobState(row["state"]),
+                                local=not self._lock.held_elsewhere(), message=row["message"],
+                                error=row["error"])
+        return self._job
+
+    def _check_problems(self) -> None:
+        self.problems = []
+        self._detect_edits()
+        if self.problems:
+            raise ArtefactError(self.problems[0])
+
+    def start(self) -> Job:
+        """Run every missing or stale unit of the pipeline; returns at once with the Job.
+
+        A paused or interrupted job is resumed rather than started afresh.
+        """
+        with self._guard:
+            job = self.job
+            if job is not None and job.state.active:
+                return job
+            self._check_problems()
+            if job is not None and job.spec.get("kind") == "all" and job.state in (
+                JobState.PAUSED, JobState.INTERRUPTED, JobState.FAILED
+            ):
+                job.resume()
+                return job
+            return self._new_job({"kind": "all"})
+
+    def run_stage(self, stage: str | int, chapters: list[int] | None = None, *, force: bool = False,
+                  variant: str | None = None, **params: Any) -> Job:
+        """Run one stage (or some chapters of it); returns at once with the Job.
+
+        ``variant="warm"`` with ``temperature=``, ``seed=``, ``model=`` or ``prompt=`` writes
+        the result beside the active artefact (see :meth:`variants` and :meth:`choose_variant`).
+        """
+        allowed = {"temperature", "seed", "model", "prompt"}
+        unknown = set(params) - allowed
+        if unknown:
+            raise PipelineError(f"run_stage() got unknown parameters {sorted(unknown)}; allowed: {sorted(allowed)}")
+        if params and not variant:
+            raise PipelineError("parameters like temperature= or seed= need variant='name', so the "
+                                "active artefact is not replaced; choose it later with choose_variant()")
+        if variant is not None and not variant.replace("-", "").replace("_", "").isalnum():
+            raise PipelineError(f"variant name {variant!r} must be letters, digits, '-' or '_'")
+        with self._guard:
+            target = self.pipeline.get(stage)
+            job = self.job
+            if job is not None and job.state.active:
+                raise JobStateError(
+                    f"a job is {job.state.value} on this project; pause or cancel it before running "
+                    f"stage {target.name!r}", state=job.state, action="run_stage")
+            self._check_problems()
+            units = self._select_units(target, chapters)
+            self._check_inputs(target, units)
+            return self._new_job({"kind": "stage", "stage": target.name, "chapters": chapters,
+                                  "force": force, "variant": variant or "", "params": params})
+
+    def _check_inputs(self, stage: Stage, units: list[str]) -> None:
+        for unit in units:
+            for name in stage.inputs:
+                source = self.pipeline.get(name)
+                source_units = [unit] if source.per_chapter and stage.per_chapter else self.units_of(source)
+                missing = [u for u in source_units
+                           if not (self.root / "artefacts" / source.output_paths(u)[0]).exists()]
+                if missing:
+                    which = "" if missing == [SINGLE] else f" (missing: {', '.join(missing[:6])})"
+                    raise PipelineError(
+                        f"stage {stage.name!r} needs stage {self.pipeline.number(source)} "
+                        f"{source.name!r}, which has not run yet{which}; run "
+                        f"project.run_stage({source.name!r}) or project.start() first"
+                    )
+
+    def _new_job(self, spec: dict[str, Any]) -> Job:
+        job = Job.create(self, spec)
+        self._claim(job)
+        self._job = job
+        job._launch()
+        return job
+
+    def _claim(self, job: Job) -> None:
+        """Become the writer for ``job`` (raises ProjectLockedError if another process is)."""
+        self._lock.acquire()
+        self.store.update_job(job.id, pid=os.getpid())
+
+    def _release(self, job: Job) -> None:
+        with self._guard:
+            if not job._state.active:
+                self._lock.release()
+
+    def wait(self, timeout: float | None = None) -> JobState | None:
+        job = self.job
+        return job.wait(timeout) if job is not None else None
+
+    def subscribe(self, callback: Callback | None = None) -> Subscription:
+        return self.bus.subscribe(callback)
+
+    def events(self, since: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        return [e.to_dict() for e in self.store.events_since(since, limit)]
+
+    def status(self) -> JobStatus:
+        job = self.job
+        return job.status if job is not None else self._status_from(None, None)
+
+    def _status_from(self, job: Job | None, snapshot: dict[str, Any] | None) -> JobStatus:
+        if snapshot is not None:
+            stages = tuple(
+                StageStatus(s["number"], s["name"], s["description"], StageState(s["state"]), s["done"],
+                            s["total"], s["tokens"], s["cost"], s["elapsed"])
+                for s in snapshot["stages"]
+            )
+            return JobStatus(
+                id=snapshot["id"], state=JobState(snapshot["state"]) if snapshot["state"] else None,
+                stage=snapshot["stage"], unit=snapshot["unit"], progress=snapshot["progress"],
+                message=snapshot["message"], error=snapshot["error"],
+                prompt_tokens=snapshot["prompt_tokens"], completion_tokens=snapshot["completion_tokens"],
+                cost=snapshot["cost"], stages=stages, preview=snapshot["preview"], retry=snapshot["retry"],
+                elapsed=snapshot["elapsed"], last_seq=self.store.last_seq(),
+            )
+        stages = self._stage_statuses(job)
+        total = sum(s.total for s in stages)
+        progress = sum(s.done for s in stages) / total if total else 0.0
+        ledger = self.store.ledger()
+        prompt = sum(int(r["prompt_tokens"] or 0) for r in ledger.values())
+        completion = sum(int(r["completion_tokens"] or 0) for r in ledger.values())
+        cost = sum(float(r["cost"] or 0.0) for r in ledger.values())
+        if job is None:
+            return JobStatus(None, None, None, None, progress, "no job yet", None, prompt, completion,
+                             cost, stages, last_seq=self.store.last_seq())
+        current = job._current if job._local else None
+        report = self.report()
+        return JobStatus(
+            id=job.id, state=job._state, stage=current[0] if current else None,
+            unit=current[1] if current else None, progress=progress, message=job._message,
+            error=job._error, prompt_tokens=prompt, completion_tokens=completion, cost=cost,
+            stages=stages, preview=job.preview(), retry=job._retry,
+            elapsed=time.time() - job._started if job._state.active else 0.0,
+            last_seq=self.store.last_seq(),
+            extra={"report": report.headline()} if report else {},
+        )
+
+    # -- artefacts ------------------------------------------------------------------------------
+
+    @property
+    def artefacts(self) -> Artefacts:
+        """Typed artefacts by stage name: ``project.artefacts["chapters"]``; assign to edit."""
+        return Artefacts(self)
+
+    def _variant_dir(self, variant: str) -> Path:
+        return self.root / "artefacts" / ("variants/" + variant if variant else "")
+
+    def _write_outputs(self, outputs: Mapping[str, BaseModel | str], variant: str = "") -> dict[str, str]:
+        base = self._variant_dir(variant)
+        hashes: dict[str, str] = {}
+        for relative, value in outputs.items():
+            data = value.encode("utf-8") if isinstance(value, str) else a.serialize(value)
+            a.write_atomic(base / relative, data)
+            hashes[relative] = a.sha256(data)
+        return hashes
+
+    def save_artefact(self, stage: str | int, value: BaseModel | str, chapter: int | None = None) -> Path:
+        """Replace an artefact by hand: validated, written atomically; downstream turns stale."""
+        target = self.pipeline.get(stage)
+        if target.per_chapter and chapter is None:
+            raise PipelineError(f"stage {target.name!r} has one artefact per chapter; pass chapter=N")
+        unit = unit_name(chapter) if target.per_chapter and chapter is not None else SINGLE
+        relative = target.output_paths(unit)[0]
+        if target.model is not None:
+            if not isinstance(value, target.model):
+                raise ArtefactError(f"{target.name!r} artefacts are {target.model.__name__}, not {type(value).__name__}")
+            value = target.model.model_validate(value.model_dump())
+        job = self.job
+        if job is not None and job.state.active:
+            raise JobStateError(f"a job is {job.state.value}; pause it before editing artefacts",
+                                state=job.state, action="edit")
+        hashes = self._write_outputs({relative: value})
+        record = self.store.units(target.name).get(unit)
+        outputs = {**(record["outputs"] if record else {}), **hashes}
+        fingerprint = record["fingerprint"] if record else self.fingerprint(target, unit)
+        self.store.set_unit(target.name, unit, "done", fingerprint=fingerprint, outputs=outputs)
+        self.store.append_event("artefact", {"stage": target.name, "unit": unit, "path": relative,
+                                             "edited": True})
+        return self.root / "artefacts" / relative
+
+    # -- variants -------------------------------------------------------------------------------
+
+    def variants(self, stage: str | int) -> list[str]:
+        name = self.pipeline.get(stage).name
+        rows = self.store._reader().execute(
+            "SELECT DISTINCT variant FROM units WHERE stage = ? AND variant != '' AND state = 'done' ORDER BY variant",
+            (name,),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def read_variant(self, stage: str | int, variant: str, chapter: int | None = None) -> Any:
+        target = self.pipeline.get(stage)
+        unit = unit_name(chapter) if chapter is not None else SINGLE
+        relative = target.output_paths(unit)[0]
+        path = self._variant_dir(variant) / relative
+        if not variant:
+            path = self.root / "artefacts" / relative
+        if not path.exists():
+            known = self.variants(target.name)
+            raise ArtefactError(f"variant {variant!r} of {target.name!r} has no {relative}; variants: {known or 'none'}")
+        if target.model is None:
+            return path.read_text(encoding="utf-8")
+        return a.parse(target.model, path, path.read_bytes(), chapter)
+
+    def choose_variant(self, stage: str | int, variant: str, chapters: list[int] | None = None) -> None:
+        """Make a variant the active artefact; everything downstream becomes stale."""
+        target = self.pipeline.get(stage)
+        if variant not in self.variants(target.name):
+            raise ArtefactError(f"{target.name!r} has no variant {variant!r}; variants: {self.variants(target.name) or 'none'}")
+        records = self.store.units(target.name, variant)
+        units = self._select_units(target, chapters) if chapters else list(records)
+        for unit in units:
+            record = records.get(unit)
+            if record is None:
+                continue
+            for relative in target.output_paths(unit):
+                source = self._variant_dir(variant) / relative
+                if source.exists():
+                    a.write_atomic(self.root / "artefacts" / relative, source.read_bytes())
+            self.store.set_unit(target.name, unit, "done", fingerprint=self.fingerprint(target, unit),
+                                outputs=record["outputs"])
+        self.store.invalidate(self.pipeline.downstream(target.name))
+        self.store.append_event("artefact", {"stage": target.name, "variant": variant, "chosen": True})
+
+    # -- reports and exports --------------------------------------------------------------------
+
+    def report(self) -> a.Report | None:
+        path = self.root / "artefacts" / "report.json"
+        if not path.exists():
+            return None
+        try:
+            report: a.Report = a.parse(a.Report, path, path.read_bytes())
+        except ArtefactError:
+            return None
+        return report
+
+    def manuscript(self) -> Any:
+        """The assembled manuscript as an :class:`novelkit.export.Manuscript`."""
+        from .export import Manuscript
+
+        path = self.root / "artefacts" / "12-manuscript.md"
+        if not path.exists():
+            raise ExportError(
+                "there is no manuscript yet: run the pipeline to stage 12 'assemble' first "
+                "(project.start() or novelkit run DIR)"
+            )
+        meta: a.Metadata | None = None
+        meta_path = self.root / "artefacts" / "11-metadata.json"
+        if meta_path.exists():
+            meta = a.parse(a.Metadata, meta_path, meta_path.read_bytes())
+        c = self.config
+        return Manuscript.from_markdown(
+            path.read_text(encoding="utf-8"),
+            title=c.title or (meta.title if meta else "Untitled"),
+            author=c.author,
+            language=c.language,
+            contact=c.contact,
+            subtitle=meta.subtitle if meta else "",
+            blurb=meta.blurb if meta else "",
+        )
+
+    def export(self, fmt: str = "md", path: str | os.PathLike[str] | None = None, **options: Any) -> Path:
+        """Write the manuscript as ``fmt`` (md, txt, docx, epub, pdf) under exports/; returns the path."""
+        from .export import export_manuscript, get_exporter
+
+        exporter = get_exporter(fmt)
+        manuscript = self.manuscript()
+        out = Path(path) if path is not None else self.root / "exports" / f"novel.{exporter.extension}"
+        try:
+            export_manuscript(manuscript, fmt, out, **options)
+        except OSError as exc:
+            raise ExportError(f"could not write {out}: {exc.strerror or exc}; the previous file is intact") from None
+        self.store.record_export(fmt, str(out), out.stat().st_size, manuscript.source_hash,
+                                 {k: str(v) for k, v in options.items()})
+        self.store.append_event("export", {"format": fmt, "path": str(out), "size": out.stat().st_size})
+        return out
+
+    def exports(self) -> dict[str, dict[str, Any]]:
+        """Each export's format, path, size, times, and whether the manuscript changed since."""
+        current = ""
+        path = self.root / "artefacts" / "12-manuscript.md"
+        if path.exists():
+            current = a.sha256(path.read_bytes())
+        out = {}
+        for fmt, row in self.store.exports().items():
+            exists = Path(row["path"]).exists()
+            out[fmt] = {**row, "exists": exists, "stale": not exists or row["manuscript_hash"] != current}
+        return out
+
+    def serve(self, host: str = "127.0.0.1", port: int = 8765, **options: Any) -> Any:
+        """Run the HTTP/WebSocket sidecar for this project's folder in a background thread."""
+        from .server import serve_in_thread
+
+        return serve_in_thread(self.root.parent, host=host, port=port, projects={self.root.name: self}, **options)
+
+    def close(self) -> None:
+        job = self._job
+        if job is not None and job._local and job.state.active:
+            job.cancel()
+            job.wait(10)
+        self._lock.release()
+        self.store.close()
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def delete_outputs(self, stage: str | int) -> None:
+        """Remove a stage's artefacts and records so it runs from scratch (calls stay memoised)."""
+        target = self.pipeline.get(stage)
+        units = self.units_of(target)
+        for unit in units:
+            for relative in target.output_paths(unit):
+                (self.root / "artefacts" / relative).unlink(missing_ok=True)
+        self.store.forget_units(target.name, units)
+        folder = self.root / "artefacts" / target.name
+        if folder.is_dir() and not any(folder.iterdir()):
+            shutil.rmtree(folder)
+
+
+class Artefacts(Mapping[str, Any]):
+    """``project.artefacts[name]``: a typed object, or per chapter a mapping chapter → object."""
+
+    def __init__(self, project: Project) -> None:
+        self._project = project
+
+    def __getitem__(self, key: str | int) -> Any:  # type: ignore[override]
+        stage = self._project.pipeline.get(key)
+        if stage.per_chapter:
+            return ChapterArtefacts(self._project, stage)
+        return self._project.read_variant(stage.name, "")
+
+    def __setitem__(self, key: str | int, value: BaseModel | str) -> None:
+        self._project.save_artefact(key, value)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._project.pipeline.names())
+
+    def __len__(self) -> int:
+        return len(self._project.pipeline)
+
+    def __repr__(self) -> str:
+        states = self._project.stage_states()
+        return "<Artefacts " + ", ".join(f"{n}: {s[0].value}" for n, s in states.items()) + ">"
+
+
+class ChapterArtefacts(Mapping[int, Any]):
+    def __init__(self, project: Project, stage: Stage) -> None:
+        self._project = project
+        self._stage = stage
+
+    def __getitem__(self, chapter: int) -> Any:
+        return self._project.read_variant(self._stage.name, "", chapter)
+
+    def __setitem__(self, chapter: int, value: BaseModel | str) -> None:
+        self._project.save_artefact(self._stage.name, value, chapter)
+
+    def __iter__(self) -> Iterator[int]:
+        for number in self._project.chapter_numbers():
+            if (self._project.root / "artefacts" / self._stage.output_paths(unit_name(number))[0]).exists():
+                yield number
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __repr__(self) -> str:
+        return f"<{self._stage.name} artefacts for chapters {list(self)}>"

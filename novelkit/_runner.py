@@ -1,0 +1,303 @@
+"""What a stage sees while one of its units runs: material, and the durable LLM call path.
+
+Every call goes through :meth:`UnitContext.complete`: the control checkpoint, the memo (a
+finished call is never paid twice), the budget cap, streaming with control checks at every
+chunk, the ledger commit, and continuation of responses cut at the token limit.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from ._artefacts import parse
+from ._errors import ArtefactError, BackendError
+from ._pipeline import SINGLE, Stage, chapter_of, unit_name
+from ._store import CallRecord, Store
+from .llm import render_material
+from .llm.base import Backend, Delta, Done, Message, Request, Retrying
+
+if TYPE_CHECKING:
+    from ._config import NovelConfig
+    from ._pipeline import Pipeline
+
+__all__ = ["RunHooks", "UnitContext"]
+
+M = TypeVar("M", bound=BaseModel)
+
+SYSTEM = (
+    "You are a novelist's collaborator working through a structured pipeline. Follow the task, "
+    "use only the names, places and facts in the material unless asked to invent them, and "
+    "answer with the requested output only."
+)
+MAX_CONTINUATIONS = 4
+
+
+class RunHooks(Protocol):
+    """How a running unit talks to its job (control, live text, retries, budget)."""
+
+    job_id: str | None
+
+    def checkpoint(self) -> None: ...
+    def chunk_checkpoint(self) -> None: ...
+    def on_delta(self, stage: str, unit: str, text: str) -> None: ...
+    def on_retry(self, stage: str, unit: str, chunk: Retrying) -> None: ...
+    def on_call(self, record: CallRecord, cached: bool) -> None: ...
+    def check_budget(self, request: Request, expected_tokens: int) -> None: ...
+
+
+class UnitContext:
+    def __init__(
+        self,
+        *,
+        stage: Stage,
+        unit: str,
+        root: Path,
+        config: NovelConfig,
+        pipeline: Pipeline,
+        store: Store,
+        backend: Backend,
+        hooks: RunHooks,
+        variant: str = "",
+        params: dict[str, Any] | None = None,
+    ) -> None:
+        self.stage = stage
+        self.unit = unit
+        self.root = root
+        self.config = config
+        self.pipeline = pipeline
+        self.store = store
+        self.backend = backend
+        self.hooks = hooks
+        self.variant = variant
+        self.params = params or {}
+
+    @property
+    def chapter(self) -> int:
+        chapter = chapter_of(self.unit)
+        if chapter is None:
+            raise ValueError(f"unit {self.unit!r} is not a chapter")
+        return chapter
+
+    # -- reading material -------------------------------------------------------------------
+
+    def read(self, stage: str, chapter: int | None = None, index: int = 0) -> Any:
+        """The typed artefact of ``stage`` (for a per-chapter stage, of ``chapter``)."""
+        source = self.pipeline.get(stage)
+        unit = unit_name(chapter) if chapter is not None else SINGLE
+        relative = source.output_paths(unit)[index]
+        path = self.root / "artefacts" / relative
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise ArtefactError(
+                f"{relative} is missing; run stage {source.name!r} first"
+                + (f" for chapter {chapter}" if chapter else "")
+            ) from None
+        model = source.model if index == 0 else None
+        if model is None:
+            return data.decode("utf-8")
+        return parse(model, path, data, chapter)
+
+    def exists(self, stage: str, chapter: int | None = None) -> bool:
+        source = self.pipeline.get(stage)
+        unit = unit_name(chapter) if chapter is not None else SINGLE
+        return (self.root / "artefacts" / source.output_paths(unit)[0]).exists()
+
+    # -- calling the model ------------------------------------------------------------------
+
+    def request(
+        self,
+        task: str,
+        context: dict[str, Any],
+        *,
+        schema: type[BaseModel] | None = None,
+        instructions: str | None = None,
+    ) -> Request:
+        override = self.config.stage_override(self.stage.name)
+        template = self.params.get("prompt") or override.prompt or instructions or self.stage.prompt
+        text = _render(template, context)
+        user = f"Task: {task}\n\n{text}\n\n{render_material(context)}"
+        if schema is not None:
+            user += "\n\nAnswer with one JSON object that matches the schema, and nothing else."
+        return Request(
+            stage=self.stage.name,
+            unit=self.unit,
+            task=task,
+            messages=(Message("system", SYSTEM), Message("user", user)),
+            model=self.params.get("model") or override.model or self.config.model,
+            temperature=_first(self.params.get("temperature"), override.temperature, self.config.temperature),
+            max_output_tokens=override.max_output_tokens or self.config.max_output_tokens,
+            seed=int(_first(self.params.get("seed"), self.config.seed)),
+            json_schema=schema.model_json_schema() if schema else None,
+            schema_name=schema.__name__ if schema else None,
+            context=context,
+            variant=self.variant,
+        )
+
+    async def complete(self, request: Request, *, expected_tokens: int = 1000) -> str:
+        """The full text of the response, continued past the token limit if it was cut."""
+        text, finish = await self._call(request, expected_tokens)
+        continuations = 0
+        while finish == "length" and continuations < MAX_CONTINUATIONS:
+            continuations += 1
+            follow = request.with_messages(
+                Message("assistant", text),
+                Message(
+                    "user",
+                    "Follow-up: continue. Your answer was cut off at the length limit. Continue "
+                    "exactly where you stopped, without repeating anything.",
+                ),
+                task="continue",
+            )
+            more, finish = await self._call(follow, expected_tokens)
+            text += more
+        if finish == "length":
+            raise BackendError(
+                f"stage {self.stage.name!r} unit {self.unit}: the response was still cut off after "
+                f"{MAX_CONTINUATIONS} continuations; raise max_output_tokens in novel.toml"
+            )
+        return text
+
+    async def json(self, task: str, context: dict[str, Any], model: type[M]) -> M:
+        """A validated ``model`` from the response; an invalid answer is re-asked once with the error."""
+        request = self.request(task, context, schema=model)
+        text = await self.complete(request)
+        try:
+            return _validate(model, text)
+        except _Invalid as first:
+            repair = request.with_messages(
+                Message("assistant", text),
+                Message(
+                    "user",
+                    f"Follow-up: repair. That JSON did not validate: {first}. Reply with the "
+                    "corrected JSON object only.",
+                ),
+                task="repair",
+            )
+            fixed = await self.complete(repair)
+            try:
+                return _validate(model, fixed)
+            except _Invalid as second:
+                raise BackendError(
+                    f"stage {self.stage.name!r} unit {self.unit}: the model's answer is not a valid "
+                    f"{model.__name__} even after one repair: {second}"
+                ) from None
+
+    async def text(self, task: str, context: dict[str, Any], *, expected_tokens: int = 3000) -> str:
+        return (await self.complete(self.request(task, context), expected_tokens=expected_tokens)).strip()
+
+    async def _call(self, request: Request, expected_tokens: int) -> tuple[str, str]:
+        self.hooks.checkpoint()
+        key = request.key
+        cached = self.store.call(key)
+        if cached is not None:
+            self.hooks.on_call(cached, True)
+            return cached.response, cached.finish_reason
+        self.hooks.check_budget(request, expected_tokens)
+        started = time.perf_counter()
+        parts: list[str] = []
+        done: Done | None = None
+        stream = self.backend.stream(request)
+        try:
+            async for chunk in stream:
+                self.hooks.chunk_checkpoint()
+                if isinstance(chunk, Delta):
+                    parts.append(chunk.text)
+                    self.hooks.on_delta(self.stage.name, self.unit, chunk.text)
+                elif isinstance(chunk, Retrying):
+                    parts.clear()
+                    self.hooks.on_retry(self.stage.name, self.unit, chunk)
+                elif isinstance(chunk, Done):
+                    done = chunk
+        finally:
+            close = getattr(stream, "aclose", None)
+            if close is not None:
+                await close()
+        if done is None:
+            raise BackendError(f"the {self.backend.name} backend ended a stream without finishing it")
+        response = "".join(parts)
+        model = done.model or request.model or self.backend.name
+        record = CallRecord(
+            key=key,
+            stage=request.stage,
+            unit=request.unit,
+            variant=request.variant,
+            task=request.task,
+            request=request.canonical(),
+            response=response,
+            finish_reason=done.finish_reason,
+            model=model,
+            prompt_tokens=done.usage.prompt_tokens,
+            completion_tokens=done.usage.completion_tokens,
+            latency=time.perf_counter() - started,
+            cost=self.price(model, done.usage.prompt_tokens, done.usage.completion_tokens),
+            job_id=self.hooks.job_id,
+        )
+        self.store.save_call(record)
+        self.hooks.on_call(record, False)
+        return response, done.finish_reason
+
+    def price(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
+        price = self.config.prices.get(model)
+        if price is None:
+            return 0.0
+        return (prompt_tokens * price.prompt + completion_tokens * price.completion) / 1_000_000
+
+
+class _Invalid(Exception):
+    pass
+
+
+def _validate(model: type[M], text: str) -> M:
+    raw = _extract_json(text)
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()[:6]
+        )
+        raise _Invalid(problems) from None
+
+
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
+
+
+def _extract_json(text: str) -> str:
+    fenced = _FENCE.search(text)
+    if fenced:
+        text = fenced.group(1)
+    start, end = text.find("{"), text.rfind("}")
+    if start == -1 or end < start:
+        return text.strip() or "{}"
+    candidate = text[start : end + 1]
+    try:
+        json.loads(candidate)
+    except json.JSONDecodeError:
+        return candidate  # let pydantic name the JSON error
+    return candidate
+
+
+class _Placeholders(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def _render(template: str, context: dict[str, Any]) -> str:
+    flat = {k: v for k, v in context.items() if isinstance(v, str | int | float)}
+    try:
+        return template.format_map(_Placeholders(flat))
+    except (ValueError, IndexError):
+        return template  # a template with stray braces is sent as written
+
+
+def _first(*values: Any) -> Any:
+    for value in values:
+        if value is not None:
+            return value
+    return None

@@ -1,0 +1,435 @@
+"""The SQLite store (WAL, synchronous=FULL) and the per-project writer lock.
+
+Everything that must survive ``kill -9`` lives here: jobs, units, LLM calls (the memo and the
+cost ledger), persisted events, cross-process control requests, the live snapshot, exports.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ._errors import ProjectError, ProjectLockedError
+from ._events import Event, EventBus
+
+__all__ = ["CallRecord", "ProjectLock", "Store"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, spec TEXT NOT NULL, state TEXT NOT NULL,
+    message TEXT NOT NULL DEFAULT '', error TEXT, created REAL NOT NULL, updated REAL NOT NULL,
+    pid INTEGER
+);
+CREATE TABLE IF NOT EXISTS units (
+    stage TEXT NOT NULL, unit TEXT NOT NULL, variant TEXT NOT NULL DEFAULT '',
+    state TEXT NOT NULL, fingerprint TEXT NOT NULL DEFAULT '', outputs TEXT NOT NULL DEFAULT '{}',
+    error TEXT, job_id TEXT, updated REAL NOT NULL,
+    PRIMARY KEY (stage, unit, variant)
+);
+CREATE TABLE IF NOT EXISTS calls (
+    key TEXT PRIMARY KEY, stage TEXT NOT NULL, unit TEXT NOT NULL, variant TEXT NOT NULL,
+    task TEXT NOT NULL, request TEXT NOT NULL, response TEXT NOT NULL, finish_reason TEXT NOT NULL,
+    model TEXT NOT NULL, prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
+    latency REAL NOT NULL, cost REAL NOT NULL, job_id TEXT, created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY, ts REAL NOT NULL, job_id TEXT, type TEXT NOT NULL, data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS control (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL, action TEXT NOT NULL,
+    now INTEGER NOT NULL, created REAL NOT NULL, taken REAL
+);
+CREATE TABLE IF NOT EXISTS snapshot (id INTEGER PRIMARY KEY CHECK (id = 1), data TEXT NOT NULL, updated REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS exports (
+    format TEXT PRIMARY KEY, path TEXT NOT NULL, size INTEGER NOT NULL, created REAL NOT NULL,
+    modified REAL NOT NULL, manuscript_hash TEXT NOT NULL, options TEXT NOT NULL DEFAULT '{}'
+);
+"""
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    key: str
+    stage: str
+    unit: str
+    variant: str
+    task: str
+    request: dict[str, Any]
+    response: str
+    finish_reason: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency: float
+    cost: float
+    job_id: str | None = None
+
+
+class Store:
+    """One writer connection guarded by a lock; one reader connection per thread."""
+
+    def __init__(self, path: Path, bus: EventBus | None = None) -> None:
+        self.path = path
+        self.bus = bus or EventBus()
+        self._lock = threading.RLock()
+        self._local = threading.local()
+        self._pending: list[Event] = []
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = self._connect()
+            with self._lock:
+                self._db.executescript(SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise ProjectError(f"cannot open the project store {path}: {exc}") from None
+        row = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+        self._seq: int = row[0]
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA busy_timeout=10000")
+        return db
+
+    def _reader(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = self._connect()
+            self._local.db = db
+        return db
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- transactions and events ------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction; events appended inside are published after it commits."""
+        with self._lock:
+            nested = self._db.in_transaction
+            if not nested:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._seq_at_begin = self._seq
+            try:
+                yield self._db
+                if not nested:
+                    self._db.execute("COMMIT")
+            except BaseException:
+                if not nested:
+                    self._db.execute("ROLLBACK")
+                    self._seq = self._seq_at_begin
+                    self._pending.clear()
+                raise
+            if not nested:
+                pending, self._pending = self._pending, []
+        if not nested:
+            for event in pending:
+                self.bus.publish(event)
+
+    def append_event(self, type: str, data: dict[str, Any], job_id: str | None = None) -> Event:
+        with self.transaction() as db:
+            # another process may have appended events since our last look
+            latest = db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+            self._seq = max(self._seq, latest) + 1
+            event = Event(type=type, data=data, seq=self._seq, job_id=job_id)
+            db.execute(
+                "INSERT INTO events (seq, ts, job_id, type, data) VALUES (?, ?, ?, ?, ?)",
+                (event.seq, event.ts, job_id, type, json.dumps(data, ensure_ascii=False)),
+            )
+            self._pending.append(event)
+        return event
+
+    def publish_ephemeral(self, event: Event) -> None:
+        self.bus.publish(event)
+
+    def events_since(self, seq: int = 0, limit: int = 1000) -> list[Event]:
+        rows = self._reader().execute(
+            "SELECT seq, ts, job_id, type, data FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            (seq, limit),
+        ).fetchall()
+        return [Event(type=r[3], data=json.loads(r[4]), seq=r[0], ts=r[1], job_id=r[2]) for r in rows]
+
+    def first_seq(self) -> int:
+        return int(self._reader().execute("SELECT COALESCE(MIN(seq), 0) FROM events").fetchone()[0])
+
+    def last_seq(self) -> int:
+        return int(self._reader().execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    def create_job(self, job_id: str, kind: str, spec: dict[str, Any], state: str) -> None:
+        now = time.time()
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO jobs (id, kind, spec, state, created, updated, pid) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (job_id, kind, json.dumps(spec), state, now, now, os.getpid()),
+            )
+
+    def update_job(self, job_id: str, **fields: Any) -> None:
+        fields["updated"] = time.time()
+        columns = ", ".join(f"{name} = ?" for name in fields)
+        with self.transaction() as db:
+            db.execute(f"UPDATE jobs SET {columns} WHERE id = ?", (*fields.values(), job_id))
+
+    def job(self, job_id: str) -> dict[str, Any] | None:
+        row = self._reader().execute(
+            "SELECT id, kind, spec, state, message, error, created, updated, pid FROM jobs WHERE id = ?",
+            (job_id,),
+        ).fetchone()
+        return _job_row(row) if row else None
+
+    def last_job(self) -> dict[str, Any] | None:
+        row = self._reader().execute(
+            "SELECT id, kind, spec, state, message, error, created, updated, pid FROM jobs "
+            "ORDER BY created DESC, rowid DESC LIMIT 1"
+        ).fetchone()
+        return _job_row(row) if row else None
+
+    # -- units ------------------------------------------------------------------------------
+
+    def units(self, stage: str, variant: str = "") -> dict[str, dict[str, Any]]:
+        rows = self._reader().execute(
+            "SELECT unit, state, fingerprint, outputs, error FROM units WHERE stage = ? AND variant = ?",
+            (stage, variant),
+        ).fetchall()
+        return {
+            r[0]: {"state": r[1], "fingerprint": r[2], "outputs": json.loads(r[3]), "error": r[4]}
+            for r in rows
+        }
+
+    def all_units(self, variant: str = "") -> dict[str, dict[str, dict[str, Any]]]:
+        rows = self._reader().execute(
+            "SELECT stage, unit, state, fingerprint, outputs, error FROM units WHERE variant = ?",
+            (variant,),
+        ).fetchall()
+        out: dict[str, dict[str, dict[str, Any]]] = {}
+        for r in rows:
+            out.setdefault(r[0], {})[r[1]] = {
+                "state": r[2], "fingerprint": r[3], "outputs": json.loads(r[4]), "error": r[5]
+            }
+        return out
+
+    def set_unit(
+        self,
+        stage: str,
+        unit: str,
+        state: str,
+        *,
+        variant: str = "",
+        fingerprint: str | None = None,
+        outputs: dict[str, str] | None = None,
+        error: str | None = None,
+        job_id: str | None = None,
+    ) -> None:
+        with self.transaction() as db:
+            old = db.execute(
+                "SELECT fingerprint, outputs FROM units WHERE stage = ? AND unit = ? AND variant = ?",
+                (stage, unit, variant),
+            ).fetchone()
+            keep_fp, keep_out = (old[0], old[1]) if old else ("", "{}")
+            db.execute(
+                "INSERT OR REPLACE INTO units (stage, unit, variant, state, fingerprint, outputs, error, job_id, updated) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    stage, unit, variant, state,
+                    keep_fp if fingerprint is None else fingerprint,
+                    keep_out if outputs is None else json.dumps(outputs),
+                    error, job_id, time.time(),
+                ),
+            )
+
+    def invalidate(self, stages: list[str], variant: str = "") -> None:
+        """Forget the fingerprints of these stages' units, so they count as stale."""
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE units SET fingerprint = '' WHERE stage = ? AND variant = ? AND state = 'done'",
+                [(stage, variant) for stage in stages],
+            )
+
+    def forget_units(self, stage: str, units: list[str], variant: str = "") -> None:
+        with self.transaction() as db:
+            db.executemany(
+                "DELETE FROM units WHERE stage = ? AND unit = ? AND variant = ?",
+                [(stage, unit, variant) for unit in units],
+            )
+
+    # -- LLM calls: the memo and the ledger -------------------------------------------------
+
+    def call(self, key: str) -> CallRecord | None:
+        row = self._reader().execute(
+            "SELECT key, stage, unit, variant, task, request, response, finish_reason, model, "
+            "prompt_tokens, completion_tokens, latency, cost, job_id FROM calls WHERE key = ?",
+            (key,),
+        ).fetchone()
+        if row is None:
+            return None
+        return CallRecord(*row[:5], json.loads(row[5]), *row[6:])  # type: ignore[arg-type]
+
+    def save_call(self, record: CallRecord) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.key, record.stage, record.unit, record.variant, record.task,
+                    json.dumps(record.request, ensure_ascii=False), record.response,
+                    record.finish_reason, record.model, record.prompt_tokens,
+                    record.completion_tokens, record.latency, record.cost, record.job_id, time.time(),
+                ),
+            )
+
+    def call_count(self) -> int:
+        return int(self._reader().execute("SELECT COUNT(*) FROM calls").fetchone()[0])
+
+    def ledger(self) -> dict[str, dict[str, float]]:
+        """Per stage: calls, prompt and completion tokens, cost, latency."""
+        rows = self._reader().execute(
+            "SELECT stage, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), SUM(cost), SUM(latency) "
+            "FROM calls GROUP BY stage"
+        ).fetchall()
+        return {
+            r[0]: {"calls": r[1], "prompt_tokens": r[2], "completion_tokens": r[3], "cost": r[4], "latency": r[5]}
+            for r in rows
+        }
+
+    # -- cross-process control and live snapshot ------------------------------------------
+
+    def request_control(self, job_id: str, action: str, now: bool = False) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO control (job_id, action, now, created) VALUES (?, ?, ?, ?)",
+                (job_id, action, int(now), time.time()),
+            )
+
+    def take_control(self, job_id: str) -> list[tuple[str, bool]]:
+        with self.transaction() as db:
+            rows = db.execute(
+                "SELECT id, action, now FROM control WHERE job_id = ? AND taken IS NULL ORDER BY id",
+                (job_id,),
+            ).fetchall()
+            if rows:
+                db.executemany("UPDATE control SET taken = ? WHERE id = ?", [(time.time(), r[0]) for r in rows])
+        return [(r[1], bool(r[2])) for r in rows]
+
+    def pending_control(self, job_id: str) -> bool:
+        row = self._reader().execute(
+            "SELECT 1 FROM control WHERE job_id = ? AND taken IS NULL LIMIT 1", (job_id,)
+        ).fetchone()
+        return row is not None
+
+    def write_snapshot(self, data: dict[str, Any]) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO snapshot (id, data, updated) VALUES (1, ?, ?)",
+                (json.dumps(data, ensure_ascii=False), time.time()),
+            )
+
+    def snapshot(self) -> dict[str, Any] | None:
+        row = self._reader().execute("SELECT data FROM snapshot WHERE id = 1").fetchone()
+        return json.loads(row[0]) if row else None
+
+    # -- exports ----------------------------------------------------------------------------
+
+    def record_export(self, fmt: str, path: str, size: int, manuscript_hash: str, options: dict[str, Any]) -> None:
+        now = time.time()
+        with self.transaction() as db:
+            old = db.execute("SELECT created FROM exports WHERE format = ?", (fmt,)).fetchone()
+            db.execute(
+                "INSERT OR REPLACE INTO exports VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (fmt, path, size, old[0] if old else now, now, manuscript_hash, json.dumps(options)),
+            )
+
+    def exports(self) -> dict[str, dict[str, Any]]:
+        rows = self._reader().execute(
+            "SELECT format, path, size, created, modified, manuscript_hash, options FROM exports"
+        ).fetchall()
+        return {
+            r[0]: {"format": r[0], "path": r[1], "size": r[2], "created": r[3], "modified": r[4],
+                   "manuscript_hash": r[5], "options": json.loads(r[6])}
+            for r in rows
+        }
+
+    def integrity_check(self) -> str:
+        return str(self._reader().execute("PRAGMA integrity_check").fetchone()[0])
+
+
+def _job_row(row: tuple[Any, ...]) -> dict[str, Any]:
+    keys = ("id", "kind", "spec", "state", "message", "error", "created", "updated", "pid")
+    job = dict(zip(keys, row, strict=True))
+    job["spec"] = json.loads(job["spec"])
+    return job
+
+
+class ProjectLock:
+    """An ``flock`` on ``.novelkit/lock``: held by the one process that runs a job."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> None:
+        if self._fd is not None:
+            return
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            holder = self._holder()
+            raise ProjectLockedError(
+                f"{self.path.parent.parent} is being written by another process{holder}; "
+                "pause or stop that job first (novelkit pause DIR), or wait for it to finish"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def _holder(self) -> str:
+        try:
+            pid = self.path.read_text().strip()
+        except OSError:
+            return ""
+        return f" (pid {pid})" if pid else ""
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+        self._fd = None
+
+    def held_elsewhere(self) -> bool:
+        """True when another process (or another Project object) holds the lock."""
+        if self._fd is not None:
+            return False
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        finally:
+            os.close(fd)

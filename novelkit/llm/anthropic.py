@@ -1,0 +1,254 @@
+"""The Anthropic backend, on the official ``anthropic`` SDK (async, streaming Messages API).
+
+The SDK is imported only when this backend is chosen and its own retries are off; the system
+message goes in ``system=``; a JSON artefact's schema is appended to the task prompt.
+
+    backend = "anthropic"
+    model = "claude-sonnet-4-5"
+    [backend_options]
+    max_concurrency = 4
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any, cast
+
+from .._errors import BackendConfigError, BackendError, ConfigError, TransientBackendError
+from . import check_options
+from ._http import (
+    COMMON_OPTIONS,
+    LoopBound,
+    check_base_url,
+    environ_or_default,
+    public_url,
+    read_key,
+    with_schema_instruction,
+)
+from ._ratelimit import LIMIT_OPTIONS, RateLimiter
+from ._retry import RETRY_OPTIONS, RetryPolicy, error_for_status, with_retries
+from .base import Chunk, Delta, Done, Request, Usage, count_tokens
+
+if TYPE_CHECKING:
+    from anthropic import AsyncAnthropic
+
+    from .._config import NovelConfig
+
+__all__ = ["AnthropicBackend"]
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+LOCAL_KEY = "not-needed"
+
+OPTIONS: dict[str, type | tuple[type, ...]] = {**COMMON_OPTIONS, **RETRY_OPTIONS, **LIMIT_OPTIONS}
+
+# error types Anthropic sends in an `event: error` inside a 200 stream
+_TRANSIENT_TYPES = frozenset({"overloaded_error", "api_error", "rate_limit_error", "timeout_error"})
+
+
+def _import_anthropic() -> Any:
+    try:
+        import anthropic
+    except ImportError:
+        raise ImportError(
+            "the anthropic backend needs the anthropic SDK: pip install 'novelkit[anthropic]'"
+        ) from None
+    return anthropic
+
+
+class AnthropicBackend:
+    """Streams messages from Anthropic's Messages API (or a server that speaks it)."""
+
+    name = "anthropic"
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        api_key: str,
+        base_url: str = DEFAULT_BASE_URL,
+        key_setting: str = "ANTHROPIC_API_KEY",
+        timeout: float = 600.0,
+        extra_body: Mapping[str, Any] | None = None,
+        retry: RetryPolicy | None = None,
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        self.model = model
+        # the SDK adds /v1/messages itself
+        self.base_url = check_base_url(base_url).removesuffix("/v1")
+        self.key_setting = key_setting
+        self.timeout = timeout
+        self.extra_body = dict(extra_body or {})
+        self.retry = retry or RetryPolicy()
+        self.limiter = limiter or RateLimiter()
+        self._api_key = api_key
+        self._clients: LoopBound[AsyncAnthropic] = LoopBound(self._new_client)
+
+    @classmethod
+    def from_config(
+        cls,
+        config: NovelConfig,
+        options: dict[str, Any],
+        *,
+        environ: Mapping[str, str] | None = None,
+    ) -> AnthropicBackend:
+        """Build from novel.toml settings; ``environ`` defaults to ``os.environ``."""
+        check_options(options, OPTIONS, "anthropic")
+        env = environ_or_default(environ)
+        if not config.model:
+            raise ConfigError(
+                "the anthropic backend needs a model: set `model` in novel.toml "
+                "(for example 'claude-sonnet-4-5')"
+            )
+        base_url = config.base_url or read_key(env, "ANTHROPIC_BASE_URL")
+        key_setting = options.get("api_key_env", "ANTHROPIC_API_KEY")
+        api_key = read_key(env, key_setting)
+        if api_key is None:
+            if base_url is None or "api.anthropic.com" in base_url:
+                raise BackendConfigError(
+                    f"{key_setting} is missing: set it in the environment to your Anthropic API "
+                    "key (or set backend_options.api_key_env to the variable that holds it)"
+                )
+            api_key = LOCAL_KEY
+        return cls(
+            model=config.model,
+            api_key=api_key,
+            base_url=base_url or DEFAULT_BASE_URL,
+            key_setting=key_setting,
+            timeout=float(options.get("timeout", 600.0)),
+            extra_body=options.get("extra_body"),
+            retry=RetryPolicy.from_options(options),
+            limiter=RateLimiter.from_options(options),
+        )
+
+    def __repr__(self) -> str:
+        return f"AnthropicBackend(model={self.model!r}, base_url={public_url(self.base_url)!r})"
+
+    def _new_client(self) -> AsyncAnthropic:
+        anthropic = _import_anthropic()
+        client: AsyncAnthropic = anthropic.AsyncAnthropic(
+            api_key=self._api_key,
+            base_url=self.base_url,
+            max_retries=0,
+            timeout=self.timeout,
+            open_telemetry=False,
+        )
+        return client
+
+    def body(self, request: Request) -> dict[str, Any]:
+        """The keyword arguments of ``messages.create`` for ``request``."""
+        system: list[str] = []
+        turns: list[dict[str, str]] = []
+        for message in with_schema_instruction(request):
+            if message.role == "system":
+                system.append(message.content)
+            elif turns and turns[-1]["role"] == message.role:  # the API wants alternating turns
+                turns[-1]["content"] += "\n\n" + message.content
+            else:
+                turns.append({"role": message.role, "content": message.content})
+        body: dict[str, Any] = {
+            "model": request.model or self.model,
+            "max_tokens": request.max_output_tokens,
+            "messages": turns,
+            "stream": True,
+        }
+        if system:
+            body["system"] = "\n\n".join(system)
+        if self.extra_body:
+            body["extra_body"] = dict(self.extra_body)
+        return body
+
+    def stream(self, request: Request) -> AsyncIterator[Chunk]:
+        what = f"the {request.task} call of {request.stage}/{request.unit}"
+        return with_retries(lambda: self._attempt(request), self.retry, what=what)
+
+    async def _attempt(self, request: Request) -> AsyncIterator[Chunk]:
+        anthropic = _import_anthropic()
+        import httpx2
+
+        body = self.body(request)
+        model = body["model"]
+        estimate = request.prompt_tokens + request.max_output_tokens
+        async with self.limiter.slot(estimate) as permit:
+            client = self._clients.get()
+            parts: list[str] = []
+            prompt_tokens: int | None = None
+            completion_tokens: int | None = None
+            stop_reason: str | None = None
+            stopped = False
+            served_by = model
+            try:
+                stream = await client.messages.create(**body)
+                async with stream:
+                    async for event in stream:
+                        if event.type == "message_start":
+                            served_by = event.message.model or served_by
+                            prompt_tokens = _input_tokens(event.message.usage)
+                        elif event.type == "content_block_delta":
+                            if event.delta.type == "text_delta" and event.delta.text:
+                                parts.append(event.delta.text)
+                                yield Delta(event.delta.text)
+                        elif event.type == "message_delta":
+                            stop_reason = event.delta.stop_reason or stop_reason
+                            completion_tokens = event.usage.output_tokens
+                            if event.usage.input_tokens is not None:
+                                prompt_tokens = _input_tokens(event.usage)
+                        elif event.type == "message_stop":
+                            stopped = True
+            except anthropic.APIStatusError as exc:
+                raise self._status_error(exc, model) from None
+            except anthropic.APITimeoutError:
+                raise TransientBackendError(
+                    f"{public_url(self.base_url)} did not answer within {self.timeout:g} s"
+                ) from None
+            except (anthropic.APIConnectionError, httpx2.TransportError) as exc:
+                cause = exc.__cause__ or exc
+                raise TransientBackendError(
+                    f"lost the connection to {public_url(self.base_url)} ({cause!r})"
+                ) from None
+            if not stopped:
+                raise TransientBackendError(
+                    f"the stream from {public_url(self.base_url)} ended before message_stop "
+                    f"({len(''.join(parts))} characters in)"
+                )
+            if stop_reason == "refusal":
+                raise BackendError(
+                    f"{model!r} refused to write {request.stage}/{request.unit}; edit the "
+                    "material or use another model"
+                )
+            usage = Usage(
+                request.prompt_tokens if prompt_tokens is None else prompt_tokens,
+                completion_tokens
+                if completion_tokens is not None
+                else count_tokens("".join(parts)),
+            )
+            permit.settle(usage.total_tokens)
+            truncated = stop_reason in ("max_tokens", "model_context_window_exceeded")
+            yield Done(usage, "length" if truncated else "stop", served_by)
+
+    def _status_error(self, exc: Any, model: str) -> BackendError:
+        detail = str(exc.api_message or exc.message)
+        if exc.status_code < 400:  # an `event: error` inside a 200 stream
+            if exc.type in _TRANSIENT_TYPES:
+                return TransientBackendError(f"the stream reported {exc.type}: {detail}")
+            return BackendError(f"the stream reported {exc.type}: {detail}")
+        return error_for_status(
+            exc.status_code,
+            detail,
+            headers=cast(Mapping[str, str], exc.response.headers),
+            key_setting=self.key_setting,
+            model=model,
+            base_url=public_url(self.base_url),
+        )
+
+    async def aclose(self) -> None:
+        client = self._clients.take()
+        if client is not None:
+            await client.close()
+
+
+def _input_tokens(usage: Any) -> int:
+    """All prompt tokens: fresh, written to and read from the prompt cache."""
+    return sum(
+        getattr(usage, name, None) or 0
+        for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+    )

@@ -1,0 +1,130 @@
+"""Stage 8: continuity findings with evidence, from the model and from deterministic checks.
+
+The checks run on every backend, the offline one included: a named character missing from
+the cast, a dead or absent character acting, a name or place spelled two ways.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .. import _artefacts as a
+from .._pipeline import Outputs, Stage
+from .._runner import UnitContext
+
+_SPEECH = re.compile(
+    r"\b([A-Z][a-z]{2,})\s+(?:said|asked|replied|whispered|shouted|called|muttered|answered)\b"
+    r"|\b(?:said|asked|replied|whispered|shouted|muttered|answered)\s+([A-Z][a-z]{2,})\b"
+)
+_ACTS = re.compile(
+    r"\b([A-Z][a-z]{2,})\s+(?:said|asked|walked|took|turned|crossed|laughed|shook|waited|"
+    r"stood|went|looked|smiled|opened|ran|reached|counted|set|poured)\b"
+)
+_CAPITALISED = re.compile(r"(?<![.!?“\"]\s)(?<!^)\b([A-Z][a-z]{3,})\b", re.MULTILINE)
+_NOT_NAMES = {
+    "Then", "There", "They", "That", "This", "When", "What", "Where", "Nobody", "Somewhere",
+    "Outside", "Later", "Every", "Chapter", "Later", "Tell", "Show", "Not", "Who", "Say",
+}
+
+
+def _sentence_with(text: str, word: str) -> str:
+    for sentence in re.split(r"(?<=[.!?”])\s+", text):
+        if re.search(rf"\b{re.escape(word)}\b", sentence):
+            return sentence.strip()[:300]
+    return word
+
+
+def _distance(x: str, y: str) -> int:
+    """Levenshtein distance, small strings only."""
+    previous = list(range(len(y) + 1))
+    for i, cx in enumerate(x, 1):
+        current = [i]
+        for j, cy in enumerate(y, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (cx != cy)))
+        previous = current
+    return previous[-1]
+
+
+def check_chapter(chapter: int, text: str, cast: a.Cast, world: a.World) -> list[a.Finding]:
+    """Deterministic continuity checks of one chapter's text against the story bible."""
+    findings: list[a.Finding] = []
+    known_words = {part for c in cast.characters for part in c.name.split()}
+    place_words = {part for loc in world.locations for part in loc.name.split()}
+    known = known_words | place_words
+    by_first = {c.name.split()[0]: c for c in cast.characters}
+
+    speakers = {m.group(1) or m.group(2) for m in _SPEECH.finditer(text)}
+    for name in sorted(speakers - known - _NOT_NAMES):
+        if any(_distance(name, k) <= 1 for k in known):
+            continue  # reported below as a spelling variant
+        findings.append(a.Finding(
+            kind="unknown-character", severity="warning", chapter=chapter,
+            quote=_sentence_with(text, name),
+            bible_entry="Cast: " + ", ".join(cast.names()),
+            explanation=f"{name} speaks but is not in the cast",
+        ))
+
+    for match in _ACTS.finditer(text):
+        person = by_first.get(match.group(1))
+        if person is not None and person.status != "alive":
+            findings.append(a.Finding(
+                kind=f"{person.status}-character-acts", severity="error", chapter=chapter,
+                quote=_sentence_with(text, match.group(1)),
+                bible_entry=f"Character: {person.name} (status: {person.status})",
+                explanation=f"{person.name} is {person.status} in the bible but acts here",
+            ))
+            break
+
+    candidates = {m.group(1) for m in _CAPITALISED.finditer(text)} - known - _NOT_NAMES
+    for word in sorted(candidates):
+        for canonical in sorted(known):
+            limit = 1 if len(canonical) < 7 else 2
+            if word != canonical and len(canonical) >= 4 and _distance(word, canonical) <= limit:
+                is_place = canonical in place_words
+                entry = next(
+                    (f"Location: {loc.name}" for loc in world.locations if canonical in loc.name.split()),
+                    None,
+                ) if is_place else next(
+                    (f"Character: {c.name}" for c in cast.characters if canonical in c.name.split()), None
+                )
+                findings.append(a.Finding(
+                    kind="spelling", severity="warning", chapter=chapter,
+                    quote=_sentence_with(text, word), bible_entry=entry or canonical,
+                    explanation=f"{word!r} looks like a misspelling of {canonical!r}",
+                    wrong=word, right=canonical,
+                ))
+                break
+    return findings
+
+
+class Continuity(Stage):
+    name = "continuity"
+    description = "Continuity findings per chapter, with evidence against the story bible."
+    inputs = ("characters", "world", "draft")
+    per_chapter = True
+    parallel = True
+    path = "08-continuity/{ch}.json"
+    model = a.ContinuityReport
+    prompt = (
+        "Check chapter {unit} against the story bible in the material. Report each contradiction "
+        "as a finding with the chapter, an exact quote, the bible entry it contradicts and why."
+    )
+
+    async def run(self, ctx: UnitContext, unit: str) -> Outputs:
+        cast: a.Cast = ctx.read("characters")
+        world: a.World = ctx.read("world")
+        draft: a.ChapterText = ctx.read("draft", ctx.chapter)
+        context = {
+            "unit": unit,
+            "chapter": ctx.chapter,
+            "text": draft.text,
+            "cast": [{"name": c.name, "status": c.status, "role": c.role} for c in cast.characters],
+            "locations": [loc.name for loc in world.locations],
+        }
+        report = await ctx.json("continuity", context, a.ContinuityReport)
+        model_findings = [
+            f.model_copy(update={"source": "model", "chapter": ctx.chapter}) for f in report.findings
+        ]
+        checks = check_chapter(ctx.chapter, draft.text, cast, world)
+        merged = a.ContinuityReport(chapter=ctx.chapter, findings=model_findings + checks)
+        return {self.output_paths(unit)[0]: merged}

@@ -1,0 +1,147 @@
+"""Stages 11 and 12: metadata, then the assembled manuscript and its integrity report."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter
+
+from .. import _artefacts as a
+from .._pipeline import Outputs, Stage, unit_name
+from .._runner import UnitContext
+from .continuity import check_chapter
+
+TOLERANCE = 0.10
+
+
+class Metadata(Stage):
+    name = "metadata"
+    description = "Title, blurb, chapter titles, author and language."
+    inputs = ("premise", "world", "chapters", "polish")
+    path = "11-metadata.json"
+    model = a.Metadata
+    config_keys = ("title", "author", "language", "genre")
+    prompt = (
+        "Give the novel a title (unless the material fixes one), a blurb of about 80 words and "
+        "keywords. Keep chapter_titles, author and language as given in the material."
+    )
+
+    async def run(self, ctx: UnitContext, unit: str) -> Outputs:
+        premise: a.Premise = ctx.read("premise")
+        world: a.World = ctx.read("world")
+        outline: a.Outline = ctx.read("chapters")
+        c = ctx.config
+        context = {
+            "premise": premise.premise,
+            "genre": c.genre,
+            "title": c.title or "",
+            "author": c.author,
+            "language": c.language,
+            "locations": [loc.name for loc in world.locations],
+            "chapter_titles": [plan.title for plan in outline.chapters],
+        }
+        meta = await ctx.json("metadata", context, a.Metadata)
+        fixed = {"author": c.author, "language": c.language}
+        if c.title:
+            fixed["title"] = c.title
+        return {self.path: meta.model_copy(update=fixed)}
+
+
+def repeated_ngram_share(texts: list[str], n: int = 12) -> float:
+    """Share of word n-grams that occur more than once across the whole manuscript."""
+    counts: Counter[str] = Counter()
+    for text in texts:
+        words = re.findall(r"[\w'’]+", text.lower())
+        for i in range(len(words) - n + 1):
+            counts[hashlib.blake2b(" ".join(words[i : i + n]).encode(), digest_size=8).hexdigest()] += 1
+    total = sum(counts.values())
+    repeated = sum(count for count in counts.values() if count > 1)
+    return repeated / total if total else 0.0
+
+
+class Assemble(Stage):
+    name = "assemble"
+    description = "The manuscript in one Markdown file, plus report.json and report.md."
+    inputs = ("characters", "world", "chapters", "continuity", "polish", "metadata")
+    path = "12-manuscript.md"
+    extra_paths = ("report.json", "report.md")
+    calls_llm = False
+
+    async def run(self, ctx: UnitContext, unit: str) -> Outputs:
+        outline: a.Outline = ctx.read("chapters")
+        meta: a.Metadata = ctx.read("metadata")
+        cast: a.Cast = ctx.read("characters")
+        world: a.World = ctx.read("world")
+        chapters: list[a.ChapterText] = []
+        missing: list[int] = []
+        for plan in outline.chapters:
+            if ctx.exists("polish", plan.number):
+                chapters.append(ctx.read("polish", plan.number))
+            else:
+                missing.append(plan.number)
+        seen: dict[str, int] = {}
+        duplicated = []
+        for chapter in chapters:
+            digest = hashlib.sha256(" ".join(chapter.text.split()).encode()).hexdigest()
+            if digest in seen:
+                duplicated.append(chapter.chapter)
+            seen.setdefault(digest, chapter.chapter)
+        titles = meta.chapter_titles
+        parts = []
+        for chapter in chapters:
+            title = titles[chapter.chapter - 1] if chapter.chapter <= len(titles) else chapter.title
+            parts.append(f"# {title}\n\n{chapter.text.strip()}\n")
+        manuscript = "\n".join(parts)
+
+        open_findings: list[a.Finding] = []
+        for chapter in chapters:
+            open_findings += check_chapter(chapter.chapter, chapter.text, cast, world)
+            if ctx.exists("continuity", chapter.chapter):
+                report: a.ContinuityReport = ctx.read("continuity", chapter.chapter)
+                open_findings += [
+                    f for f in report.findings
+                    if f.source == "model" and f.quote and f.quote in chapter.text
+                ]
+        lengths = [
+            a.ChapterLength(
+                chapter=c.chapter,
+                title=c.title,
+                target_words=outline.chapter(c.chapter).target_words,
+                actual_words=c.words,
+                within_tolerance=abs(c.words - outline.chapter(c.chapter).target_words)
+                <= TOLERANCE * outline.chapter(c.chapter).target_words,
+            )
+            for c in chapters
+        ]
+        report_model = a.Report(
+            title=meta.title,
+            total_words=sum(c.words for c in chapters),
+            chapters=lengths,
+            repeated_12gram_share=round(repeated_ngram_share([c.text for c in chapters]), 4),
+            missing_chapters=missing,
+            duplicated_chapters=duplicated,
+            open_findings=open_findings,
+        )
+        return {
+            self.path: manuscript,
+            "report.json": report_model,
+            "report.md": render_report(report_model),
+        }
+
+
+def render_report(report: a.Report) -> str:
+    lines = [f"# Report: {report.title}", "", report.headline(), "", "## Chapters", "",
+             "| # | title | target | actual | within ±10% |", "|---|---|---|---|---|"]
+    for c in report.chapters:
+        lines.append(f"| {c.chapter} | {c.title} | {c.target_words} | {c.actual_words} | "
+                     f"{'yes' if c.within_tolerance else 'NO'} |")
+    lines += ["", "## Open continuity findings", ""]
+    if not report.open_findings:
+        lines.append("None.")
+    for f in report.open_findings:
+        lines.append(f"- Chapter {f.chapter} ({f.kind}, {f.severity}): {f.explanation}. "
+                     f"Quote: “{f.quote}” — {f.bible_entry}")
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["Assemble", "Metadata", "render_report", "repeated_ngram_share", "unit_name"]

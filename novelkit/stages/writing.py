@@ -1,0 +1,211 @@
+"""Stages 7, 9, 10: draft (with length control and summaries), revision, polish."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .. import _artefacts as a
+from .._pipeline import Outputs, Stage, unit_name
+from .._runner import UnitContext
+from ..llm.base import count_tokens
+from ..llm.offline import motifs
+from .continuity import check_chapter
+
+TOLERANCE = 0.10
+MAX_EXTENSIONS = 2
+RECENT_SUMMARIES = 2
+ENDING_WORDS = 150
+
+
+def last_words(text: str, count: int) -> str:
+    words = text.split()
+    return " ".join(words[-count:])
+
+
+def trim_to_length(text: str, target: int) -> str:
+    """Cut a too-long chapter back at paragraph ends, never inside a scene's closing beat."""
+    scenes = [s.split("\n\n") for s in text.split(f"\n\n{a.SCENE_BREAK}\n\n")]
+    limit = int(target * (1 + TOLERANCE / 2))
+
+    def total() -> int:
+        return sum(a.count_words(p) for scene in scenes for p in scene)
+
+    while total() > limit:
+        longest = max(scenes, key=lambda s: sum(a.count_words(p) for p in s))
+        if len(longest) <= 2:
+            break
+        del longest[-2]  # keep the scene's last paragraph: it lands the scene
+    return f"\n\n{a.SCENE_BREAK}\n\n".join("\n\n".join(scene) for scene in scenes)
+
+
+class Draft(Stage):
+    name = "draft"
+    description = "First draft of each chapter, in order, plus a summary for the chapters after it."
+    inputs = ("premise", "characters", "world", "chapters", "scenes")
+    per_chapter = True
+    parallel = False  # each chapter opens from the previous one's ending
+    path = "07-draft/{ch}.md"
+    extra_paths = ("07-draft/{ch}.summary.json",)
+    model = a.ChapterText
+    config_keys = ("style",)
+    prompt = (
+        "Write chapter {unit} in {pov_style}, {tense} tense, in this style: {style}. Follow the "
+        "scenes in order, separate scenes with a line '* * *', and write about {target_words} words. "
+        "Open where the previous chapter's ending leaves off. Prose only, no headings."
+    )
+
+    def extra_inputs(self, unit: str) -> list[str]:
+        chapter = int(unit[2:])
+        if chapter <= 1:
+            return []
+        prev = unit_name(chapter - 1)
+        return [self.output_paths(prev)[1]]
+
+    def context(self, ctx: UnitContext, unit: str) -> dict[str, Any]:
+        premise: a.Premise = ctx.read("premise")
+        cast: a.Cast = ctx.read("characters")
+        outline: a.Outline = ctx.read("chapters")
+        plan = outline.chapter(ctx.chapter)
+        scenes: a.ChapterScenes = ctx.read("scenes", ctx.chapter)
+        present = {name for scene in scenes.scenes for name in scene.cast} | {plan.pov}
+        summaries = []
+        for prev in range(max(1, ctx.chapter - RECENT_SUMMARIES), ctx.chapter):
+            if ctx.exists("draft", prev):
+                summary: a.ChapterSummary = a.ChapterSummary.model_validate_json(
+                    ctx.read("draft", prev, index=1)
+                )
+                summaries.append(summary)
+        context: dict[str, Any] = {
+            "unit": unit,
+            "plan": plan.model_dump(),
+            "scenes": [s.model_dump() for s in scenes.scenes],
+            "cast": [
+                {"name": c.name, "role": c.role, "voice": c.voice, "status": c.status}
+                for c in cast.characters if c.name in present
+            ],
+            "motifs": motifs(premise.premise),
+            "recent_summaries": [s.summary for s in summaries],
+            "previous_ending": summaries[-1].ending if summaries else "",
+            "style": ctx.config.style,
+            "pov_style": premise.pov,
+            "tense": premise.tense,
+            "target_words": plan.target_words,
+        }
+        # bounded context: drop the oldest summaries first when the material is over budget
+        while count_tokens(str(context)) > ctx.config.context_tokens and context["recent_summaries"]:
+            context["recent_summaries"] = context["recent_summaries"][1:]
+        return context
+
+    async def run(self, ctx: UnitContext, unit: str) -> Outputs:
+        context = self.context(ctx, unit)
+        target = int(context["target_words"])
+        text = await ctx.text("draft", context, expected_tokens=int(target * 1.4))
+        for _ in range(MAX_EXTENSIONS):
+            words = a.count_words(text)
+            if words >= target * (1 - TOLERANCE):
+                break
+            extend = {**context, "target_words": target - words, "so_far": last_words(text, ENDING_WORDS)}
+            request = ctx.request(
+                "extend",
+                extend,
+                instructions=(
+                    "Follow-up: extend. The chapter so far ends with the 'so_far' text. Continue it "
+                    "with about {target_words} more words of the same scenes; prose only."
+                ),
+            )
+            text = text.rstrip() + "\n\n" + (await ctx.complete(request)).strip()
+        if a.count_words(text) > target * (1 + TOLERANCE):
+            text = trim_to_length(text, target)
+        plan = context["plan"]
+        chapter = a.ChapterText(chapter=ctx.chapter, title=plan["title"], text=_clean(text))
+        summary_context = {
+            "unit": unit,
+            "plan": plan,
+            "scenes": context["scenes"],
+            "ending": last_words(chapter.text, ENDING_WORDS),
+        }
+        summary = await ctx.json("summary", summary_context, a.ChapterSummary)
+        summary = summary.model_copy(update={"chapter": ctx.chapter, "ending": summary_context["ending"]})
+        paths = self.output_paths(unit)
+        return {paths[0]: chapter, paths[1]: summary}
+
+
+def _clean(text: str) -> str:
+    """Normalise scene breaks and blank lines; drop a heading the model added."""
+    lines = [line for line in text.strip().splitlines() if not line.startswith("#")]
+    text = "\n".join(lines)
+    text = re.sub(r"\n\s*(\*\s*\*\s*\*|---+|#)\s*\n", f"\n\n{a.SCENE_BREAK}\n\n", text)
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+class Revision(Stage):
+    name = "revision"
+    description = "Revise each chapter to resolve its continuity findings."
+    inputs = ("draft", "continuity")
+    per_chapter = True
+    parallel = True
+    path = "09-revision/{ch}.md"
+    model = a.ChapterText
+    prompt = (
+        "Revise chapter {unit} to fix every finding listed in the material, changing as little "
+        "as possible. Keep scene breaks ('* * *'). Return the whole chapter, prose only."
+    )
+
+    async def run(self, ctx: UnitContext, unit: str) -> Outputs:
+        draft: a.ChapterText = ctx.read("draft", ctx.chapter)
+        report: a.ContinuityReport = ctx.read("continuity", ctx.chapter)
+        context = {
+            "unit": unit,
+            "chapter": ctx.chapter,
+            "text": draft.text,
+            "findings": [
+                {"kind": f.kind, "quote": f.quote, "explanation": f.explanation,
+                 "wrong": f.wrong, "right": f.right}
+                for f in report.findings
+            ],
+        }
+        text = await ctx.text("revision", context, expected_tokens=int(draft.words * 1.4))
+        revised = a.ChapterText(chapter=ctx.chapter, title=draft.title, text=_clean(text))
+        return {self.output_paths(unit)[0]: revised}
+
+
+def remove_repeats(text: str) -> str:
+    """Drop any sentence (of six or more words) that already appeared in the chapter."""
+    seen: set[str] = set()
+    out = []
+    for paragraph in text.split("\n\n"):
+        sentences = re.split(r"(?<=[.!?”])\s+", paragraph)
+        kept = []
+        for sentence in sentences:
+            key = re.sub(r"\W+", " ", sentence.lower()).strip()
+            if len(key.split()) >= 6 and key in seen:
+                continue
+            seen.add(key)
+            kept.append(sentence)
+        out.append(" ".join(kept) if kept else paragraph)
+    return "\n\n".join(out)
+
+
+class Polish(Stage):
+    name = "polish"
+    description = "Line edit each chapter; repeated sentences removed."
+    inputs = ("revision",)
+    per_chapter = True
+    parallel = True
+    path = "10-polish/{ch}.md"
+    model = a.ChapterText
+    prompt = (
+        "Line-edit chapter {unit}: tighten sentences, vary rhythm, remove repeated phrases. Keep "
+        "the content, names and scene breaks ('* * *'). Return the whole chapter, prose only."
+    )
+
+    async def run(self, ctx: UnitContext, unit: str) -> Outputs:
+        revised: a.ChapterText = ctx.read("revision", ctx.chapter)
+        context = {"unit": unit, "chapter": ctx.chapter, "text": revised.text}
+        text = await ctx.text("polish", context, expected_tokens=int(revised.words * 1.4))
+        polished = a.ChapterText(chapter=ctx.chapter, title=revised.title, text=remove_repeats(_clean(text)))
+        return {self.output_paths(unit)[0]: polished}
+
+
+__all__ = ["Draft", "Polish", "Revision", "check_chapter", "remove_repeats", "trim_to_length"]

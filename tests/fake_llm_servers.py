@@ -1,0 +1,564 @@
+"""In-process fake LLM servers on 127.0.0.1: OpenAI chat completions and Anthropic Messages.
+
+Both stream Server-Sent Events the way the real APIs do and write their answers with the
+offline backend's ``respond`` from the prompt's material, so whole jobs can run against them.
+Tests inject faults (rate limits, 5xx, cut streams, truncation, invalid JSON, short and long
+chapters, bad keys) and read the request log to check that no finished call was paid twice.
+
+    with FakeOpenAIServer(latency=0.1) as fake:
+        fake.inject("rate_limit", retry_after=0.05)
+        ... base_url=fake.url + "/v1" ...
+        assert fake.completed == store_calls
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from novelkit.llm import count_tokens, parse_prompt
+from novelkit.llm.offline import respond
+
+__all__ = ["Call", "Fault", "FakeAnthropicServer", "FakeOpenAIServer", "FAULTS"]
+
+FAULTS = (
+    "rate_limit",  # 429 with Retry-After
+    "server_error",  # 500
+    "overloaded",  # 529 (Anthropic) / 503 (OpenAI)
+    "cut",  # the connection drops mid-stream
+    "truncate",  # the body ends cleanly mid-stream, without a finish reason
+    "stream_error",  # an error event inside a 200 stream
+    "length",  # the answer stops at the token limit (finish_reason=length / max_tokens)
+    "invalid_json",  # a JSON answer that does not parse
+    "short",  # a chapter at a third of its length
+    "long",  # a chapter at twice its length
+    "unauthorized",  # 401
+)
+
+
+class _CutStream(Exception):
+    """Raised inside a streaming body to drop the connection without finishing it."""
+
+
+class _QuietCuts(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        while isinstance(error, BaseExceptionGroup):
+            error = error.exceptions[0]
+        return not isinstance(error, _CutStream)
+
+
+@dataclass
+class Fault:
+    """An injected failure for the next ``times`` matching requests."""
+
+    kind: str
+    times: int = 1
+    task: str | None = None  # the prompt's task, or "continue" / "repair" for follow-ups
+    unit: str | None = None  # e.g. "ch02"
+    retry_after: float | None = None
+    at: float = 0.5  # where "cut", "truncate", "stream_error" and "length" stop (fraction)
+    used: int = 0
+
+    def matches(self, task: str, unit: str) -> bool:
+        return self.used < self.times and self.task in (None, task) and self.unit in (None, unit)
+
+
+@dataclass
+class Call:
+    """One request the fake received, and what became of it."""
+
+    path: str
+    body: dict[str, Any]
+    headers: dict[str, str]
+    task: str = ""
+    unit: str = ""
+    status: int = 200
+    fault: str | None = None
+    finished: bool = False  # the whole answer was streamed with a finish reason
+    text: str = ""
+
+
+def answer(messages: list[dict[str, Any]], seed: int) -> str:
+    """The full, valid answer to a conversation, following novelkit's follow-up messages."""
+    last = messages[-1]["content"] if messages and messages[-1]["role"] == "user" else ""
+    if isinstance(last, str) and last.startswith("Follow-up: continue") and len(messages) >= 3:
+        before = answer(messages[:-2], seed)
+        partial = messages[-2]["content"]
+        return before[len(partial) :] if before.startswith(partial) else before
+    task, context = parse_prompt(messages)
+    return respond(task, context, seed)
+
+
+def followup(messages: list[dict[str, Any]]) -> str | None:
+    last = messages[-1]["content"] if messages and messages[-1]["role"] == "user" else ""
+    for kind in ("continue", "repair"):
+        if isinstance(last, str) and last.startswith(f"Follow-up: {kind}"):
+            return kind
+    return None
+
+
+def damage(kind: str, text: str, messages: list[dict[str, Any]], seed: int) -> str:
+    """The answer a faulty model gives instead of ``text``."""
+    if kind == "invalid_json":
+        return "Here is the JSON you asked for:\n" + text[: len(text) // 2] + ",,}"
+    if kind == "short":
+        paragraphs = text.split("\n\n")
+        return "\n\n".join(paragraphs[: max(1, len(paragraphs) // 3)])
+    if kind == "long":
+        return text + "\n\n" + answer(messages, seed + 1)
+    return text
+
+
+class _FakeServer:
+    """Starlette app served by uvicorn in a thread, on a free port of 127.0.0.1."""
+
+    def __init__(
+        self,
+        *,
+        latency: float = 0.0,
+        api_key: str | None = "test-key",
+        models: tuple[str, ...] = ("fake-model", "fake-model-2"),
+        chunk_chars: int = 40,
+    ) -> None:
+        self.latency = latency
+        self.api_key = api_key
+        self.models = models
+        self.chunk_chars = chunk_chars
+        self.faults: list[Fault] = []
+        self.calls: list[Call] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._lock = threading.Lock()
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._socket: socket.socket | None = None
+        self.port = 0
+        self.app = Starlette(routes=self.routes())
+
+    def routes(self) -> list[Route]:
+        raise NotImplementedError
+
+    # -- control from tests -------------------------------------------------------------------
+
+    def inject(self, kind: str, **options: Any) -> Fault:
+        if kind not in FAULTS:
+            raise ValueError(f"unknown fault {kind!r}; expected one of {FAULTS}")
+        fault = Fault(kind, **options)
+        with self._lock:
+            self.faults.append(fault)
+        return fault
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def requests(self) -> int:
+        return len(self.calls)
+
+    @property
+    def completed(self) -> int:
+        """Answers streamed to the end: what a real provider would have billed in full."""
+        return sum(1 for call in self.calls if call.finished)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.calls.clear()
+            self.faults.clear()
+            self.max_in_flight = 0
+
+    def start(self) -> _FakeServer:
+        logging.getLogger("uvicorn.error").addFilter(_QuietCuts())
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        self._socket = sock
+        config = uvicorn.Config(
+            self.app,
+            log_config=None,
+            log_level="warning",
+            lifespan="off",
+            timeout_graceful_shutdown=2,
+            access_log=False,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the fake LLM server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(timeout=10)
+        if self._socket is not None:
+            self._socket.close()
+        self._server = self._thread = self._socket = None
+
+    def __enter__(self) -> _FakeServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- shared request handling --------------------------------------------------------------
+
+    def _take_fault(self, task: str, unit: str) -> Fault | None:
+        with self._lock:
+            for fault in self.faults:
+                if fault.matches(task, unit):
+                    fault.used += 1
+                    return fault
+        return None
+
+    async def _begin(self, request: Request, path: str) -> tuple[Call, dict[str, Any]]:
+        body = await request.json()
+        call = Call(path=path, body=body, headers=dict(request.headers))
+        with self._lock:
+            self.calls.append(call)
+        return call, body
+
+    def _classify(self, call: Call, messages: list[dict[str, Any]]) -> None:
+        try:
+            task, context = parse_prompt(messages)
+        except ValueError:
+            task, context = "", {}
+        call.task = followup(messages) or task
+        call.unit = str(context.get("unit", ""))
+
+    @staticmethod
+    def _pieces(text: str, size: int) -> list[str]:
+        return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+
+    @asynccontextmanager
+    async def _pace(self) -> AsyncIterator[None]:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.latency:
+                await asyncio.sleep(self.latency)
+            yield
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+
+class FakeOpenAIServer(_FakeServer):
+    """Speaks ``POST /v1/chat/completions`` (streaming) and ``GET /v1/models``."""
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/v1/chat/completions", self.chat, methods=["POST"]),
+            Route("/v1/models", self.list_models, methods=["GET"]),
+        ]
+
+    @staticmethod
+    def _error(status: int, message: str, kind: str, code: str | None, **headers: str) -> Response:
+        body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    async def list_models(self, request: Request) -> Response:
+        data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in self.models]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def chat(self, request: Request) -> Response:
+        call, body = await self._begin(request, "/v1/chat/completions")
+        messages = body.get("messages", [])
+        self._classify(call, messages)
+        if (
+            self.api_key is not None
+            and request.headers.get("authorization") != f"Bearer {self.api_key}"
+        ):
+            call.status = 401
+            return self._error(
+                401, "Incorrect API key provided: ***.", "invalid_request_error", "invalid_api_key"
+            )
+        model = body.get("model")
+        if model not in self.models:
+            call.status = 404
+            return self._error(
+                404,
+                f"The model `{model}` does not exist or you do not have access to it.",
+                "invalid_request_error",
+                "model_not_found",
+            )
+        fault = self._take_fault(call.task, call.unit)
+        call.fault = fault.kind if fault else None
+        if fault and fault.kind == "unauthorized":
+            call.status = 401
+            return self._error(
+                401, "Incorrect API key provided: ***.", "invalid_request_error", "invalid_api_key"
+            )
+        if fault and fault.kind == "rate_limit":
+            call.status = 429
+            after = {} if fault.retry_after is None else {"retry-after": f"{fault.retry_after:g}"}
+            return self._error(
+                429, "Rate limit reached for requests", "requests", "rate_limit_exceeded", **after
+            )
+        if fault and fault.kind in ("server_error", "overloaded"):
+            call.status = 500 if fault.kind == "server_error" else 503
+            return self._error(
+                call.status,
+                "The server had an error while processing your request.",
+                "server_error",
+                None,
+            )
+        if not body.get("stream"):
+            call.status = 400
+            return self._error(400, "this fake only streams", "invalid_request_error", None)
+        seed = int(body.get("seed") or 1)
+        text = answer(messages, seed)
+        if fault:
+            text = damage(fault.kind, text, messages, seed)
+        usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        return StreamingResponse(
+            self._sse(call, fault, text, model, messages, usage), media_type="text/event-stream"
+        )
+
+    async def _sse(
+        self,
+        call: Call,
+        fault: Fault | None,
+        text: str,
+        model: str,
+        messages: list[dict[str, Any]],
+        usage: bool,
+    ) -> AsyncIterator[bytes]:
+        created = int(time.time())
+
+        def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
+            data: dict[str, Any] = {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "system_fingerprint": "fp_fake",
+                "choices": [
+                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+                ],
+            }
+            if usage:
+                data["usage"] = None
+            data.update(extra)
+            return f"data: {json.dumps(data)}\n\n".encode()
+
+        kind = fault.kind if fault else None
+        stop_at = int(len(text) * fault.at) if fault else len(text)
+        if kind in ("cut", "truncate", "stream_error", "length"):
+            text = text[:stop_at]
+        async with self._pace():
+            yield chunk({"role": "assistant", "content": ""})
+            for piece in self._pieces(text, self.chunk_chars):
+                yield chunk({"content": piece})
+                await asyncio.sleep(0)
+            if kind == "cut":
+                raise _CutStream()
+            if kind == "truncate":
+                return
+            if kind == "stream_error":
+                error = {"error": {"message": "The server had an error", "type": "server_error"}}
+                yield f"data: {json.dumps(error)}\n\n".encode()
+                return
+            finish = "length" if kind == "length" else "stop"
+            yield chunk({}, finish)
+            if usage:
+                prompt = sum(count_tokens(str(m.get("content", ""))) for m in messages)
+                completion = count_tokens(text)
+                tail = {
+                    "prompt_tokens": prompt,
+                    "completion_tokens": completion,
+                    "total_tokens": prompt + completion,
+                }
+                data = json.loads(chunk({})[6:])
+                data["choices"] = []
+                data["usage"] = tail
+                yield f"data: {json.dumps(data)}\n\n".encode()
+            call.text = text
+            call.finished = True
+            yield b"data: [DONE]\n\n"
+
+
+class FakeAnthropicServer(_FakeServer):
+    """Speaks ``POST /v1/messages`` with Anthropic's streaming event format."""
+
+    def routes(self) -> list[Route]:
+        return [Route("/v1/messages", self.messages, methods=["POST"])]
+
+    @staticmethod
+    def _error(status: int, kind: str, message: str, **headers: str) -> Response:
+        body = {"type": "error", "error": {"type": kind, "message": message}}
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    async def messages(self, request: Request) -> Response:
+        call, body = await self._begin(request, "/v1/messages")
+        messages = list(body.get("messages", []))
+        self._classify(call, messages)
+        # Anthropic takes the key as x-api-key or (as the current SDK sends it) a bearer token
+        keys = {request.headers.get("x-api-key"), request.headers.get("authorization")}
+        if self.api_key is not None and not keys & {self.api_key, f"Bearer {self.api_key}"}:
+            call.status = 401
+            return self._error(401, "authentication_error", "invalid x-api-key")
+        model = body.get("model")
+        if model not in self.models:
+            call.status = 404
+            return self._error(404, "not_found_error", f"model: {model}")
+        fault = self._take_fault(call.task, call.unit)
+        call.fault = fault.kind if fault else None
+        if fault and fault.kind == "unauthorized":
+            call.status = 401
+            return self._error(401, "authentication_error", "invalid x-api-key")
+        if fault and fault.kind == "rate_limit":
+            call.status = 429
+            after = {} if fault.retry_after is None else {"retry-after": f"{fault.retry_after:g}"}
+            return self._error(
+                429, "rate_limit_error", "Number of requests has exceeded your rate limit", **after
+            )
+        if fault and fault.kind in ("server_error", "overloaded"):
+            call.status = 500 if fault.kind == "server_error" else 529
+            kind = "api_error" if fault.kind == "server_error" else "overloaded_error"
+            return self._error(
+                call.status, kind, "Overloaded" if call.status == 529 else "Internal server error"
+            )
+        if not body.get("stream"):
+            call.status = 400
+            return self._error(400, "invalid_request_error", "this fake only streams")
+        text = answer(messages, 1)
+        if fault:
+            text = damage(fault.kind, text, messages, 1)
+        return StreamingResponse(
+            self._sse(call, fault, text, model, body), media_type="text/event-stream"
+        )
+
+    async def _sse(
+        self, call: Call, fault: Fault | None, text: str, model: str, body: dict[str, Any]
+    ) -> AsyncIterator[bytes]:
+        def event(name: str, data: dict[str, Any]) -> bytes:
+            return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+
+        kind = fault.kind if fault else None
+        if kind in ("cut", "truncate", "stream_error", "length"):
+            text = text[: int(len(text) * fault.at)]  # type: ignore[union-attr]
+        system = body.get("system") or ""
+        prompt = count_tokens(system if isinstance(system, str) else json.dumps(system)) + sum(
+            count_tokens(str(m.get("content", ""))) for m in body.get("messages", [])
+        )
+        async with self._pace():
+            yield event(
+                "message_start",
+                {
+                    "type": "message_start",
+                    "message": {
+                        "id": "msg_fake",
+                        "type": "message",
+                        "role": "assistant",
+                        "content": [],
+                        "model": model,
+                        "stop_reason": None,
+                        "stop_sequence": None,
+                        "usage": {"input_tokens": prompt, "output_tokens": 1},
+                    },
+                },
+            )
+            yield event(
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": 0,
+                    "content_block": {"type": "text", "text": ""},
+                },
+            )
+            yield event("ping", {"type": "ping"})
+            for piece in self._pieces(text, self.chunk_chars):
+                delta = {"type": "text_delta", "text": piece}
+                yield event(
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": 0, "delta": delta},
+                )
+                await asyncio.sleep(0)
+            if kind == "cut":
+                raise _CutStream()
+            if kind == "truncate":
+                return
+            if kind == "stream_error":
+                error = {
+                    "type": "error",
+                    "error": {"type": "overloaded_error", "message": "Overloaded"},
+                }
+                yield event("error", error)
+                return
+            yield event("content_block_stop", {"type": "content_block_stop", "index": 0})
+            stop = "max_tokens" if kind == "length" else "end_turn"
+            yield event(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": stop, "stop_sequence": None},
+                    "usage": {"output_tokens": count_tokens(text)},
+                },
+            )
+            call.text = text
+            call.finished = True
+            yield event("message_stop", {"type": "message_stop"})
+
+
+PREMISE_CONTEXT = {
+    "premise": "A lighthouse keeper finds letters in bottles that predict the next storm",
+    "genre": "mystery",
+    "unit": "all",
+}
+
+
+def prompt_request(
+    task: str = "premise",
+    context: dict[str, Any] | None = None,
+    *,
+    model: str = "fake-model",
+    json_schema: dict[str, Any] | None = None,
+    schema_name: str | None = None,
+    extra: tuple[Any, ...] = (),
+    stage: str | None = None,
+    unit: str = "all",
+    max_output_tokens: int = 4096,
+) -> Any:
+    """A Request shaped like the ones novelkit's stages send (Task line + material block)."""
+    from novelkit.llm import render_material
+    from novelkit.llm.base import Message
+    from novelkit.llm.base import Request as LLMRequest
+
+    context = dict(PREMISE_CONTEXT if context is None else context)
+    user = f"Task: {task}\n\nDo the task.\n\n{render_material(context)}"
+    request = LLMRequest(
+        stage=stage or task,
+        unit=unit,
+        task=task,
+        messages=(Message("system", "You are a novelist."), Message("user", user)),
+        model=model,
+        max_output_tokens=max_output_tokens,
+        json_schema=json_schema,
+        schema_name=schema_name,
+        context=context,
+    )
+    return request.with_messages(*extra) if extra else request

@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _manuscripts import hostile_manuscript, normal_manuscript, require_tool
+
+from novelkit._errors import ExportError
+from novelkit.export import Manuscript, export_manuscript
+from novelkit.export.markdown import escape, render
+from novelkit.export.text import chapter_title, one_line
+
+# Inline nodes prose may legitimately produce; anything else (Emph, Link, RawInline...) is markup.
+PLAIN_INLINES = {"Str", "Space", "SoftBreak", "Quoted"}
+
+
+def _text(inlines: list[dict[str, Any]], markup: list[str]) -> str:
+    out = []
+    for node in inlines:
+        kind = node["t"]
+        if kind not in PLAIN_INLINES:
+            markup.append(kind)
+        elif kind == "Str":
+            out.append(node["c"])
+        elif kind in ("Space", "SoftBreak"):
+            out.append(" ")
+        else:
+            quote = '"' if node["c"][0]["t"] == "DoubleQuote" else "'"
+            out.append(quote + _text(node["c"][1], markup) + quote)
+    return "".join(out)
+
+
+def _pandoc(markdown: str, reader: str) -> tuple[dict[str, Any], str]:
+    pandoc = require_tool("pandoc")
+    result = subprocess.run(
+        [pandoc, "-f", reader, "-t", "json"],
+        input=markdown,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return json.loads(result.stdout), result.stderr
+
+
+def _expected(manuscript: Manuscript) -> list[tuple[str, str]]:
+    blocks = []
+    for chapter in manuscript.chapters:
+        blocks.append(("h1", chapter_title(chapter)))
+        scenes = [[one_line(p) for p in scene if one_line(p)] for scene in chapter.scenes]
+        for index, scene in enumerate(s for s in scenes if s):
+            if index:
+                blocks.append(("hr", ""))
+            blocks += [("p", p) for p in scene]
+    return blocks
+
+
+def _blocks(doc: dict[str, Any], markup: list[str]) -> list[tuple[str, str]]:
+    blocks = []
+    for block in doc["blocks"]:
+        if block["t"] == "Header":
+            blocks.append((f"h{block['c'][0]}", _text(block["c"][2], markup)))
+        elif block["t"] == "HorizontalRule":
+            blocks.append(("hr", ""))
+        elif block["t"] == "Para":
+            blocks.append(("p", _text(block["c"], markup)))
+        else:
+            markup.append(block["t"])
+    return blocks
+
+
+def _meta(doc: dict[str, Any], key: str) -> str:
+    return _text(doc["meta"][key]["c"], [])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("build", [normal_manuscript, hostile_manuscript], ids=["normal", "hostile"])
+@pytest.mark.parametrize("reader", ["markdown", "markdown-smart"])
+def test_pandoc_reads_it_back_without_warnings_or_markup(
+    build: Any, reader: str, tmp_path: Path
+) -> None:
+    manuscript = build()
+    path = export_manuscript(manuscript, "md", tmp_path / "book.md")
+    doc, stderr = _pandoc(path.read_text(encoding="utf-8"), reader)
+    assert stderr == ""
+    markup: list[str] = []
+    blocks = _blocks(doc, markup)
+    assert markup == []
+    if reader == "markdown-smart":  # without smart quotes the text must round-trip exactly
+        assert blocks == _expected(manuscript)
+        assert _meta(doc, "title") == one_line(manuscript.title)
+        assert _meta(doc, "author") == one_line(manuscript.author)
+        assert _meta(doc, "subtitle") == one_line(manuscript.subtitle)
+        assert _meta(doc, "lang") == manuscript.language
+        assert _meta(doc, "date") == manuscript.date
+    else:  # smart punctuation may curl quotes, but the structure must not change
+        assert [kind for kind, _ in blocks] == [kind for kind, _ in _expected(manuscript)]
+
+
+def test_front_matter_heading_and_scene_break_layout() -> None:
+    text = render(normal_manuscript(chapters=2, scenes=2, paragraphs=1))
+    assert text.startswith(
+        '---\ntitle: "The Lighthouse Keeper"\nauthor: "Ada Quill Marlowe"\nsubtitle: "A Novel"\n'
+        'lang: "en"\ndate: "2024-05-17"\n---\n\n# The Keeper\'s Night 1\n\n'
+    )
+    assert text.count("\n* * *\n") == 2
+    assert text.count("\n# ") == 2
+
+
+@pytest.mark.parametrize(
+    ("prose", "markdown"),
+    [
+        ("*emphasis* and _this_", r"\*emphasis\* and \_this\_"),
+        ("# heading", r"\# heading"),
+        ("1. list", r"1\. list"),
+        ("(a) list", r"(a\) list"),
+        ("- bullet", r"\- bullet"),
+        (": definition", r"\: definition"),
+        ("<b>&amp;</b>", r"\<b\>\&amp;\</b\>"),
+        ("C:\\path [x](y)", r"C:\\path \[x\](y)"),
+        ("line\none\x00", "line one"),
+    ],
+)
+def test_escape(prose: str, markdown: str) -> None:
+    assert escape(prose) == markdown
+
+
+def test_unknown_option_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="'wrap'.*none"):
+        export_manuscript(normal_manuscript(), "md", tmp_path / "x.md", wrap=72)
