@@ -643,6 +643,17 @@ class Project:
             out[fmt] = {**row, "exists": exists, "stale": not exists or row["manuscript_hash"] != current}
         return out
 
+    def panel(self) -> Any:
+        """A live ipywidgets panel of this project's current or last job."""
+        from .widgets import JobPanel
+
+        return JobPanel(self)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        from .widgets import mimebundle
+
+        return mimebundle(self, **kwargs)
+
     def serve(self, host: str = "127.0.0.1", port: int = 8765, **options: Any) -> Any:
         """Run the HTTP/WebSocket sidecar for this project's folder in a background thread."""
         from .server import serve_in_thread
