@@ -32,19 +32,26 @@ PDF_ENGINE = "weasyprint"
 TITLE, AUTHOR = "The Long Tide", "Benchmark Author"
 GOAL_RATIO, GOAL_PEAK_MB = 1.0, 300.0
 
-_CHILD = """
+_CHILD = f"""
 import sys
 from pathlib import Path
 from novelkit.export import Manuscript, export_manuscript
 fmt, source, target = sys.argv[1:4]
 text = Path(source).read_text(encoding="utf-8")
-manuscript = Manuscript.from_markdown(text, title={title!r}, author={author!r})
+manuscript = Manuscript.from_markdown(text, title={TITLE!r}, author={AUTHOR!r})
 export_manuscript(manuscript, fmt, Path(target))
-""".format(title=TITLE, author=AUTHOR)
+"""
 
 _SUBJECTS = ("The keeper", "Mara", "The old captain", "A gull", "Her brother", "The fog", "Nobody")
 _VERBS = ("watched", "remembered", "carried", "whispered to", "followed", "ignored", "mended")
-_OBJECTS = ("the lamp", "the long tide", "a broken oar", "the ledger", "the harbour lights", "the storm")
+_OBJECTS = (
+    "the lamp",
+    "the long tide",
+    "a broken oar",
+    "the ledger",
+    "the harbour lights",
+    "the storm",
+)
 _TAILS = (
     "before the bell rang twice",
     "as if the sea were listening",
@@ -84,10 +91,15 @@ def novel(chapters: int, words_per_chapter: int) -> Manuscript:
     return Manuscript(title=TITLE, author=AUTHOR, chapters=tuple(built), date="2024-05-17")
 
 
-def measure(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+def measure(
+    command: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> tuple[float, float]:
     """Run ``command``; return (wall seconds, peak resident MB of it and its waited children)."""
     start = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # cwd matters: pandoc's PDF route leaves html2pdf* temp files in the working directory.
+    process = subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     assert process.stderr is not None
     errors = process.stderr.read()
     _, status, usage = os.wait4(process.pid, 0)
@@ -99,8 +111,10 @@ def measure(command: list[str], env: dict[str, str] | None = None) -> tuple[floa
     return elapsed, usage.ru_maxrss / 1024  # Linux reports KiB
 
 
-def best_of(repeat: int, command: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
-    runs = [measure(command, env) for _ in range(repeat)]
+def best_of(
+    repeat: int, command: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> tuple[float, float]:
+    runs = [measure(command, cwd, env) for _ in range(repeat)]
     return min(t for t, _ in runs), max(m for _, m in runs)
 
 
@@ -114,12 +128,17 @@ def main() -> int:
     parser.add_argument("--chapters", type=int, default=50)
     parser.add_argument("--words", type=int, default=3000, help="words per chapter")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "export.json")
+    parser.add_argument(
+        "--output", type=Path, default=ROOT / "benchmarks" / "results" / "export.json"
+    )
     args = parser.parse_args()
 
     pandoc = shutil.which("pandoc")
     manuscript = novel(args.chapters, args.words)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="novelkit-bench-") as folder:
         work = Path(folder)
@@ -128,13 +147,17 @@ def main() -> int:
         markdown_seconds = time.perf_counter() - start
         for fmt in FORMATS:
             ours = [sys.executable, "-c", _CHILD, fmt, str(source), str(work / f"ours.{fmt}")]
-            ours_s, ours_mb = best_of(args.repeat, ours, env)
-            row: dict[str, Any] = {"format": fmt, "ours_s": round(ours_s, 3), "ours_peak_mb": round(ours_mb, 1)}
+            ours_s, ours_mb = best_of(args.repeat, ours, work, env)
+            row: dict[str, Any] = {
+                "format": fmt,
+                "ours_s": round(ours_s, 3),
+                "ours_peak_mb": round(ours_mb, 1),
+            }
             if pandoc:
                 theirs = [pandoc, "-f", "markdown", str(source), "-o", str(work / f"pandoc.{fmt}")]
                 if fmt == "pdf":
                     theirs.append(f"--pdf-engine={PDF_ENGINE}")
-                pandoc_s, pandoc_mb = best_of(args.repeat, theirs)
+                pandoc_s, pandoc_mb = best_of(args.repeat, theirs, work)
                 row |= {
                     "pandoc_s": round(pandoc_s, 3),
                     "pandoc_peak_mb": round(pandoc_mb, 1),
@@ -158,8 +181,12 @@ def main() -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
-    print(f"{report['words']:,} words, {report['chapters']} chapters; best of {args.repeat}; {report['pandoc']}")
-    print(f"{'format':<7}{'ours s':>9}{'ours MB':>9}{'pandoc s':>10}{'pandoc MB':>11}{'ratio':>8}  goal")
+    print(
+        f"{report['words']:,} words, {report['chapters']} chapters; best of {args.repeat}; {report['pandoc']}"
+    )
+    print(
+        f"{'format':<7}{'ours s':>9}{'ours MB':>9}{'pandoc s':>10}{'pandoc MB':>11}{'ratio':>8}  goal"
+    )
     for row in results:
         print(
             f"{row['format']:<7}{row['ours_s']:>9.2f}{row['ours_peak_mb']:>9.0f}"

@@ -344,7 +344,8 @@ class Job:
 
     def _launch(self) -> None:
         self._stop, self._abort, self._retry = None, False, None
-        self._set_state(JobState.QUEUED, "queued")
+        if self._state is not JobState.QUEUED:
+            self._set_state(JobState.QUEUED, "queued")
         self._thread = threading.Thread(target=self._thread_main, name=f"novelkit-job-{self.id}",
                                         daemon=True)
         self._thread.start()

@@ -55,7 +55,7 @@ def open_project(path: str | os.PathLike[str], *, backend_instance: Backend | No
     """Open an existing project folder; a crashed job shows as ``interrupted``."""
     root = Path(path)
     if not root.is_dir():
-        raise ProjectError(f"{root} is not a folder; create a project with nk.new_project(...)")
+        raise ProjectError(f"{root} is not a folder; create a project first (novelkit new DIR --premise ... or nk.new_project)")
     if not (root / CONFIG).exists():
         raise ProjectError(f"{root} has no {CONFIG}; it is not a novelkit project")
     return Project(root, load_config(root / CONFIG), backend=backend_instance)
@@ -285,13 +285,25 @@ class Project:
         return [unit_name(c) for c in sorted(set(chapters))]
 
     def stage_states(self) -> dict[str, tuple[StageState, int, int]]:
-        """Per stage: state, units done and fresh, units in all (computed from store and files)."""
+        """Per stage: state, units done and fresh, units in all (computed from store and files).
+
+        Cached until the next persisted event (every change of state writes one).
+        """
+        job = self._job
+        running = job._current_stage if job is not None and job._local and job._state.active else None
+        key = (self.store.last_seq(), running, len(self.pipeline))
+        if self._states_key == key and self._states is not None:
+            return self._states
+        self._states = self._compute_stage_states(running)
+        self._states_key = key
+        return self._states
+
+    _states_key: tuple[int, str | None, int] | None = None
+    _states: dict[str, tuple[StageState, int, int]] | None = None
+
+    def _compute_stage_states(self, running: str | None) -> dict[str, tuple[StageState, int, int]]:
         out: dict[str, tuple[StageState, int, int]] = {}
         records = self.store.all_units()
-        running = None
-        job = self._job
-        if job is not None and job._local and job._state.active and job._current_stage:
-            running = job._current_stage
         cancelled = self._cancelled_stages()
         for stage in self.pipeline:
             units = self.units_of(stage)

@@ -65,12 +65,16 @@ def normal_manuscript(chapters: int = 3, scenes: int = 2, paragraphs: int = 3) -
 def hostile_manuscript() -> Manuscript:
     """Titles and prose full of markup, entities, control characters, RTL and emoji."""
     chapters = (
-        ManuscriptChapter(1, "<Chapter> & \"One\" ]]> *star* #1 \x07bell", (HOSTILE_TEXT[:6], HOSTILE_TEXT[6:])),
-        ManuscriptChapter(2, "שלום — 📚 {#id} [link]", ((HOSTILE_TEXT[7],), (HOSTILE_TEXT[0], "* * *"))),
+        ManuscriptChapter(
+            1, '<Chapter> & "One" ]]> *star* #1 \x07bell', (HOSTILE_TEXT[:6], HOSTILE_TEXT[6:])
+        ),
+        ManuscriptChapter(
+            2, "שלום — 📚 {#id} [link]", ((HOSTILE_TEXT[7],), (HOSTILE_TEXT[0], "* * *"))
+        ),
         ManuscriptChapter(3, "   ", ((" ", "Only\x00 this.\x1f"),)),
     )
     return Manuscript(
-        title="A <Title> & \"Quotes\" ]]> *bold* \x01",
+        title='A <Title> & "Quotes" ]]> *bold* \x01',
         author="Zoë <O'Brien> & Co.",
         chapters=chapters,
         contact="<b>addr</b> & co\n\x02phone: 555-0100",
@@ -83,9 +87,24 @@ def hostile_manuscript() -> Manuscript:
 
 def prose_manuscript(chapters: int, words_per_chapter: int, *, seed: int = 1) -> Manuscript:
     """Deterministic pseudo-prose of about ``chapters * words_per_chapter`` words."""
-    subjects = ("The keeper", "Mara", "The old captain", "A gull", "Her brother", "The fog", "Nobody")
+    subjects = (
+        "The keeper",
+        "Mara",
+        "The old captain",
+        "A gull",
+        "Her brother",
+        "The fog",
+        "Nobody",
+    )
     verbs = ("watched", "remembered", "carried", "whispered to", "followed", "ignored", "mended")
-    objects = ("the lamp", "the long tide", "a broken oar", "the ledger", "the harbour lights", "the storm")
+    objects = (
+        "the lamp",
+        "the long tide",
+        "a broken oar",
+        "the ledger",
+        "the harbour lights",
+        "the storm",
+    )
     tails = (
         "before the bell rang twice",
         "as if the sea were listening",

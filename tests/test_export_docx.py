@@ -17,7 +17,9 @@ from novelkit.export.text import chapter_title, one_line
 
 
 def _open(manuscript: Manuscript, tmp_path: Path, **options: Any) -> Any:
-    return docx.Document(str(export_manuscript(manuscript, "docx", tmp_path / "book.docx", **options)))
+    return docx.Document(
+        str(export_manuscript(manuscript, "docx", tmp_path / "book.docx", **options))
+    )
 
 
 def _with_style(doc: Any, name: str) -> list[Any]:
@@ -33,7 +35,16 @@ def _has_page_field(part: Any) -> bool:
 
 @pytest.mark.parametrize(
     ("words", "stated"),
-    [(1, 100), (149, 100), (150, 200), (2_176, 2_200), (17_449, 17_400), (17_500, 18_000), (82_499, 82_000), (151_388, 151_000)],
+    [
+        (1, 100),
+        (149, 100),
+        (150, 200),
+        (2_176, 2_200),
+        (17_449, 17_400),
+        (17_500, 18_000),
+        (82_499, 82_000),
+        (151_388, 151_000),
+    ],
 )
 def test_word_count_rounding(words: int, stated: int) -> None:
     assert approximate_word_count(words) == stated
@@ -93,7 +104,10 @@ def test_manuscript_title_page_header_chapters_scene_breaks_and_end(tmp_path: Pa
     breaks = _with_style(doc, "Scene Break")
     assert [b.text for b in breaks] == ["#"] * 3
     assert breaks[0].style.paragraph_format.alignment == WD_ALIGN_PARAGRAPH.CENTER
-    assert texts[-1] == "END" and doc.paragraphs[-1].style.paragraph_format.alignment == WD_ALIGN_PARAGRAPH.CENTER
+    assert (
+        texts[-1] == "END"
+        and doc.paragraphs[-1].style.paragraph_format.alignment == WD_ALIGN_PARAGRAPH.CENTER
+    )
     assert doc.core_properties.title == "The Lighthouse Keeper"
     assert doc.core_properties.author == "Ada Quill Marlowe"
 
@@ -110,7 +124,12 @@ def test_kdp_profile(tmp_path: Path) -> None:
     doc = _open(manuscript, tmp_path, profile="kdp")
     section = doc.sections[0]
     assert (section.page_width, section.page_height) == (Inches(6), Inches(9))
-    assert {section.left_margin, section.right_margin, section.top_margin, section.bottom_margin} == {Inches(0.75)}
+    assert {
+        section.left_margin,
+        section.right_margin,
+        section.top_margin,
+        section.bottom_margin,
+    } == {Inches(0.75)}
     texts = [p.text for p in doc.paragraphs]
     assert texts[:3] == ["The Lighthouse Keeper", "A Novel", "Ada Quill Marlowe"]
     notice = doc.paragraphs[3]

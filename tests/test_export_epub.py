@@ -33,7 +33,9 @@ def _xml(book: zipfile.ZipFile, name: str) -> Any:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("build", [normal_manuscript, hostile_manuscript], ids=["normal", "hostile"])
+@pytest.mark.parametrize(
+    "build", [normal_manuscript, hostile_manuscript], ids=["normal", "hostile"]
+)
 def test_epubcheck_reports_no_errors(build: Any, tmp_path: Path) -> None:
     result = epubcheck(_export(build(), tmp_path))
     output = result.stdout + result.stderr
@@ -54,7 +56,10 @@ def test_package_metadata_nav_ncx_and_chapters(tmp_path: Path) -> None:
         assert meta.findtext("dc:creator", namespaces=NS) == "Ada Quill Marlowe"
         assert meta.findtext("dc:language", namespaces=NS) == "en"
         assert meta.findtext("dc:date", namespaces=NS) == "2024-05-17"
-        assert meta.findtext("opf:meta[@property='dcterms:modified']", namespaces=NS) == "2024-05-17T00:00:00Z"
+        assert (
+            meta.findtext("opf:meta[@property='dcterms:modified']", namespaces=NS)
+            == "2024-05-17T00:00:00Z"
+        )
 
         nav = _xml(book, "EPUB/nav.xhtml")
         toc = nav.find(".//x:nav[@epub:type='toc']", NS)
@@ -63,12 +68,16 @@ def test_package_metadata_nav_ncx_and_chapters(tmp_path: Path) -> None:
         ncx = _xml(book, "EPUB/toc.ncx")
         assert [t.text for t in ncx.iterfind(".//ncx:navPoint/ncx:navLabel/ncx:text", NS)] == titles
 
-        chapters = sorted(n for n in book.namelist() if re.fullmatch(r"EPUB/chapter-\d{3}\.xhtml", n))
+        chapters = sorted(
+            n for n in book.namelist() if re.fullmatch(r"EPUB/chapter-\d{3}\.xhtml", n)
+        )
         assert len(chapters) == len(manuscript.chapters)
         for name, chapter in zip(chapters, manuscript.chapters, strict=True):
             page = _xml(book, name)
             assert page.findtext(".//x:h1", namespaces=NS) == chapter.title
-            assert [p.text for p in page.iterfind(".//x:p", NS) if p.get("class") != "scene-break"] == chapter.paragraphs
+            assert [
+                p.text for p in page.iterfind(".//x:p", NS) if p.get("class") != "scene-break"
+            ] == chapter.paragraphs
             assert len(page.findall(".//x:p[@class='scene-break']", NS)) == len(chapter.scenes) - 1
         assert "The Lighthouse Keeper" in "".join(_xml(book, "EPUB/title.xhtml").itertext())
 

@@ -77,7 +77,9 @@ def _meta(doc: dict[str, Any], key: str) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("build", [normal_manuscript, hostile_manuscript], ids=["normal", "hostile"])
+@pytest.mark.parametrize(
+    "build", [normal_manuscript, hostile_manuscript], ids=["normal", "hostile"]
+)
 @pytest.mark.parametrize("reader", ["markdown", "markdown-smart"])
 def test_pandoc_reads_it_back_without_warnings_or_markup(
     build: Any, reader: str, tmp_path: Path

@@ -13,7 +13,9 @@ from novelkit.export.text import clean, one_line
 def test_unwrapped_text_has_title_block_headings_and_one_line_per_paragraph(tmp_path: Path) -> None:
     manuscript = normal_manuscript(chapters=2, scenes=2, paragraphs=2)
     text = export_manuscript(manuscript, "txt", tmp_path / "book.txt").read_text(encoding="utf-8")
-    assert text.startswith("The Lighthouse Keeper\nA Novel\n\nby Ada Quill Marlowe\n\n\n\nThe Keeper's Night 1\n\n")
+    assert text.startswith(
+        "The Lighthouse Keeper\nA Novel\n\nby Ada Quill Marlowe\n\n\n\nThe Keeper's Night 1\n\n"
+    )
     lines = text.splitlines()
     for chapter in manuscript.chapters:
         assert chapter.title in lines
@@ -24,7 +26,9 @@ def test_unwrapped_text_has_title_block_headings_and_one_line_per_paragraph(tmp_
 
 def test_wrap_keeps_every_word_and_line_width(tmp_path: Path) -> None:
     manuscript = normal_manuscript(chapters=2, scenes=2, paragraphs=3)
-    text = export_manuscript(manuscript, "txt", tmp_path / "b.txt", wrap=40).read_text(encoding="utf-8")
+    text = export_manuscript(manuscript, "txt", tmp_path / "b.txt", wrap=40).read_text(
+        encoding="utf-8"
+    )
     assert max(len(line) for line in text.splitlines()) <= 40
     unwrapped = export_manuscript(manuscript, "txt", tmp_path / "u.txt").read_text(encoding="utf-8")
     assert text.split() == unwrapped.split()

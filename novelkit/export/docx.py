@@ -16,9 +16,7 @@ from docx.enum.style import WD_STYLE_TYPE
 from docx.enum.text import WD_ALIGN_PARAGRAPH, WD_LINE_SPACING, WD_TAB_ALIGNMENT
 from docx.oxml import OxmlElement
 from docx.oxml.ns import qn
-from docx.shared import Inches, Length, Pt, RGBColor
-
-from lxml import etree
+from docx.shared import Emu, Inches, Length, Pt, RGBColor
 
 from .._errors import ExportError
 from ._manuscript import Manuscript
@@ -29,7 +27,9 @@ __all__ = ["FONTS", "PROFILES", "approximate_word_count", "write"]
 PROFILES = ("manuscript", "kdp")
 FONTS = ("Times New Roman", "Courier New")
 
-_P, _PPR, _PSTYLE, _R, _T, _VAL = (qn(tag) for tag in ("w:p", "w:pPr", "w:pStyle", "w:r", "w:t", "w:val"))
+_P, _PPR, _PSTYLE, _R, _T, _VAL = (
+    qn(tag) for tag in ("w:p", "w:pPr", "w:pStyle", "w:r", "w:t", "w:val")
+)
 _XML_SPACE = "{http://www.w3.org/XML/1998/namespace}space"
 _THEME_FONT_ATTRS = ("w:asciiTheme", "w:hAnsiTheme", "w:eastAsiaTheme", "w:cstheme")
 
@@ -135,18 +135,27 @@ class _Body:
         self._make = doc.element.body.makeelement
 
     def add(self, text: str, style: Any) -> None:
-        paragraph = self._make(_P)
-        props = etree.SubElement(paragraph, _PPR)
-        etree.SubElement(props, _PSTYLE).set(_VAL, style.style_id)
-        run = etree.SubElement(paragraph, _R)
-        node = etree.SubElement(run, _T)
+        make = self._make
+        paragraph, props, style_ref, run, node = (make(tag) for tag in (_P, _PPR, _PSTYLE, _R, _T))
+        style_ref.set(_VAL, style.style_id)
+        props.append(style_ref)
         node.set(_XML_SPACE, "preserve")
         node.text = text
+        run.append(node)
+        paragraph.append(props)
+        paragraph.append(run)
         self._end.addprevious(paragraph)
 
 
-def _chapters(doc: Any, manuscript: Manuscript, heading: Any, body: Any, first: Any,
-              scene_break: Any, mark: str) -> None:
+def _chapters(
+    doc: Any,
+    manuscript: Manuscript,
+    heading: Any,
+    body: Any,
+    first: Any,
+    scene_break: Any,
+    mark: str,
+) -> None:
     out = _Body(doc)
     for chapter in manuscript.chapters:
         out.add(chapter_title(chapter), heading)
@@ -184,13 +193,17 @@ def _manuscript(doc: Any, manuscript: Manuscript, font: str) -> None:
     # Title about half-way down: 4.5 in below the top margin, less the contact block above it.
     drop = Inches(4.5) - Pt(14) * (1 + len(lines))
     centred = WD_ALIGN_PARAGRAPH.CENTER
-    _add(doc, title, _style(doc, "Manuscript Title", align=centred, before=max(drop, Inches(1))))
+    _add(
+        doc, title, _style(doc, "Manuscript Title", align=centred, before=Emu(max(drop, Inches(1))))
+    )
     if manuscript.subtitle.strip():
         _add(doc, one_line(manuscript.subtitle), _style(doc, "Manuscript Subtitle", align=centred))
     _add(doc, f"by {one_line(manuscript.author)}", _style(doc, "Byline", align=centred))
 
     # A third of the way down the page: 2 2/3 in below the top margin.
-    heading = _style(doc, "Chapter Heading", align=centred, before=Pt(192), after=Pt(24), page_break=True)
+    heading = _style(
+        doc, "Chapter Heading", align=centred, before=Pt(192), after=Pt(24), page_break=True
+    )
     body = _style(doc, "Manuscript Body", indent=Inches(0.5))
     scene_break = _style(doc, "Scene Break", align=centred)
     _chapters(doc, manuscript, heading, body, body, scene_break, "#")
@@ -216,10 +229,22 @@ def _kdp(doc: Any, manuscript: Manuscript, font: str) -> None:
     _page_field(footer)
 
     centred = WD_ALIGN_PARAGRAPH.CENTER
-    _add(doc, one_line(manuscript.title), _style(doc, "Front Title", align=centred, before=Inches(2), after=Pt(18), size=28))
+    _add(
+        doc,
+        one_line(manuscript.title),
+        _style(doc, "Front Title", align=centred, before=Inches(2), after=Pt(18), size=28),
+    )
     if manuscript.subtitle.strip():
-        _add(doc, one_line(manuscript.subtitle), _style(doc, "Front Subtitle", align=centred, size=16))
-    _add(doc, one_line(manuscript.author), _style(doc, "Front Author", align=centred, before=Inches(1), size=14))
+        _add(
+            doc,
+            one_line(manuscript.subtitle),
+            _style(doc, "Front Subtitle", align=centred, size=16),
+        )
+    _add(
+        doc,
+        one_line(manuscript.author),
+        _style(doc, "Front Author", align=centred, before=Inches(1), size=14),
+    )
     notice = f"Copyright © {_copyright_year(manuscript)} {one_line(manuscript.author)}. All rights reserved."
     _add(doc, notice, _style(doc, "Copyright Notice", align=centred, page_break=True, size=9))
 
@@ -249,7 +274,9 @@ def write(manuscript: Manuscript, path: Path, **options: Any) -> None:
     profile = options.get("profile", "manuscript")
     font = options.get("font", "Times New Roman")
     if profile not in PROFILES:
-        raise ExportError(f"docx option profile must be one of {', '.join(PROFILES)}, not {profile!r}")
+        raise ExportError(
+            f"docx option profile must be one of {', '.join(PROFILES)}, not {profile!r}"
+        )
     if font not in FONTS:
         raise ExportError(f"docx option font must be one of {', '.join(FONTS)}, not {font!r}")
     doc = Document()
@@ -258,4 +285,3 @@ def write(manuscript: Manuscript, path: Path, **options: Any) -> None:
     else:
         _kdp(doc, manuscript, font)
     doc.save(str(path))
-

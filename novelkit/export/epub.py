@@ -103,7 +103,9 @@ def _cover(option: Any, manuscript: Manuscript) -> tuple[str, bytes]:
     path = Path(option)
     kind = _COVER_TYPES.get(path.suffix.lower())
     if kind is None:
-        raise ExportError(f"epub option cover must be a .png, .jpg or .jpeg file, not {path.name!r}")
+        raise ExportError(
+            f"epub option cover must be a .png, .jpg or .jpeg file, not {path.name!r}"
+        )
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -133,11 +135,15 @@ def write(manuscript: Manuscript, path: Path, **options: Any) -> None:
         book.add_metadata("DC", "date", manuscript.date)
         modified = datetime.fromisoformat(manuscript.date)
     if manuscript.source_hash:
-        book.add_metadata(None, "meta", "", {"name": "novelkit:source-sha256", "content": manuscript.source_hash})
+        book.add_metadata(
+            None, "meta", "", {"name": "novelkit:source-sha256", "content": manuscript.source_hash}
+        )
 
     cover_name, cover_data = _cover(options.get("cover"), manuscript)
     book.set_cover(cover_name, cover_data)
-    book.add_item(epub.EpubItem(uid="style", file_name="style/book.css", media_type="text/css", content=_CSS))
+    book.add_item(
+        epub.EpubItem(uid="style", file_name="style/book.css", media_type="text/css", content=_CSS)
+    )
 
     head = [f'<p class="title">{escape(title)}</p>']
     if manuscript.subtitle.strip():
@@ -147,9 +153,14 @@ def write(manuscript: Manuscript, path: Path, **options: Any) -> None:
     title_page = _page(title, "title.xhtml", lang, f'<div class="title-page">{"".join(head)}</div>')
     book.add_item(title_page)
 
-    chapters = []
+    chapters: list[Any] = []
     for chapter in manuscript.chapters:
-        page = _page(chapter_title(chapter), f"chapter-{len(chapters) + 1:03d}.xhtml", lang, _chapter_body(chapter))
+        page = _page(
+            chapter_title(chapter),
+            f"chapter-{len(chapters) + 1:03d}.xhtml",
+            lang,
+            _chapter_body(chapter),
+        )
         book.add_item(page)
         chapters.append(page)
     book.toc = chapters

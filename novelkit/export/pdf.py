@@ -150,26 +150,46 @@ def _styles(font: str) -> dict[str, ParagraphStyle]:
         "body": body,
         "first": ParagraphStyle("BodyFirst", parent=body, firstLineIndent=0),
         "break": ParagraphStyle("SceneBreak", parent=body, spaceBefore=7, spaceAfter=7, **centred),
-        "heading": ParagraphStyle("ChapterHeading", parent=body, fontSize=18, leading=24, spaceAfter=30, **centred),
-        "title": ParagraphStyle("Title", parent=body, fontSize=26, leading=32, spaceAfter=14, **centred),
+        "heading": ParagraphStyle(
+            "ChapterHeading", parent=body, fontSize=18, leading=24, spaceAfter=30, **centred
+        ),
+        "title": ParagraphStyle(
+            "Title", parent=body, fontSize=26, leading=32, spaceAfter=14, **centred
+        ),
         "subtitle": ParagraphStyle("Subtitle", parent=body, fontSize=15, leading=20, **centred),
-        "author": ParagraphStyle("Author", parent=body, fontSize=14, leading=18, spaceBefore=60, **centred),
-        "toc": ParagraphStyle("TOCEntry", parent=body, alignment=0, firstLineIndent=0, leftIndent=0, spaceAfter=3),
+        "author": ParagraphStyle(
+            "Author", parent=body, fontSize=14, leading=18, spaceBefore=60, **centred
+        ),
+        "toc": ParagraphStyle(
+            "TOCEntry", parent=body, alignment=0, firstLineIndent=0, leftIndent=0, spaceAfter=3
+        ),
     }
 
 
-def _story(manuscript: Manuscript, styles: dict[str, ParagraphStyle], fonts: _Fonts) -> list[Flowable]:
+def _story(
+    manuscript: Manuscript, styles: dict[str, ParagraphStyle], fonts: _Fonts
+) -> list[Flowable]:
     font = fonts.name
+
     def para(text: str, style: str) -> Paragraph:
         return Paragraph(fonts.markup(text), styles[style])
 
-    story: list[Flowable] = [Spacer(1, 1.8 * inch), para(one_line(manuscript.title) or "Untitled", "title")]
+    story: list[Flowable] = [
+        Spacer(1, 1.8 * inch),
+        para(one_line(manuscript.title) or "Untitled", "title"),
+    ]
     if manuscript.subtitle.strip():
         story.append(para(one_line(manuscript.subtitle), "subtitle"))
     story += [para(one_line(manuscript.author), "author"), PageBreak()]
     if manuscript.chapters:
-        table = TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("FONT", (0, 0), (-1, -1), font),
-             ("LEFTPADDING", (0, 0), (-1, -1), 0), ("RIGHTPADDING", (0, 0), (-1, -1), 0)])
+        table = TableStyle(
+            [
+                ("VALIGN", (0, 0), (-1, -1), "TOP"),
+                ("FONT", (0, 0), (-1, -1), font),
+                ("LEFTPADDING", (0, 0), (-1, -1), 0),
+                ("RIGHTPADDING", (0, 0), (-1, -1), 0),
+            ]
+        )
         toc = TableOfContents(levelStyles=[styles["toc"]], dotsMinLevel=0, tableStyle=table)
         story += [Spacer(1, 0.5 * inch), para("Contents", "heading"), toc]
     story.append(NextPageTemplate("body"))

@@ -60,7 +60,10 @@ def render(manuscript: Manuscript, *, wrap: int | None = None) -> str:
     head = [one_line(manuscript.title)]
     if manuscript.subtitle.strip():
         head.append(one_line(manuscript.subtitle))
-    blocks = ["\n".join(_block(line, wrap) for line in head), _block(f"by {one_line(manuscript.author)}", wrap)]
+    blocks = [
+        "\n".join(_block(line, wrap) for line in head),
+        _block(f"by {one_line(manuscript.author)}", wrap),
+    ]
     for chapter in manuscript.chapters:
         blocks.append(f"\n\n{_block(chapter_title(chapter), wrap)}")
         scenes = []
