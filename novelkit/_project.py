@@ -291,14 +291,14 @@ class Project:
         """
         job = self._job
         running = job._current_stage if job is not None and job._local and job._state.active else None
-        key = (self.store.last_seq(), running, len(self.pipeline))
+        key = (self.store.last_seq(), running, len(self.pipeline), id(self.config))
         if self._states_key == key and self._states is not None:
             return self._states
         self._states = self._compute_stage_states(running)
         self._states_key = key
         return self._states
 
-    _states_key: tuple[int, str | None, int] | None = None
+    _states_key: tuple[int, str | None, int, int] | None = None
     _states: dict[str, tuple[StageState, int, int]] | None = None
 
     def _compute_stage_states(self, running: str | None) -> dict[str, tuple[StageState, int, int]]:
