@@ -7,20 +7,24 @@
     project.export("docx")
 """
 
-from __future__ import annotations
 
 from ._artefacts import (
+    Act,
     Cast,
+    ChapterPlan,
     ChapterScenes,
     ChapterSummary,
     ChapterText,
     Character,
     ContinuityReport,
     Finding,
+    Location,
     Metadata,
     Outline,
     Premise,
+    Relationship,
     Report,
+    Scene,
     Structure,
     World,
 )
@@ -49,11 +53,13 @@ from ._runner import UnitContext
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "Act",
     "ArtefactError",
     "BackendConfigError",
     "BackendError",
     "BudgetExceededError",
     "Cast",
+    "ChapterPlan",
     "ChapterScenes",
     "ChapterSummary",
     "ChapterText",
@@ -68,6 +74,7 @@ __all__ = [
     "JobState",
     "JobStateError",
     "JobStatus",
+    "Location",
     "Metadata",
     "NovelConfig",
     "NovelkitError",
@@ -78,8 +85,10 @@ __all__ = [
     "Project",
     "ProjectError",
     "ProjectLockedError",
+    "Relationship",
     "ReplayMissError",
     "Report",
+    "Scene",
     "Stage",
     "StageState",
     "StageStatus",

@@ -39,7 +39,7 @@ SCENE_BREAK = "* * *"
 
 
 class Schema(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, defer_build=True)
 
 
 class Premise(Schema):

@@ -19,7 +19,7 @@ BackendName = Literal["offline", "openai", "anthropic", "replay"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, defer_build=True)
 
 
 class StageOverride(_Strict):

@@ -163,6 +163,7 @@ class Job:
         self._current: tuple[str, str] | None = None
         self._preview: deque[str] = deque()
         self._preview_len = 0
+        self.streamed_chars = 0
         self._retry: str | None = None
         self._started = time.time()
         self._counters = _Counters()
@@ -170,6 +171,7 @@ class Job:
         self._done: dict[str, int] = {}
         self._snapshot_dirty = False
         self._variant: str = spec.get("variant") or ""
+        self._live: dict[str, list[Any]] | None = None  # stage → [state, done, total] while running
 
     # -- creation ---------------------------------------------------------------------------
 
@@ -364,6 +366,7 @@ class Job:
             self._loop = asyncio.get_running_loop()
             self._started = time.time()
             self._load_counters()
+            self._live = {name: list(row) for name, row in self.project.stage_states().items()}
             self._set_state(JobState.RUNNING, "running")
         watcher = asyncio.create_task(self._watch())
         final, message, error = JobState.SUCCEEDED, "finished", None
@@ -386,6 +389,7 @@ class Job:
             self._current = None
         if final is JobState.CANCELLED and self._current_stage:
             self.project._mark_cancelled(self._current_stage)
+        self._live = None
         self._set_state(final, message, error)
 
     _current_stage: str | None = None
@@ -454,6 +458,8 @@ class Job:
             return
         self._current_stage = stage.name
         self._done[stage.name] = 0
+        total = len(self.project.units_of(stage)) if not self._variant else len(units)
+        self._set_live(stage.name, StageState.RUNNING, max(0, total - len(units)), total)
         store = self.project.store
         store.append_event("stage", {"stage": stage.name, "state": "running", "units": len(units)}, self.id)
         if stage.parallel:
@@ -497,7 +503,15 @@ class Job:
         self._write_snapshot()
 
     def _stage_event(self, stage: Stage, state: str) -> None:
+        if self._live is not None and stage.name in self._live:
+            self._live[stage.name][0] = StageState(state)
+            if state == "succeeded":
+                self._live[stage.name][1] = self._live[stage.name][2]
         self.project.store.append_event("stage", {"stage": stage.name, "state": state}, self.id)
+
+    def _set_live(self, name: str, state: StageState, done: int, total: int) -> None:
+        if self._live is not None:
+            self._live[name] = [state, done, total]
 
     def _track(self, coro: Any) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
@@ -514,8 +528,9 @@ class Job:
             raise _Stop()
         fingerprint = project.fingerprint(stage, unit, self._variant, self._params)
         self._current = (stage.name, unit)
-        store.set_unit(stage.name, unit, "running", variant=self._variant, job_id=self.id)
-        store.append_event("unit", {"stage": stage.name, "unit": unit, "state": "running"}, self.id)
+        with store.transaction():
+            store.set_unit(stage.name, unit, "running", variant=self._variant, job_id=self.id)
+            store.append_event("unit", {"stage": stage.name, "unit": unit, "state": "running"}, self.id)
         ctx = UnitContext(stage=stage, unit=unit, root=project.root, config=project.config,
                           pipeline=project.pipeline, store=store, backend=project.backend,
                           hooks=_Hooks(self), variant=self._variant, params=self._params)
@@ -545,6 +560,8 @@ class Job:
             store.set_unit(stage.name, unit, "done", variant=self._variant, fingerprint=fingerprint,
                            outputs=hashes, job_id=self.id)
             self._done[stage.name] = self._done.get(stage.name, 0) + 1
+            if self._live is not None and stage.name in self._live:
+                self._live[stage.name][1] = min(self._live[stage.name][1] + 1, self._live[stage.name][2])
             store.append_event("unit", {"stage": stage.name, "unit": unit, "state": "done",
                                         "outputs": sorted(hashes)}, self.id)
             store.append_event("progress", {"stage": stage.name, "done": self._done[stage.name],
@@ -567,6 +584,7 @@ class Job:
     def _on_delta(self, stage: str, unit: str, text: str) -> None:
         self._preview.append(text)
         self._preview_len += len(text)
+        self.streamed_chars += len(text)
         while self._preview_len - len(self._preview[0]) > PREVIEW_CHARS and len(self._preview) > 1:
             self._preview_len -= len(self._preview.popleft())
         self._retry = None

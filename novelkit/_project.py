@@ -39,6 +39,10 @@ def new_project(path: str | os.PathLike[str], premise: str, *, backend_instance:
     if (root / CONFIG).exists():
         raise ProjectError(f"{root} already holds a project; open it with nk.open_project({str(root)!r})")
     settings = validate_config({"premise": premise, **config}, where="new_project()")
+    if settings.backend == "offline" and backend_instance is None:
+        from .llm import make_backend
+
+        make_backend(settings, root)  # bad backend_options fail before anything is written
     try:
         root.mkdir(parents=True, exist_ok=True)
         for sub in ("artefacts", "exports", ".novelkit"):
@@ -332,8 +336,16 @@ class Project:
         return list(self._stage_statuses(None))
 
     def _stage_statuses(self, job: Job | None) -> tuple[StageStatus, ...]:
-        states = self.stage_states()
-        ledger = self.store.ledger()
+        running = self._job
+        live = running._live if running is not None and running._local else None
+        if live is not None:  # while a job runs here, it keeps the states current in memory
+            states = {name: (row[0], row[1], row[2]) for name, row in live.items()}
+            by_stage = running._counters.by_stage if running is not None else {}
+            ledger = {name: {"prompt_tokens": row[0], "completion_tokens": 0, "cost": row[1]}
+                      for name, row in by_stage.items()}
+        else:
+            states = self.stage_states()
+            ledger = self.store.ledger()
         statuses = []
         for number, stage in enumerate(self.pipeline, 1):
             state, done, total = states[stage.name]
@@ -446,10 +458,15 @@ class Project:
         """Become the writer for ``job`` (raises ProjectLockedError if another process is)."""
         self._lock.acquire()
         self.store.update_job(job.id, pid=os.getpid())
+        latest = self.store.last_seq()
+        with self.store._lock:
+            self.store._seq = max(self.store._seq, latest)
+            self.store.exclusive = True
 
     def _release(self, job: Job) -> None:
         with self._guard:
             if not job._state.active:
+                self.store.exclusive = False
                 self._lock.release()
 
     def wait(self, timeout: float | None = None) -> JobState | None:
@@ -484,15 +501,19 @@ class Project:
         stages = self._stage_statuses(job)
         total = sum(s.total for s in stages)
         progress = sum(s.done for s in stages) / total if total else 0.0
-        ledger = self.store.ledger()
-        prompt = sum(int(r["prompt_tokens"] or 0) for r in ledger.values())
-        completion = sum(int(r["completion_tokens"] or 0) for r in ledger.values())
-        cost = sum(float(r["cost"] or 0.0) for r in ledger.values())
+        if job is not None and job._local and job._live is not None:
+            c = job._counters
+            prompt, completion, cost = c.prompt_tokens, c.completion_tokens, c.cost
+        else:
+            ledger = self.store.ledger()
+            prompt = sum(int(r["prompt_tokens"] or 0) for r in ledger.values())
+            completion = sum(int(r["completion_tokens"] or 0) for r in ledger.values())
+            cost = sum(float(r["cost"] or 0.0) for r in ledger.values())
         if job is None:
             return JobStatus(None, None, None, None, progress, "no job yet", None, prompt, completion,
                              cost, stages, last_seq=self.store.last_seq())
         current = job._current if job._local else None
-        report = self.report()
+        report = self.report() if not job._state.active else None
         return JobStatus(
             id=job.id, state=job._state, stage=current[0] if current else None,
             unit=current[1] if current else None, progress=progress, message=job._message,
@@ -705,7 +726,7 @@ class Artefacts(Mapping[str, Any]):
     def __init__(self, project: Project) -> None:
         self._project = project
 
-    def __getitem__(self, key: str | int) -> Any:  # type: ignore[override]
+    def __getitem__(self, key: str | int) -> Any:
         stage = self._project.pipeline.get(key)
         if stage.per_chapter:
             return ChapterArtefacts(self._project, stage)

@@ -7,6 +7,7 @@ chunk, the ledger commit, and continuation of responses cut at the token limit.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
@@ -134,7 +135,7 @@ class UnitContext:
             temperature=_first(self.params.get("temperature"), override.temperature, self.config.temperature),
             max_output_tokens=override.max_output_tokens or self.config.max_output_tokens,
             seed=int(_first(self.params.get("seed"), self.config.seed)),
-            json_schema=schema.model_json_schema() if schema else None,
+            json_schema=_schema(schema) if schema else None,
             schema_name=schema.__name__ if schema else None,
             context=context,
             variant=self.variant,
@@ -239,8 +240,9 @@ class UnitContext:
             cost=self.price(model, done.usage.prompt_tokens, done.usage.completion_tokens),
             job_id=self.hooks.job_id,
         )
-        self.store.save_call(record)
-        self.hooks.on_call(record, False)
+        with self.store.transaction():
+            self.store.save_call(record)
+            self.hooks.on_call(record, False)
         return response, done.finish_reason
 
     def price(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
@@ -248,6 +250,11 @@ class UnitContext:
         if price is None:
             return 0.0
         return (prompt_tokens * price.prompt + completion_tokens * price.completion) / 1_000_000
+
+
+@functools.lru_cache(maxsize=64)
+def _schema(model: type[BaseModel]) -> dict[str, Any]:
+    return model.model_json_schema()
 
 
 class _Invalid(Exception):

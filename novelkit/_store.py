@@ -85,6 +85,8 @@ class Store:
         self._lock = threading.RLock()
         self._local = threading.local()
         self._pending: list[Event] = []
+        self.exclusive = False
+        """True while this process holds the writer lock: no other process appends events."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = self._connect()
@@ -141,9 +143,10 @@ class Store:
 
     def append_event(self, type: str, data: dict[str, Any], job_id: str | None = None) -> Event:
         with self.transaction() as db:
-            # another process may have appended events since our last look
-            latest = db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
-            self._seq = max(self._seq, latest) + 1
+            if not self.exclusive:  # another process may have appended events since our last look
+                latest = db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+                self._seq = max(self._seq, latest)
+            self._seq += 1
             event = Event(type=type, data=data, seq=self._seq, job_id=job_id)
             db.execute(
                 "INSERT INTO events (seq, ts, job_id, type, data) VALUES (?, ?, ?, ?, ?)",
@@ -276,7 +279,12 @@ class Store:
         ).fetchone()
         if row is None:
             return None
-        return CallRecord(*row[:5], json.loads(row[5]), *row[6:])  # type: ignore[arg-type]
+        return CallRecord(
+            key=row[0], stage=row[1], unit=row[2], variant=row[3], task=row[4],
+            request=json.loads(row[5]), response=row[6], finish_reason=row[7], model=row[8],
+            prompt_tokens=row[9], completion_tokens=row[10], latency=row[11], cost=row[12],
+            job_id=row[13],
+        )
 
     def save_call(self, record: CallRecord) -> None:
         with self.transaction() as db:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
-from collections.abc import Callable, Mapping
+import ssl
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import Generic, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -18,6 +20,7 @@ __all__ = [
     "check_base_url",
     "public_url",
     "read_key",
+    "shared_ssl_context",
     "with_schema_instruction",
 ]
 
@@ -72,28 +75,54 @@ def with_schema_instruction(request: Request) -> tuple[Message, ...]:
 
 
 class LoopBound(Generic[ClientT]):
-    """One SDK client per event loop: an httpx pool must not be shared between loops."""
+    """One SDK client per event loop, closed with it.
 
-    def __init__(self, factory: Callable[[], ClientT]) -> None:
+    An httpx pool must not outlive or be shared between loops, and a job runs each time in a
+    fresh ``asyncio.run``. A started async generator holds the client: when the loop shuts down
+    its async generators (``asyncio.run`` does, before closing), its ``finally`` closes the
+    client, so no socket is left open even if nobody calls ``aclose``.
+    """
+
+    def __init__(
+        self, factory: Callable[[], ClientT], close: Callable[[ClientT], Awaitable[None]]
+    ) -> None:
         self._factory = factory
+        self._close = close
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: ClientT | None = None
+        self._guard: AsyncGenerator[None, None] | None = None
 
-    def get(self) -> ClientT:
+    async def get(self) -> ClientT:
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:
-            self._client = self._factory()
-            self._loop = loop
+            client = self._factory()
+            guard = self._hold(client)
+            await guard.__anext__()  # registered with the loop from now on
+            self._client, self._loop, self._guard = client, loop, guard
         return self._client
 
-    def take(self) -> ClientT | None:
-        """The current client (to close it) if it belongs to the running loop."""
-        client, self._client = self._client, None
+    async def _hold(self, client: ClientT) -> AsyncGenerator[None, None]:
         try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:  # pragma: no cover - aclose is async, so a loop runs
-            return None
-        return client if self._loop is running else None
+            yield
+        finally:
+            await self._close(client)
+
+    async def aclose(self) -> None:
+        """Close this loop's client now (a client of another, finished loop is already closed)."""
+        guard, loop = self._guard, self._loop
+        self._client = self._loop = self._guard = None
+        if guard is not None and loop is asyncio.get_running_loop():
+            await guard.aclose()
+
+
+@functools.cache
+def shared_ssl_context() -> ssl.SSLContext:
+    """One TLS context for every client: building one costs ~20 ms, and each job's loop needs a
+    fresh client."""
+    import httpx2
+
+    context: ssl.SSLContext = httpx2.create_ssl_context()
+    return context
 
 
 def environ_or_default(environ: Mapping[str, str] | None) -> Mapping[str, str]:

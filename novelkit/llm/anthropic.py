@@ -23,6 +23,7 @@ from ._http import (
     environ_or_default,
     public_url,
     read_key,
+    shared_ssl_context,
     with_schema_instruction,
 )
 from ._ratelimit import LIMIT_OPTIONS, RateLimiter
@@ -81,7 +82,7 @@ class AnthropicBackend:
         self.retry = retry or RetryPolicy()
         self.limiter = limiter or RateLimiter()
         self._api_key = api_key
-        self._clients: LoopBound[AsyncAnthropic] = LoopBound(self._new_client)
+        self._clients: LoopBound[AsyncAnthropic] = LoopBound(self._new_client, _close_client)
 
     @classmethod
     def from_config(
@@ -130,6 +131,7 @@ class AnthropicBackend:
             base_url=self.base_url,
             max_retries=0,
             timeout=self.timeout,
+            http_client=anthropic.DefaultAsyncHttpxClient(verify=shared_ssl_context()),
             open_telemetry=False,
         )
         return client
@@ -169,7 +171,7 @@ class AnthropicBackend:
         model = body["model"]
         estimate = request.prompt_tokens + request.max_output_tokens
         async with self.limiter.slot(estimate) as permit:
-            client = self._clients.get()
+            client = await self._clients.get()
             parts: list[str] = []
             prompt_tokens: int | None = None
             completion_tokens: int | None = None
@@ -241,9 +243,7 @@ class AnthropicBackend:
         )
 
     async def aclose(self) -> None:
-        client = self._clients.take()
-        if client is not None:
-            await client.close()
+        await self._clients.aclose()
 
 
 def _input_tokens(usage: Any) -> int:
@@ -252,3 +252,7 @@ def _input_tokens(usage: Any) -> int:
         getattr(usage, name, None) or 0
         for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
     )
+
+
+async def _close_client(client: AsyncAnthropic) -> None:
+    await client.close()

@@ -41,10 +41,44 @@ _VOICES = (
 _PLACE_A = ("Harbor", "Salt", "Lantern", "Gray", "North", "Cinder", "Reed", "Iron", "Hollow", "Bell")
 _PLACE_B = ("Street", "Point", "Market", "Row", "Yard", "Quay", "Hill", "House", "Gate", "Archive")
 _TONES = ("wistful and tense", "dark but hopeful", "wry and warm", "quiet and uncanny")
-_STOP = {
-    "about", "after", "again", "their", "there", "which", "while", "where", "would", "could",
-    "should", "these", "those", "being", "other", "under", "every", "something", "through",
-}
+_STOP = frozenset(
+    "about after again their there which while where would could should these those being "
+    "other under every something through with from into that this then than they them were "
+    "have been what when will your over only just also some each very more most such must upon "
+    "onto whom whose does done made make before during until because against among between "
+    "without within toward towards across behind beyond since though although unless whether "
+    "himself herself themselves itself nothing anything everything someone anyone everyone "
+    "nobody somebody another always never often still even once soon here away back down says "
+    "said goes went gets came comes knows knew takes took find finds found tells told might "
+    "shall ever spoke year years time times life lives way ways thing things story".split()
+)
+# words that are rarely nouns: adjectives and verbs a premise often carries
+_NOT_NOUNS = frozenset(
+    "young little small great strange quiet dark ancient lonely broken hidden forgotten golden "
+    "silent distant beautiful famous former final first last other same whole new old long "
+    "short tiny huge large cold warm dead alive lost free true real only late early remote "
+    "rural local secretive mysterious grieving estranged reclusive elderly stubborn bitter "
+    "brave wealthy poor rich blind deaf sick wants needs tries learns must begins returns "
+    "discovers uncovers inherits receives becomes decides meets loses keeps hides seeks search "
+    "searches follows struggles fights wrote broke chose stole gave fell rose sank left kept "
+    "held return discover uncover inherit receive become decide seek follow".split()
+)
+_ADJ_IVE = frozenset(
+    "elusive massive expensive naive furtive protective possessive abusive attractive "
+    "aggressive defensive impulsive sensitive secretive reclusive native active passive".split()
+)
+_SUFFIX_NOUNS = frozenset(  # nouns that end like verbs or adverbs
+    "ring string spring wedding building painting evening morning ceiling clothing wing king "
+    "sibling darling stocking family belly jelly lily ally folly bully rally assembly supply "
+    "holly gully seed shed reed creed steed sled weed tweed speed greed".split()
+)
+_DETERMINERS = frozenset(
+    "a an the her his their my its our your this that these those every some each one two three".split()
+)
+_SUBJECTS = frozenset(
+    "she he they who i we it you which that to nobody someone everyone never ever".split()
+)
+_CONCRETE = ("letter", "lamp", "river", "key", "photograph", "boat")
 
 
 def _rng(seed: int, variant: str, *parts: object) -> random.Random:
@@ -53,13 +87,32 @@ def _rng(seed: int, variant: str, *parts: object) -> random.Random:
 
 
 def motifs(premise: str) -> list[str]:
-    """Distinctive words of the premise, used as images and objects in the prose."""
-    words = re.findall(r"[A-Za-z]{5,}", premise.lower())
+    """Distinctive nouns of the premise, used as images and objects in the prose.
+
+    Simple heuristics keep nouns only: no function words, no words ending in -ed, -ly or -ing
+    (bar a few nouns such as "ring" or "family"), no common adjectives or verbs, no word right after a
+    subject pronoun or "to" (a verb), none right before a determiner ("finds a letter"), and no
+    proper names mid-sentence. Falls back to concrete objects when nothing is left.
+    """
+    tokens = re.findall(r"[A-Za-z][A-Za-z-]*|[.!?;:]", re.sub(r"['’]s\b", "", premise))
     seen: list[str] = []
-    for word in words:
-        if word not in _STOP and word not in seen:
+    for i, token in enumerate(tokens):
+        word = token.lower()
+        if not word.isalpha() or len(word) < 4 or word in _STOP or word in _NOT_NOUNS:
+            continue
+        if word.endswith(("ed", "ly", "ing")) and word not in _SUFFIX_NOUNS:
+            continue
+        if word.endswith(("ous", "ful", "less", "able", "ible", "ish")) or word in _ADJ_IVE:
+            continue
+        before = tokens[i - 1].lower() if i else "."
+        after = tokens[i + 1].lower() if i + 1 < len(tokens) else "."
+        if before in _SUBJECTS or after in _DETERMINERS:
+            continue
+        if token[0].isupper() and before not in ".!?;:":
+            continue  # a name
+        if word not in seen:
             seen.append(word)
-    return seen[:8] or ["letter", "lamp", "river"]
+    return seen[:8] or list(_CONCRETE[:3])
 
 
 def _premise(ctx: dict[str, Any], rng: random.Random) -> dict[str, Any]:
@@ -258,7 +311,15 @@ def respond(task: str, context: dict[str, Any], seed: int, variant: str = "") ->
         return _revise(context)
     if task == "polish":
         return _polish(context["text"])
-    raise ValueError(f"the offline backend has no writer for task {task!r}")
+    return _generic(task, context, rng)
+
+
+def _generic(task: str, context: dict[str, Any], rng: random.Random) -> str:
+    """A short deterministic text for a task of a custom stage, built from its material."""
+    words = [str(v) for v in context.values() if isinstance(v, str | int | float)]
+    words += [str(x) for v in context.values() if isinstance(v, list) for x in v if isinstance(x, str)]
+    picked = rng.sample(words, min(3, len(words))) if words else [task]
+    return f"{task.capitalize()}: " + "; ".join(picked) + "."
 
 
 @dataclass

@@ -28,6 +28,7 @@ from ._http import (
     environ_or_default,
     public_url,
     read_key,
+    shared_ssl_context,
     with_schema_instruction,
 )
 from ._ratelimit import LIMIT_OPTIONS, RateLimiter
@@ -104,7 +105,7 @@ class OpenAIBackend:
         self.retry = retry or RetryPolicy()
         self.limiter = limiter or RateLimiter()
         self._api_key = api_key
-        self._clients: LoopBound[AsyncOpenAI] = LoopBound(self._new_client)
+        self._clients: LoopBound[AsyncOpenAI] = LoopBound(self._new_client, _close_client)
 
     @classmethod
     def from_config(
@@ -166,7 +167,11 @@ class OpenAIBackend:
     def _new_client(self) -> AsyncOpenAI:
         openai = _import_openai()
         client: AsyncOpenAI = openai.AsyncOpenAI(
-            api_key=self._api_key, base_url=self.base_url, max_retries=0, timeout=self.timeout
+            api_key=self._api_key,
+            base_url=self.base_url,
+            max_retries=0,
+            timeout=self.timeout,
+            http_client=openai.DefaultAsyncHttpxClient(verify=shared_ssl_context()),
         )
         return client
 
@@ -215,7 +220,7 @@ class OpenAIBackend:
         model = body["model"]
         estimate = request.prompt_tokens + request.max_output_tokens
         async with self.limiter.slot(estimate) as permit:
-            client = self._clients.get()
+            client = await self._clients.get()
             parts: list[str] = []
             finish: str | None = None
             usage: Usage | None = None
@@ -284,12 +289,14 @@ class OpenAIBackend:
         )
 
     async def aclose(self) -> None:
-        client = self._clients.take()
-        if client is not None:
-            await client.close()
+        await self._clients.aclose()
 
 
 def _schema_name(name: str | None) -> str:
     """OpenAI wants ^[a-zA-Z0-9_-]{1,64}$."""
     cleaned = re.sub(r"[^A-Za-z0-9_-]+", "_", name or "response").strip("_")
     return (cleaned or "response")[:64]
+
+
+async def _close_client(client: AsyncOpenAI) -> None:
+    await client.close()

@@ -23,7 +23,7 @@ _ACTS = re.compile(
 _CAPITALISED = re.compile(r"(?<![.!?“\"]\s)(?<!^)\b([A-Z][a-z]{3,})\b", re.MULTILINE)
 _NOT_NAMES = {
     "Then", "There", "They", "That", "This", "When", "What", "Where", "Nobody", "Somewhere",
-    "Outside", "Later", "Every", "Chapter", "Later", "Tell", "Show", "Not", "Who", "Say",
+    "Outside", "Later", "Every", "Chapter", "Tell", "Show", "Not", "Who", "Say",
 }
 
 
@@ -79,7 +79,9 @@ def check_chapter(chapter: int, text: str, cast: a.Cast, world: a.World) -> list
     for word in sorted(candidates):
         for canonical in sorted(known):
             limit = 1 if len(canonical) < 7 else 2
-            if word != canonical and len(canonical) >= 4 and _distance(word, canonical) <= limit:
+            if abs(len(word) - len(canonical)) > limit or len(canonical) < 4 or word == canonical:
+                continue
+            if _distance(word, canonical) <= limit:
                 is_place = canonical in place_words
                 entry = next(
                     (f"Location: {loc.name}" for loc in world.locations if canonical in loc.name.split()),

@@ -1,0 +1,260 @@
+"""Core engine benchmarks (issue 2). Figures are ratios against baselines measured in this run.
+
+- orchestration overhead: wall time of a 24-chapter run on a backend with a fixed 20 ms latency
+  per call, divided by the critical-path lower bound (goal <= 1.10); per-call overhead with a
+  zero-latency backend (goal <= 2 ms including the durable commit)
+- context cost: total prompt tokens for 6, 12, 24, 48 chapters, exponent k of tokens ∝ n^k
+  (goal <= 1.1), against a whole-book-in-context baseline measured the same way (k ≈ 2)
+- control latency: pause(now=True) and cancel() to the final state, p95 over 50 tries
+  while streaming (goal <= 100 ms)
+- `novelkit generate` default run wall time; `import novelkit` vs `python -c pass`
+
+Run: python benchmarks/bench_core.py   (writes benchmarks/results/core.json)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import novelkit as nk
+from novelkit import _store
+from novelkit.llm.base import Chunk, Delta, Done, Request, Usage
+from novelkit.stages.writing import Draft
+
+PREMISE = "A lighthouse keeper finds a letter from her drowned brother, dated after his death."
+RESULTS = Path(__file__).parent / "results"
+
+
+class CannedBackend:
+    """Answers from responses recorded in an earlier run after a fixed latency: no generation cost."""
+
+    name = "canned"
+
+    def __init__(self, responses: dict[str, str], latency: float) -> None:
+        self.responses = responses
+        self.latency = latency
+        self.spent: list[float] = []
+
+    async def stream(self, request: Request) -> AsyncIterator[Chunk]:
+        started = time.perf_counter()
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        text = self.responses[request.key]
+        yield Delta(text)
+        yield Done(Usage(request.prompt_tokens, len(text) // 4))
+        self.spent.append(time.perf_counter() - started)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def recorded_responses(tmp: Path, chapters: int) -> dict[str, str]:
+    project = nk.new_project(tmp / "record", premise=PREMISE, chapters=chapters, words_per_chapter=1000)
+    assert project.start().wait() is nk.JobState.SUCCEEDED
+    rows = project.store._reader().execute("SELECT key, response FROM calls").fetchall()
+    project.close()
+    return dict(rows)
+
+
+def critical_path_calls(project: nk.Project) -> float:
+    """Longest chain of dependent calls given `concurrency`, from the calls actually made."""
+    rows = project.store._reader().execute("SELECT stage, unit, COUNT(*) FROM calls GROUP BY stage, unit").fetchall()
+    per_stage: dict[str, list[int]] = {}
+    for stage, _unit, count in rows:
+        per_stage.setdefault(stage, []).append(count)
+    concurrency = project.config.concurrency
+    total = 0.0
+    for stage in project.pipeline:
+        counts = per_stage.get(stage.name, [])
+        if not counts:
+            continue
+        if stage.parallel:
+            total += max(max(counts), sum(counts) / concurrency)
+        else:
+            total += sum(counts)
+    return total
+
+
+def orchestration(tmp: Path) -> dict[str, Any]:
+    latency = 0.020
+    responses = recorded_responses(tmp, 24)
+    backend = CannedBackend(responses, latency)
+    project = nk.new_project(tmp / "orch", premise=PREMISE, chapters=24, words_per_chapter=1000,
+                             backend_instance=backend)
+    started = time.perf_counter()
+    assert project.start().wait() is nk.JobState.SUCCEEDED
+    wall = time.perf_counter() - started
+    bound_calls = critical_path_calls(project)
+    bound = bound_calls * latency
+    calls = project.store.call_count()
+    project.close()
+
+    # per-call overhead with a zero-latency backend: wall time not spent inside the backend
+    commits: list[float] = []
+    original = _store.Store.save_call
+
+    def timed_save(self: _store.Store, record: _store.CallRecord) -> None:
+        t0 = time.perf_counter()
+        original(self, record)
+        commits.append(time.perf_counter() - t0)
+
+    _store.Store.save_call = timed_save  # type: ignore[method-assign]
+    try:
+        fast = CannedBackend(responses, 0.0)
+        project = nk.new_project(tmp / "zero", premise=PREMISE, chapters=24, words_per_chapter=1000,
+                                 backend_instance=fast)
+        started = time.perf_counter()
+        assert project.start().wait() is nk.JobState.SUCCEEDED
+        zero_wall = time.perf_counter() - started
+        zero_calls = project.store.call_count()
+        project.close()
+    finally:
+        _store.Store.save_call = original  # type: ignore[method-assign]
+    overhead = (zero_wall - sum(fast.spent)) / zero_calls
+    return {
+        "calls": calls,
+        "critical_path_calls": bound_calls,
+        "wall_s": round(wall, 3),
+        "lower_bound_s": round(bound, 3),
+        "ratio": round(wall / bound, 3),
+        "per_call_overhead_ms_mean": round(overhead * 1000, 3),
+        "durable_commit_ms_median": round(statistics.median(commits) * 1000, 3),
+    }
+
+
+class WholeBookDraft(Draft):
+    """Baseline: feed every earlier chapter in full into each draft prompt (as some tools do)."""
+
+    def context(self, ctx: Any, unit: str) -> dict[str, Any]:
+        context = super().context(ctx, unit)
+        context["story_so_far"] = [ctx.read("draft", n).text for n in range(1, ctx.chapter) if ctx.exists("draft", n)]
+        return context
+
+
+def prompt_tokens(tmp: Path, chapters: int, whole_book: bool) -> int:
+    project = nk.new_project(tmp / f"ctx-{chapters}-{whole_book}", premise=PREMISE, chapters=chapters,
+                             words_per_chapter=1000)
+    if whole_book:
+        project.pipeline.replace("draft", WholeBookDraft())
+    assert project.start().wait() is nk.JobState.SUCCEEDED
+    tokens = sum(int(r["prompt_tokens"]) for r in project.store.ledger().values())
+    project.close()
+    return tokens
+
+
+def fit_exponent(xs: list[int], ys: list[int]) -> float:
+    lx = [math.log(x) for x in xs]
+    ly = [math.log(y) for y in ys]
+    mx, my = statistics.fmean(lx), statistics.fmean(ly)
+    return sum((a - mx) * (b - my) for a, b in zip(lx, ly, strict=True)) / sum((a - mx) ** 2 for a in lx)
+
+
+def context_cost(tmp: Path) -> dict[str, Any]:
+    sizes = [6, 12, 24, 48]
+    ours = [prompt_tokens(tmp, n, False) for n in sizes]
+    base = [prompt_tokens(tmp, n, True) for n in sizes]
+    return {
+        "chapters": sizes,
+        "prompt_tokens": ours,
+        "k": round(fit_exponent(sizes, ours), 3),
+        "whole_book_prompt_tokens": base,
+        "whole_book_k": round(fit_exponent(sizes, base), 3),
+    }
+
+
+def control_latency(tmp: Path, tries: int = 50) -> dict[str, Any]:
+    project = nk.new_project(tmp / "control", premise=PREMISE, chapters=48, words_per_chapter=2000,
+                             backend_options={"tokens_per_second": 3000})
+    pauses: list[float] = []
+    cancels: list[float] = []
+    job = project.start()
+    for _ in range(tries):
+        _wait_streaming(job)
+        t0 = time.perf_counter()
+        job.pause(now=True)
+        job.wait()
+        pauses.append(time.perf_counter() - t0)
+        job.resume()
+    for _ in range(tries):
+        _wait_streaming(job)
+        t0 = time.perf_counter()
+        job.cancel()
+        job.wait()
+        cancels.append(time.perf_counter() - t0)
+        job = project.start()
+    job.cancel()
+    job.wait()
+    project.close()
+
+    def p95(values: list[float]) -> float:
+        return round(sorted(values)[int(0.95 * len(values)) - 1] * 1000, 2)
+
+    return {"tries": tries, "pause_now_p95_ms": p95(pauses), "cancel_p95_ms": p95(cancels),
+            "pause_now_max_ms": round(max(pauses) * 1000, 2), "cancel_max_ms": round(max(cancels) * 1000, 2)}
+
+
+def _wait_streaming(job: nk.Job) -> None:
+    seen = job.streamed_chars
+    deadline = time.monotonic() + 30
+    while job.streamed_chars <= seen or not job.state.active:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the job did not stream")
+        time.sleep(0.002)
+    time.sleep(0.02)
+
+
+def cli_and_import(tmp: Path) -> dict[str, Any]:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "novelkit.cli", "generate", PREMISE, "--out", str(tmp / "cli")],
+                   check=True, capture_output=True)
+    generate = time.perf_counter() - started
+
+    def best(code: str) -> float:
+        times = []
+        for _ in range(7):
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True)
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    bare = best("pass")
+    imported = best("import novelkit")
+    return {"generate_default_s": round(generate, 3), "python_pass_s": round(bare, 4),
+            "import_novelkit_s": round(imported, 4), "import_ratio": round(imported / bare, 2),
+            "import_cost_ms": round((imported - bare) * 1000, 1)}
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
+        results = {
+            "orchestration": orchestration(tmp),
+            "context": context_cost(tmp),
+            "control": control_latency(tmp),
+            "cli": cli_and_import(tmp),
+        }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "core.json").write_text(json.dumps(results, indent=2))
+    o, c, k, cli = results["orchestration"], results["control"], results["context"], results["cli"]
+    print(f"orchestration: wall {o['wall_s']} s / lower bound {o['lower_bound_s']} s = {o['ratio']}x (goal <= 1.10)")
+    print(f"per-call overhead {o['per_call_overhead_ms_mean']} ms mean (goal <= 2 ms); "
+          f"durable commit median {o['durable_commit_ms_median']} ms")
+    print(f"context: prompt tokens {k['prompt_tokens']} for {k['chapters']} chapters: k = {k['k']} (goal <= 1.1); "
+          f"whole-book baseline {k['whole_book_prompt_tokens']}: k = {k['whole_book_k']}")
+    print(f"control: pause(now) p95 {c['pause_now_p95_ms']} ms, cancel p95 {c['cancel_p95_ms']} ms (goal <= 100 ms)")
+    print(f"generate (12 x 2000 words): {cli['generate_default_s']} s; import novelkit {cli['import_novelkit_s']} s "
+          f"vs python -c pass {cli['python_pass_s']} s ({cli['import_ratio']}x, +{cli['import_cost_ms']} ms)")
+
+
+if __name__ == "__main__":
+    main()

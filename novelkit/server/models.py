@@ -1,0 +1,163 @@
+"""Request bodies (validated strictly) and response shapes (for the OpenAPI document)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class PauseBody(_Body):
+    now: bool = Field(
+        default=False, description="Abort in-flight calls too (paused within ~100 ms)."
+    )
+
+
+class EmptyBody(_Body):
+    pass
+
+
+class RunStageBody(_Body):
+    chapters: list[int] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=500,
+        description="Chapters of a per-chapter stage; all when omitted.",
+    )
+    force: bool = Field(default=False, description="Rerun units even when they are up to date.")
+
+
+class ExportBody(_Body):
+    formats: list[str] = Field(
+        min_length=1, max_length=10, description="Formats to write, e.g. ['md', 'docx']."
+    )
+
+
+# -- responses ------------------------------------------------------------------------------
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ErrorDetail(_Out):
+    code: str
+    message: str
+    state: str | None = None
+
+
+class ErrorResponse(_Out):
+    error: ErrorDetail
+
+
+class ControlResponse(_Out):
+    changed: bool
+    state: str | None
+    message: str
+    job_id: str | None = None
+
+
+class StageOut(_Out):
+    number: int
+    name: str
+    description: str
+    state: str
+    done: int
+    total: int
+    tokens: int
+    cost: float
+    elapsed: float
+
+
+class StatusOut(_Out):
+    id: str | None
+    state: str | None
+    stage: str | None
+    unit: str | None
+    progress: float
+    message: str
+    error: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    tokens: int
+    cost: float
+    stages: list[StageOut]
+    preview: str
+    retry: str | None
+    elapsed: float
+    last_seq: int
+    extra: dict[str, Any]
+
+
+class StagesOut(_Out):
+    stages: list[StageOut]
+
+
+class ProjectSummary(_Out):
+    id: str
+    title: str
+    chapters: int
+    state: str | None
+
+
+class ProjectList(_Out):
+    projects: list[ProjectSummary]
+
+
+class ProjectOut(_Out):
+    id: str
+    title: str
+    premise: str
+    genre: str
+    chapters: int
+    words_per_chapter: int
+    backend: str
+    model: str | None
+    status: StatusOut
+    exports: dict[str, Any]
+
+
+class EventOut(_Out):
+    seq: int
+    type: str
+    ts: float
+    job_id: str | None
+
+
+class EventsPage(_Out):
+    events: list[EventOut]
+    first_seq: int
+    last_seq: int
+    next_since: int
+    more: bool
+
+
+class ExportInfo(_Out):
+    format: str
+    media_type: str
+    exported: bool
+    filename: str | None
+    size: int | None
+    created: float | None
+    modified: float | None
+    stale: bool | None
+
+
+class ExportList(_Out):
+    formats: list[str]
+    exports: list[ExportInfo]
+
+
+class TicketOut(_Out):
+    ticket: str
+    expires_in: float
+
+
+class WhoAmI(_Out):
+    key_id: str
+    scope: str
+    project: str | None

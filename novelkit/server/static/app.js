@@ -1,0 +1,251 @@
+// novelkit dashboard: plain JS, relative URLs (works under /proxy/PORT/), key in sessionStorage.
+"use strict";
+
+const KEY_STORAGE = "novelkit.key";
+const $ = (id) => document.getElementById(id);
+const state = { key: null, scope: "read", project: null, ws: null, lastSeq: 0, statusTimer: null,
+                reconnect: null, preview: "" };
+
+function apiUrl(path) { return new URL(path, document.baseURI).toString(); }
+
+async function api(path, options = {}) {
+  const headers = { "Authorization": "Bearer " + state.key, ...(options.headers || {}) };
+  if (options.body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(apiUrl(path), { ...options, headers,
+    body: options.body === undefined ? undefined : JSON.stringify(options.body) });
+  let data = null;
+  try { data = await response.json(); } catch (e) { data = null; }
+  if (response.status === 401) { logout("That key was not accepted."); throw new Error("unauthorized"); }
+  if (!response.ok) {
+    const message = data && data.error ? data.error.message : response.statusText;
+    throw new Error(message);
+  }
+  return data;
+}
+
+function logout(message) {
+  sessionStorage.removeItem(KEY_STORAGE);
+  state.key = null;
+  if (state.ws) { state.ws.onclose = null; state.ws.close(); state.ws = null; }
+  $("main").hidden = true;
+  $("forget-key").hidden = true;
+  $("login").hidden = false;
+  $("login-error").textContent = message || "";
+  $("whoami").textContent = "";
+}
+
+async function login(key) {
+  state.key = key;
+  const me = await api("api/v2/whoami");
+  sessionStorage.setItem(KEY_STORAGE, key);
+  state.scope = me.scope;
+  document.body.classList.toggle("read-only", me.scope !== "write");
+  $("whoami").textContent = `${me.scope} key${me.project ? " for " + me.project : ""}`;
+  $("login").hidden = true;
+  $("main").hidden = false;
+  $("forget-key").hidden = false;
+  const list = await api("api/v2/projects");
+  const ul = $("projects");
+  ul.replaceChildren();
+  for (const p of list.projects) {
+    const li = document.createElement("li");
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = p.id;
+    button.title = p.title;
+    button.dataset.project = p.id;
+    button.addEventListener("click", () => selectProject(p.id));
+    li.append(button);
+    ul.append(li);
+  }
+  if (list.projects.length) selectProject(list.projects[0].id);
+}
+
+async function selectProject(id) {
+  state.project = id;
+  state.lastSeq = 0;
+  state.preview = "";
+  $("preview").textContent = "";
+  $("events").replaceChildren();
+  for (const b of document.querySelectorAll("#projects button")) {
+    b.classList.toggle("active", b.dataset.project === id);
+  }
+  const project = await api(`api/v2/projects/${encodeURIComponent(id)}`);
+  $("project").hidden = false;
+  $("project-title").textContent = project.title;
+  const select = $("stage-select");
+  select.replaceChildren();
+  for (const s of project.status.stages) {
+    const option = document.createElement("option");
+    option.value = s.name;
+    option.textContent = `${s.number}. ${s.name}`;
+    select.append(option);
+  }
+  renderStatus(project.status);
+  connect();
+}
+
+function connect() {
+  if (state.ws) { state.ws.onclose = null; state.ws.close(); }
+  clearTimeout(state.reconnect);
+  const url = new URL(`api/v2/projects/${encodeURIComponent(state.project)}/ws`, document.baseURI);
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  if (state.lastSeq) url.searchParams.set("since", String(state.lastSeq));
+  const ws = new WebSocket(url, ["novelkit.v1", "novelkit.key." + state.key]);
+  state.ws = ws;
+  ws.onopen = () => { $("connection").textContent = "live"; };
+  ws.onmessage = (event) => onMessage(JSON.parse(event.data));
+  ws.onclose = () => {
+    $("connection").textContent = "reconnecting…";
+    state.reconnect = setTimeout(() => { if (state.key && state.project) connect(); }, 1000);
+  };
+}
+
+function requestStatus() {
+  if (state.statusTimer) return;
+  state.statusTimer = setTimeout(() => {
+    state.statusTimer = null;
+    if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(JSON.stringify({ type: "get_status" }));
+  }, 250);
+}
+
+function onMessage(msg) {
+  if (typeof msg.seq === "number") state.lastSeq = Math.max(state.lastSeq, msg.seq);
+  switch (msg.type) {
+    case "status_update": renderStatus(msg.status); break;
+    case "resync":
+      state.lastSeq = msg.last_seq;
+      renderStatus(msg.status);
+      logEvent(`resync (${msg.reason})`);
+      break;
+    case "delta":
+      state.preview = (state.preview + msg.text).slice(-4000);
+      $("preview").textContent = state.preview;
+      $("preview").scrollTop = $("preview").scrollHeight;
+      break;
+    case "pong": case "error": break;
+    case "job":
+      $("job-state").textContent = msg.state;
+      $("job-state").className = "badge " + msg.state;
+      logEvent(`job ${msg.state}${msg.message ? ": " + msg.message : ""}`);
+      requestStatus();
+      break;
+    case "stage":
+      setStageState(msg.stage, msg.state);
+      logEvent(`stage ${msg.stage} ${msg.state}`);
+      requestStatus();
+      break;
+    case "progress":
+      $("overall-bar").style.width = `${Math.round(msg.overall * 100)}%`;
+      $("progress-text").textContent = `${Math.round(msg.overall * 100)}%`;
+      requestStatus();
+      break;
+    default:
+      if (msg.type === "unit" || msg.type === "export" || msg.type === "retry" || msg.type === "log") {
+        logEvent(`${msg.type} ${msg.stage || msg.format || ""} ${msg.unit || ""} ${msg.state || msg.message || ""}`);
+      }
+  }
+}
+
+function logEvent(text) {
+  const li = document.createElement("li");
+  li.textContent = text;
+  const list = $("events");
+  list.prepend(li);
+  while (list.children.length > 60) list.lastChild.remove();
+}
+
+function setStageState(name, value) {
+  const row = document.querySelector(`#stages tr[data-stage="${CSS.escape(name)}"]`);
+  if (!row) return;
+  row.className = "stage-row " + value;
+  row.querySelector(".stage-state").textContent = value;
+}
+
+function renderStatus(s) {
+  const jobState = s.state || "no job";
+  $("job-state").textContent = jobState;
+  $("job-state").className = "badge " + (s.state || "");
+  $("overall-bar").style.width = `${Math.round(s.progress * 100)}%`;
+  $("progress-text").textContent = `${Math.round(s.progress * 100)}%`;
+  $("tokens").textContent = s.tokens.toLocaleString();
+  $("cost").textContent = s.cost.toFixed(4);
+  $("current").textContent = s.stage ? `${s.stage} ${s.unit || ""}` : "";
+  $("message").textContent = s.retry || s.message || "";
+  $("error").textContent = s.error || "";
+  if (s.preview && s.preview.length > state.preview.length) {
+    state.preview = s.preview;
+    $("preview").textContent = s.preview;
+  }
+  const body = $("stages").tBodies[0];
+  for (const stage of s.stages) {
+    let row = body.querySelector(`tr[data-stage="${CSS.escape(stage.name)}"]`);
+    if (!row) {
+      row = document.createElement("tr");
+      row.dataset.stage = stage.name;
+      for (const cls of ["stage-number", "stage-name", "stage-state", "stage-units", "stage-bar", "stage-tokens"]) {
+        const td = document.createElement("td");
+        td.className = cls;
+        row.append(td);
+      }
+      const bar = document.createElement("div");
+      bar.className = "bar";
+      bar.append(document.createElement("div"));
+      row.querySelector(".stage-bar").append(bar);
+      body.append(row);
+    }
+    row.className = "stage-row " + stage.state;
+    row.querySelector(".stage-number").textContent = stage.number;
+    row.querySelector(".stage-name").textContent = stage.name;
+    row.querySelector(".stage-name").title = stage.description;
+    row.querySelector(".stage-state").textContent = stage.state;
+    row.querySelector(".stage-units").textContent = `${stage.done}/${stage.total}`;
+    row.querySelector(".stage-bar .bar > div").style.width =
+      `${stage.total ? Math.round(100 * stage.done / stage.total) : 0}%`;
+    row.querySelector(".stage-tokens").textContent = stage.tokens.toLocaleString();
+  }
+  const active = ["queued", "running", "pausing", "cancelling"].includes(s.state);
+  $("btn-start").disabled = active;
+  $("btn-pause").disabled = !(s.state === "running" || s.state === "queued");
+  $("btn-pause-now").disabled = !(s.state === "running" || s.state === "queued" || s.state === "pausing");
+  $("btn-resume").disabled = !["paused", "interrupted", "failed"].includes(s.state);
+  $("btn-cancel").disabled = !(active || s.state === "paused" || s.state === "interrupted");
+  $("btn-run-stage").disabled = active;
+}
+
+async function control(path, body) {
+  const result = $("control-result");
+  try {
+    const data = await api(`api/v2/projects/${encodeURIComponent(state.project)}/${path}`,
+      { method: "POST", body: body || {} });
+    result.textContent = `${data.message || ""} → ${data.state}`;
+    result.className = "muted";
+    requestStatus();
+  } catch (e) {
+    result.textContent = e.message;
+    result.className = "error";
+  }
+}
+
+$("key-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const key = $("key-input").value.trim();
+  $("key-input").value = "";
+  login(key).catch((e) => { if (e.message !== "unauthorized") logout(e.message); });
+});
+$("forget-key").addEventListener("click", () => logout(""));
+$("btn-start").addEventListener("click", () => control("generate"));
+$("btn-pause").addEventListener("click", () => control("generate/pause", { now: false }));
+$("btn-pause-now").addEventListener("click", () => control("generate/pause", { now: true }));
+$("btn-resume").addEventListener("click", () => control("generate/resume"));
+$("btn-cancel").addEventListener("click", () => control("generate/cancel"));
+$("run-stage").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const raw = $("stage-chapters").value.trim();
+  const body = { force: $("stage-force").checked };
+  if (raw) body.chapters = raw.split(",").map((x) => parseInt(x.trim(), 10)).filter((x) => !Number.isNaN(x));
+  control(`generate/stages/${encodeURIComponent($("stage-select").value)}`, body);
+});
+
+const saved = sessionStorage.getItem(KEY_STORAGE);
+if (saved) login(saved).catch(() => logout("")); else logout("");
