@@ -387,6 +387,10 @@ class Job:
         finally:
             watcher.cancel()
             self._current = None
+            try:
+                await self.project.backend.aclose()  # connections belong to this run's loop
+            except Exception:  # closing must never hide how the run ended
+                pass
         if final is JobState.CANCELLED and self._current_stage:
             self.project._mark_cancelled(self._current_stage)
         self._live = None

@@ -33,7 +33,7 @@ from starlette.routing import Route
 from novelkit.llm import count_tokens, parse_prompt
 from novelkit.llm.offline import respond
 
-__all__ = ["Call", "Fault", "FakeAnthropicServer", "FakeOpenAIServer", "FAULTS"]
+__all__ = ["FAULTS", "Call", "FakeAnthropicServer", "FakeOpenAIServer", "FakeServer", "Fault"]
 
 FAULTS = (
     "rate_limit",  # 429 with Retry-After
@@ -124,7 +124,7 @@ def damage(kind: str, text: str, messages: list[dict[str, Any]], seed: int) -> s
     return text
 
 
-class _FakeServer:
+class FakeServer:
     """Starlette app served by uvicorn in a thread, on a free port of 127.0.0.1."""
 
     def __init__(
@@ -182,7 +182,7 @@ class _FakeServer:
             self.faults.clear()
             self.max_in_flight = 0
 
-    def start(self) -> _FakeServer:
+    def start(self) -> FakeServer:
         logging.getLogger("uvicorn.error").addFilter(_QuietCuts())
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -217,7 +217,7 @@ class _FakeServer:
             self._socket.close()
         self._server = self._thread = self._socket = None
 
-    def __enter__(self) -> _FakeServer:
+    def __enter__(self) -> FakeServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -266,7 +266,7 @@ class _FakeServer:
                 self.in_flight -= 1
 
 
-class FakeOpenAIServer(_FakeServer):
+class FakeOpenAIServer(FakeServer):
     """Speaks ``POST /v1/chat/completions`` (streaming) and ``GET /v1/models``."""
 
     def routes(self) -> list[Route]:
@@ -401,7 +401,7 @@ class FakeOpenAIServer(_FakeServer):
             yield b"data: [DONE]\n\n"
 
 
-class FakeAnthropicServer(_FakeServer):
+class FakeAnthropicServer(FakeServer):
     """Speaks ``POST /v1/messages`` with Anthropic's streaming event format."""
 
     def routes(self) -> list[Route]:
@@ -562,3 +562,23 @@ def prompt_request(
         context=context,
     )
     return request.with_messages(*extra) if extra else request
+
+
+def main() -> None:
+    """Serve a fake in its own process: prints its URL, stops when stdin closes (benchmarks)."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description="a fake LLM server on 127.0.0.1")
+    parser.add_argument("--kind", choices=("openai", "anthropic"), default="openai")
+    parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--api-key", default="test-key")
+    args = parser.parse_args()
+    server_class = FakeOpenAIServer if args.kind == "openai" else FakeAnthropicServer
+    with server_class(latency=args.latency, api_key=args.api_key) as fake:
+        print(fake.url, flush=True)
+        sys.stdin.read()
+
+
+if __name__ == "__main__":
+    main()

@@ -86,7 +86,9 @@ def test_streams_the_answer_with_usage_from_the_events(fake: FakeAnthropicServer
     assert fake.completed == 1
 
 
-def test_request_body_puts_system_apart_and_the_schema_in_the_prompt(fake: FakeAnthropicServer) -> None:
+def test_request_body_puts_system_apart_and_the_schema_in_the_prompt(
+    fake: FakeAnthropicServer,
+) -> None:
     run(backend(fake), prompt_request(json_schema=SCHEMA, schema_name="Premise"))
     body = fake.calls[0].body
     assert body["system"] == "You are a novelist."
@@ -107,8 +109,10 @@ def test_turns_alternate_even_when_the_conversation_does_not() -> None:
 
 
 def test_base_url_with_v1_is_accepted(fake: FakeAnthropicServer) -> None:
-    [chunks] = run(AnthropicBackend(model="fake-model", api_key="test-key", base_url=fake.url + "/v1/"),
-                   prompt_request())
+    [chunks] = run(
+        AnthropicBackend(model="fake-model", api_key="test-key", base_url=fake.url + "/v1/"),
+        prompt_request(),
+    )
     assert text_of(chunks) == expected()
     assert fake.calls[0].path == "/v1/messages"
 
@@ -163,7 +167,9 @@ def test_unknown_model_fails_fast(fake: FakeAnthropicServer) -> None:
 
 def test_max_concurrency(fake: FakeAnthropicServer) -> None:
     fake.latency = 0.05
-    run(backend(fake, limiter=RateLimiter(max_concurrency=3)), *(prompt_request() for _ in range(7)))
+    run(
+        backend(fake, limiter=RateLimiter(max_concurrency=3)), *(prompt_request() for _ in range(7))
+    )
     assert fake.max_in_flight == 3 and fake.completed == 7
 
 
@@ -171,7 +177,9 @@ def config(**values: Any) -> NovelConfig:
     return NovelConfig(premise="A lighthouse keeper", backend="anthropic", **values)
 
 
-def test_from_config(fake: FakeAnthropicServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+def test_from_config(
+    fake: FakeAnthropicServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
     with pytest.raises(BackendConfigError, match="ANTHROPIC_API_KEY is missing"):
         AnthropicBackend.from_config(config(model="claude-x"), {}, environ={})
     with pytest.raises(ConfigError, match="needs a model"):
@@ -179,7 +187,9 @@ def test_from_config(fake: FakeAnthropicServer, monkeypatch: pytest.MonkeyPatch,
     with pytest.raises(ConfigError, match="structured_output"):
         AnthropicBackend.from_config(config(model="m"), {"structured_output": "none"}, environ={})
     monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
-    target = make_backend(config(model="fake-model", base_url=fake.url, backend_options={"rpm": 600}), tmp_path)
+    target = make_backend(
+        config(model="fake-model", base_url=fake.url, backend_options={"rpm": 600}), tmp_path
+    )
     assert isinstance(target, AnthropicBackend) and target.limiter.rpm == 600
     [chunks] = run(target, prompt_request())
     assert text_of(chunks) == expected()

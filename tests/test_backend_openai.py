@@ -48,7 +48,9 @@ class Sleeps:
 
 def backend(fake: FakeOpenAIServer, **options: Any) -> OpenAIBackend:
     options.setdefault("retry", RetryPolicy(sleep=Sleeps()))
-    return OpenAIBackend(model="fake-model", api_key="test-key", base_url=fake.url + "/v1", **options)
+    return OpenAIBackend(
+        model="fake-model", api_key="test-key", base_url=fake.url + "/v1", **options
+    )
 
 
 def run(target: OpenAIBackend, *requests: Request) -> list[list[Chunk]]:
@@ -160,8 +162,12 @@ def test_per_request_model_wins(fake: FakeOpenAIServer) -> None:
 # -- faults ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fault", ["rate_limit", "server_error", "overloaded", "cut", "truncate", "stream_error"])
-def test_transient_faults_are_retried_to_the_full_answer(fake: FakeOpenAIServer, fault: str) -> None:
+@pytest.mark.parametrize(
+    "fault", ["rate_limit", "server_error", "overloaded", "cut", "truncate", "stream_error"]
+)
+def test_transient_faults_are_retried_to_the_full_answer(
+    fake: FakeOpenAIServer, fault: str
+) -> None:
     fake.inject(fault)
     sleeps = Sleeps()
     [chunks] = run(backend(fake, retry=RetryPolicy(sleep=sleeps)), prompt_request())
@@ -236,12 +242,30 @@ def test_invalid_json_is_passed_through_for_the_core_to_repair(fake: FakeOpenAIS
 def test_short_and_long_chapters_come_back_as_written(fake: FakeOpenAIServer) -> None:
     context = {
         "unit": "ch01",
-        "plan": {"number": 1, "title": "T", "summary": "S", "pov": "Mara Quill", "location": "Salt Row",
-                 "beats": ["a beat", "another"], "target_words": 600},
-        "scenes": [{"number": 1, "goal": "g", "conflict": "c", "outcome": "o", "location": "Salt Row",
-                    "cast": ["Mara Quill", "Eli Marsh"], "beat": "a beat"}],
-        "cast": [{"name": "Mara Quill", "role": "protagonist", "voice": "dry", "status": "alive"},
-                 {"name": "Eli Marsh", "role": "ally", "voice": "warm", "status": "alive"}],
+        "plan": {
+            "number": 1,
+            "title": "T",
+            "summary": "S",
+            "pov": "Mara Quill",
+            "location": "Salt Row",
+            "beats": ["a beat", "another"],
+            "target_words": 600,
+        },
+        "scenes": [
+            {
+                "number": 1,
+                "goal": "g",
+                "conflict": "c",
+                "outcome": "o",
+                "location": "Salt Row",
+                "cast": ["Mara Quill", "Eli Marsh"],
+                "beat": "a beat",
+            }
+        ],
+        "cast": [
+            {"name": "Mara Quill", "role": "protagonist", "voice": "dry", "status": "alive"},
+            {"name": "Eli Marsh", "role": "ally", "voice": "warm", "status": "alive"},
+        ],
         "motifs": ["lighthouse", "letters"],
         "recent_summaries": [],
         "previous_ending": "",
@@ -286,7 +310,9 @@ def test_unknown_model_fails_fast_naming_model_and_url(fake: FakeOpenAIServer) -
 
 def test_an_unreachable_server_is_retried_then_explained() -> None:
     target = OpenAIBackend(
-        model="m", api_key="k", base_url="http://127.0.0.1:9/v1",
+        model="m",
+        api_key="k",
+        base_url="http://127.0.0.1:9/v1",
         retry=RetryPolicy(max_attempts=2, sleep=Sleeps()),
     )
     with pytest.raises(TransientBackendError, match=r"127\.0\.0\.1:9.*server running"):
@@ -335,13 +361,17 @@ def test_from_config_without_a_key_names_the_variable() -> None:
     with pytest.raises(BackendConfigError, match="OPENAI_API_KEY is missing"):
         OpenAIBackend.from_config(config(model="gpt-4o-mini"), {}, environ={})
     with pytest.raises(BackendConfigError, match="TEAM_KEY is missing"):
-        OpenAIBackend.from_config(config(model="gpt-4o-mini"), {"api_key_env": "TEAM_KEY"}, environ={})
+        OpenAIBackend.from_config(
+            config(model="gpt-4o-mini"), {"api_key_env": "TEAM_KEY"}, environ={}
+        )
 
 
 def test_local_servers_need_no_key(fake: FakeOpenAIServer) -> None:
     fake.api_key = None
     try:
-        target = OpenAIBackend.from_config(config(model="fake-model", base_url=fake.url + "/v1"), {}, environ={})
+        target = OpenAIBackend.from_config(
+            config(model="fake-model", base_url=fake.url + "/v1"), {}, environ={}
+        )
         run(target, prompt_request())
     finally:
         fake.api_key = "test-key"
@@ -350,15 +380,23 @@ def test_local_servers_need_no_key(fake: FakeOpenAIServer) -> None:
 
 def test_key_and_base_url_come_from_the_environment(fake: FakeOpenAIServer) -> None:
     environ = {"OPENAI_BASE_URL": fake.url + "/v1", "TEAM_KEY": "test-key"}
-    options = {"api_key_env": "TEAM_KEY", "structured_output": "json_object", "max_attempts": 2,
-               "max_concurrency": 3, "rpm": 100, "timeout": 30}
+    options = {
+        "api_key_env": "TEAM_KEY",
+        "structured_output": "json_object",
+        "max_attempts": 2,
+        "max_concurrency": 3,
+        "rpm": 100,
+        "timeout": 30,
+    }
     target = OpenAIBackend.from_config(config(model="fake-model"), options, environ=environ)
     assert target.retry.max_attempts == 2 and target.limiter.max_concurrency == 3
     [chunks] = run(target, prompt_request())
     assert text_of(chunks) == expected()
 
 
-def test_make_backend_reads_os_environ(fake: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+def test_make_backend_reads_os_environ(
+    fake: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "test-key")
     target = make_backend(config(model="fake-model", base_url=fake.url + "/v1"), tmp_path)
     assert isinstance(target, OpenAIBackend)
@@ -378,7 +416,9 @@ def test_make_backend_reads_os_environ(fake: FakeOpenAIServer, monkeypatch: pyte
         ({"model": "m"}, {"rpm": "fast"}, "rpm"),
     ],
 )
-def test_bad_settings_are_config_errors(values: dict[str, Any], options: dict[str, Any], match: str) -> None:
+def test_bad_settings_are_config_errors(
+    values: dict[str, Any], options: dict[str, Any], match: str
+) -> None:
     with pytest.raises(ConfigError, match=match):
         OpenAIBackend.from_config(config(**values), options, environ={"OPENAI_API_KEY": "k"})
 

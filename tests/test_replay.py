@@ -46,8 +46,13 @@ def text_of(chunks: list[Chunk]) -> str:
 
 REQUESTS = [
     prompt_request(),
-    prompt_request(unit="again", context={"premise": "Two sisters inherit a drowned village", "genre": "gothic"}),
-    prompt_request("world", {"premise": {"premise": "A clockmaker hides a second heart"}, "unit": "all"}),
+    prompt_request(
+        unit="again",
+        context={"premise": "Two sisters inherit a drowned village", "genre": "gothic"},
+    ),
+    prompt_request(
+        "world", {"premise": {"premise": "A clockmaker hides a second heart"}, "unit": "all"}
+    ),
 ]
 
 
@@ -64,10 +69,14 @@ def test_record_stop_the_server_then_replay_identically(tmp_path: Path) -> None:
     with FakeOpenAIServer() as fake:
         fake.inject("cut", unit="again")  # a retried call records only its final answer
         live = OpenAIBackend(
-            model="fake-model", api_key="test-key", base_url=fake.url + "/v1",
+            model="fake-model",
+            api_key="test-key",
+            base_url=fake.url + "/v1",
             retry=RetryPolicy(sleep=_nosleep),
         )
-        recorded = run(RecordingBackend(live, cassette, config=config(model="fake-model")), *REQUESTS)
+        recorded = run(
+            RecordingBackend(live, cassette, config=config(model="fake-model")), *REQUESTS
+        )
         url = fake.url
     # the server is gone: any network call would fail
     replay = ReplayBackend(Cassette.load(cassette), chunk_chars=7)
@@ -80,7 +89,11 @@ def test_record_stop_the_server_then_replay_identically(tmp_path: Path) -> None:
 
     meta, *calls = lines(cassette)
     assert meta["type"] == "meta" and meta["format"] == "novelkit-cassette"
-    assert (meta["backend"], meta["model"], meta["base_url"]) == ("openai", "fake-model", url + "/v1")
+    assert (meta["backend"], meta["model"], meta["base_url"]) == (
+        "openai",
+        "fake-model",
+        url + "/v1",
+    )
     assert meta["recorded_at"].endswith("+00:00")
     assert [c["key"] for c in calls] == [r.key for r in REQUESTS]
     assert calls[1]["response"] == text_of(recorded[1])
@@ -136,7 +149,9 @@ def test_make_backend_records_and_replays(tmp_path: Path) -> None:
     assert text_of(replayed) == text_of(recorded)
 
     named = make_backend(
-        config(backend="replay", backend_options={"cassette": "cassette.jsonl", "fallback": "offline"}),
+        config(
+            backend="replay", backend_options={"cassette": "cassette.jsonl", "fallback": "offline"}
+        ),
         tmp_path,
     )
     assert isinstance(named, ReplayBackend) and isinstance(named.fallback, OfflineBackend)
@@ -148,8 +163,14 @@ def test_recording_again_appends_without_a_second_meta_line(tmp_path: Path) -> N
     run(RecordingBackend(OfflineBackend(), cassette), REQUESTS[1])
     kinds = [item["type"] for item in lines(cassette)]
     assert kinds == ["meta", "call", "call"]
-    run(RecordingBackend(OfflineBackend(latency=0.0), cassette, config=config(model="other")), REQUESTS[2])
-    assert [item["type"] for item in lines(cassette)][-2:] == ["meta", "call"]  # honest: new recorder
+    run(
+        RecordingBackend(OfflineBackend(latency=0.0), cassette, config=config(model="other")),
+        REQUESTS[2],
+    )
+    assert [item["type"] for item in lines(cassette)][-2:] == [
+        "meta",
+        "call",
+    ]  # honest: new recorder
 
 
 def test_replay_settings_are_checked(tmp_path: Path) -> None:
@@ -160,7 +181,9 @@ def test_replay_settings_are_checked(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="did you mean 'cassette'"):
         make_backend(config(backend="replay", backend_options={"casette": "x"}), tmp_path)
     # a fallback with no cassette yet is allowed: everything falls through
-    fresh = make_backend(config(backend="replay", backend_options={"fallback": "offline"}), tmp_path)
+    fresh = make_backend(
+        config(backend="replay", backend_options={"fallback": "offline"}), tmp_path
+    )
     [chunks] = run(fresh, REQUESTS[0])
     assert text_of(chunks) == respond("premise", REQUESTS[0].context, 1)
 

@@ -86,7 +86,10 @@ def test_policy_rejects_bad_options() -> None:
 def test_transient_errors_are_retried_with_retrying_chunks() -> None:
     sleeps = Sleeps()
     policy = RetryPolicy(max_attempts=4, base_delay=1, jitter=lambda: 1.0, sleep=sleeps)
-    errors: list[Exception] = [TransientBackendError("500"), TransientBackendError("429", retry_after=3)]
+    errors: list[Exception] = [
+        TransientBackendError("500"),
+        TransientBackendError("429", retry_after=3),
+    ]
     attempts, attempt = flaky(errors)
     chunks = collect(with_retries(attempt, policy, what="the draft call"))  # type: ignore[arg-type]
     retries = [c for c in chunks if isinstance(c, Retrying)]
@@ -128,7 +131,9 @@ def test_config_errors_are_not_retried() -> None:
 # -- status mapping ----------------------------------------------------------------------------
 
 
-def status(code: int, headers: dict[str, str] | None = None, error_code: str | None = None) -> Exception:
+def status(
+    code: int, headers: dict[str, str] | None = None, error_code: str | None = None
+) -> Exception:
     return error_for_status(
         code,
         "detail",
@@ -233,4 +238,6 @@ def test_limiter_spaces_tokens_to_the_tpm_and_refunds_unused() -> None:
 def test_limiter_rejects_bad_limits() -> None:
     with pytest.raises(ConfigError, match="rpm"):
         RateLimiter.from_options({"rpm": 0})
-    assert repr(RateLimiter(max_concurrency=2)) == "RateLimiter(max_concurrency=2, rpm=None, tpm=None)"
+    assert (
+        repr(RateLimiter(max_concurrency=2)) == "RateLimiter(max_concurrency=2, rpm=None, tpm=None)"
+    )
