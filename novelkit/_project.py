@@ -537,10 +537,15 @@ class Project:
     def _write_outputs(self, outputs: Mapping[str, BaseModel | str], variant: str = "") -> dict[str, str]:
         base = self._variant_dir(variant)
         hashes: dict[str, str] = {}
+        folders: set[Path] = set()
         for relative, value in outputs.items():
             data = value.encode("utf-8") if isinstance(value, str) else a.serialize(value)
-            a.write_atomic(base / relative, data)
+            path = base / relative
+            a.write_atomic(path, data, sync_dir=False)
+            folders.add(path.parent)
             hashes[relative] = a.sha256(data)
+        for folder in folders:  # one directory fsync per folder makes the renames durable
+            a.fsync_dir(folder)
         return hashes
 
     def save_artefact(self, stage: str | int, value: BaseModel | str, chapter: int | None = None) -> Path:

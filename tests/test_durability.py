@@ -54,12 +54,12 @@ CHILD = textwrap.dedent(
     elif point == "mid_write":  # the temp file of an artefact is half written
         original = _artefacts.write_atomic
         import tempfile
-        def write_atomic(path, data):
+        def write_atomic(path, data, **kw):
             if bump():
                 fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
                 os.write(fd, data[: len(data) // 2])
                 os.kill(os.getpid(), signal.SIGKILL)
-            return original(path, data)
+            return original(path, data, **kw)
         _artefacts.write_atomic = write_atomic
     project = nk.open_project(sys.argv[1])
     job = project.start()
@@ -201,10 +201,10 @@ def test_disk_full_fails_the_job_clearly_and_keeps_earlier_artefacts(
     premise = (project.root / "artefacts" / "01-premise.json").read_bytes()
     original = _artefacts.write_atomic
 
-    def full(path: Path, data: bytes) -> None:
+    def full(path: Path, data: bytes, **kw: bool) -> None:
         if "02-world" in path.name:
             raise OSError(errno.ENOSPC, "No space left on device")
-        original(path, data)
+        original(path, data, **kw)
 
     monkeypatch.setattr("novelkit._project.a.write_atomic", full)
     job = project.start()

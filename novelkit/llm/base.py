@@ -6,6 +6,7 @@ LLM SDK; it only calls ``backend.stream(request)``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -78,7 +79,7 @@ class Request:
             "variant": self.variant,
         }
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
         blob = json.dumps(self.canonical(), sort_keys=True, ensure_ascii=False, default=str)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
