@@ -656,7 +656,7 @@ class _Hooks:
                     f"{config.max_tokens:,}); raise max_tokens in novel.toml and resume"
                 )
         if config.max_cost is not None:
-            price = config.prices.get(request.model or "")
+            price = config.prices.get(request.model or self.job.project.backend.name)
             if price is not None:
                 estimate = (request.prompt_tokens * price.prompt + expected_tokens * price.completion) / 1e6
                 if c.cost + estimate > config.max_cost:

@@ -34,6 +34,7 @@ def render_status(status: JobStatus) -> str:
         lines.append(
             f"  {s.number:>2} {s.name:<11} {ICONS.get(s.state.value, '?')} {s.state.value:<9} "
             f"{bar(fraction, 12)} {s.done:>3}/{s.total:<3} {s.tokens:>8,} tok"
+            + (f"  {s.cost:.4f}" if status.cost else "")
         )
     if status.extra.get("report"):
         lines.append(f"  report: {status.extra['report']}")
