@@ -5,52 +5,64 @@
     job = project.start()      # returns at once; a live panel in a notebook
     job.wait()
     project.export("docx")
+
+The names below load on first use, so ``import novelkit`` costs next to nothing.
 """
 
-
-from ._artefacts import (
-    Act,
-    Cast,
-    ChapterPlan,
-    ChapterScenes,
-    ChapterSummary,
-    ChapterText,
-    Character,
-    ContinuityReport,
-    Finding,
-    Location,
-    Metadata,
-    Outline,
-    Premise,
-    Relationship,
-    Report,
-    Scene,
-    Structure,
-    World,
-)
-from ._config import NovelConfig
-from ._errors import (
-    ArtefactError,
-    BackendConfigError,
-    BackendError,
-    BudgetExceededError,
-    ConfigError,
-    ExportError,
-    JobStateError,
-    NovelkitError,
-    PipelineError,
-    ProjectError,
-    ProjectLockedError,
-    ReplayMissError,
-    TransientBackendError,
-)
-from ._events import Event, Subscription
-from ._job import ControlResult, Job, JobState, JobStatus, StageStatus
-from ._pipeline import Pipeline, Stage, StageState
-from ._project import Project, new_project, open_project
-from ._runner import UnitContext
+import importlib as _importlib
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
 __version__ = "0.1.0.dev0"
+
+_EXPORTS = {
+    "Act": "._artefacts",
+    "ArtefactError": "._errors",
+    "BackendConfigError": "._errors",
+    "BackendError": "._errors",
+    "BudgetExceededError": "._errors",
+    "Cast": "._artefacts",
+    "ChapterPlan": "._artefacts",
+    "ChapterScenes": "._artefacts",
+    "ChapterSummary": "._artefacts",
+    "ChapterText": "._artefacts",
+    "Character": "._artefacts",
+    "ConfigError": "._errors",
+    "ContinuityReport": "._artefacts",
+    "ControlResult": "._job",
+    "Event": "._events",
+    "ExportError": "._errors",
+    "Finding": "._artefacts",
+    "Job": "._job",
+    "JobState": "._job",
+    "JobStateError": "._errors",
+    "JobStatus": "._job",
+    "Location": "._artefacts",
+    "Metadata": "._artefacts",
+    "NovelConfig": "._config",
+    "NovelkitError": "._errors",
+    "Outline": "._artefacts",
+    "Pipeline": "._pipeline",
+    "PipelineError": "._errors",
+    "Premise": "._artefacts",
+    "Project": "._project",
+    "ProjectError": "._errors",
+    "ProjectLockedError": "._errors",
+    "Relationship": "._artefacts",
+    "ReplayMissError": "._errors",
+    "Report": "._artefacts",
+    "Scene": "._artefacts",
+    "Stage": "._pipeline",
+    "StageState": "._pipeline",
+    "StageStatus": "._job",
+    "Structure": "._artefacts",
+    "Subscription": "._events",
+    "TransientBackendError": "._errors",
+    "UnitContext": "._runner",
+    "World": "._artefacts",
+    "new_project": "._project",
+    "open_project": "._project",
+}
 
 __all__ = [
     "Act",
@@ -100,3 +112,81 @@ __all__ = [
     "new_project",
     "open_project",
 ]
+
+
+def __getattr__(name: str) -> _Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'novelkit' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+if _TYPE_CHECKING:
+    from ._artefacts import (
+        Act,
+        Cast,
+        ChapterPlan,
+        ChapterScenes,
+        ChapterSummary,
+        ChapterText,
+        Character,
+        ContinuityReport,
+        Finding,
+        Location,
+        Metadata,
+        Outline,
+        Premise,
+        Relationship,
+        Report,
+        Scene,
+        Structure,
+        World,
+    )
+    from ._config import (
+        NovelConfig,
+    )
+    from ._errors import (
+        ArtefactError,
+        BackendConfigError,
+        BackendError,
+        BudgetExceededError,
+        ConfigError,
+        ExportError,
+        JobStateError,
+        NovelkitError,
+        PipelineError,
+        ProjectError,
+        ProjectLockedError,
+        ReplayMissError,
+        TransientBackendError,
+    )
+    from ._events import (
+        Event,
+        Subscription,
+    )
+    from ._job import (
+        ControlResult,
+        Job,
+        JobState,
+        JobStatus,
+        StageStatus,
+    )
+    from ._pipeline import (
+        Pipeline,
+        Stage,
+        StageState,
+    )
+    from ._project import (
+        Project,
+        new_project,
+        open_project,
+    )
+    from ._runner import (
+        UnitContext,
+    )
