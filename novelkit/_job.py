@@ -172,6 +172,10 @@ class Job:
         self._snapshot_dirty = False
         self._variant: str = spec.get("variant") or ""
         self._live: dict[str, list[Any]] | None = None  # stage → [state, done, total] while running
+        self._finished: float | None = None
+        self._stage_started: dict[str, float] = {}
+        self.version = 0
+        """Bumped on every change a view may show (state, progress, streamed text)."""
 
     # -- creation ---------------------------------------------------------------------------
 
@@ -326,6 +330,7 @@ class Job:
                 store.append_event("job", {"state": state.value, "previous": previous.value,
                                            "message": self._message, "error": error}, self.id)
             self._snapshot_dirty = True
+            self.version += 1
             self._cond.notify_all()
         if not state.active:
             self._write_snapshot()
@@ -365,6 +370,7 @@ class Job:
                 return  # paused or cancelled before it began
             self._loop = asyncio.get_running_loop()
             self._started = time.time()
+            self._finished = None
             self._load_counters()
             self._live = {name: list(row) for name, row in self.project.stage_states().items()}
             self._set_state(JobState.RUNNING, "running")
@@ -394,6 +400,8 @@ class Job:
         if final is JobState.CANCELLED and self._current_stage:
             self.project._mark_cancelled(self._current_stage)
         self._live = None
+        self._current_stage = None
+        self._finished = time.time()
         self._set_state(final, message, error)
 
     _current_stage: str | None = None
@@ -461,6 +469,7 @@ class Job:
         if not units:
             return
         self._current_stage = stage.name
+        self._stage_started[stage.name] = time.time()
         self._done[stage.name] = 0
         total = len(self.project.units_of(stage)) if not self._variant else len(units)
         self._set_live(stage.name, StageState.RUNNING, max(0, total - len(units)), total)
@@ -504,6 +513,7 @@ class Job:
                     raise
         self._stage_event(stage, "succeeded")
         self.project._clear_cancelled(stage.name)
+        self._current_stage = None
         self._write_snapshot()
 
     def _stage_event(self, stage: Stage, state: str) -> None:
@@ -564,6 +574,7 @@ class Job:
             store.set_unit(stage.name, unit, "done", variant=self._variant, fingerprint=fingerprint,
                            outputs=hashes, job_id=self.id)
             self._done[stage.name] = self._done.get(stage.name, 0) + 1
+            self.version += 1
             if self._live is not None and stage.name in self._live:
                 self._live[stage.name][1] = min(self._live[stage.name][1] + 1, self._live[stage.name][2])
             store.append_event("unit", {"stage": stage.name, "unit": unit, "state": "done",
@@ -593,6 +604,7 @@ class Job:
             self._preview_len -= len(self._preview.popleft())
         self._retry = None
         self._snapshot_dirty = True
+        self.version += 1
         self.project.store.publish_ephemeral(
             Event("delta", {"stage": stage, "unit": unit, "text": text}, job_id=self.id)
         )

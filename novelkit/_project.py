@@ -346,14 +346,43 @@ class Project:
         else:
             states = self.stage_states()
             ledger = self.store.ledger()
+        timings = self._stage_timings()
+        now = time.time()
+        started = running._stage_started if live is not None and running is not None else {}
         statuses = []
         for number, stage in enumerate(self.pipeline, 1):
             state, done, total = states[stage.name]
             row = ledger.get(stage.name, {})
             tokens = int((row.get("prompt_tokens") or 0) + (row.get("completion_tokens") or 0))
+            if state is StageState.RUNNING and stage.name in started:
+                elapsed = now - started[stage.name]
+            else:
+                elapsed = timings.get(stage.name, 0.0)
             statuses.append(StageStatus(number, stage.name, stage.description, state, done, total,
-                                        tokens, float(row.get("cost") or 0.0)))
+                                        tokens, float(row.get("cost") or 0.0), round(elapsed, 3)))
         return tuple(statuses)
+
+    def _stage_timings(self) -> dict[str, float]:
+        """How long each stage's last run took, from the persisted stage events (cached by seq)."""
+        seq = self.store.last_seq()
+        if self._timings_key == seq:
+            return self._timings
+        rows = self.store._reader().execute(
+            "SELECT ts, data FROM events WHERE type = 'stage' ORDER BY seq"
+        ).fetchall()
+        began: dict[str, float] = {}
+        took: dict[str, float] = {}
+        for ts, data in rows:
+            event = json.loads(data)
+            if event["state"] == "running":
+                began[event["stage"]] = ts
+            elif event["stage"] in began:
+                took[event["stage"]] = ts - began.pop(event["stage"])
+        self._timings, self._timings_key = took, seq
+        return took
+
+    _timings_key: int | None = None
+    _timings: dict[str, float] = {}
 
     def _mark_cancelled(self, stage: str) -> None:
         with self.store.transaction() as db:
@@ -375,9 +404,12 @@ class Project:
         if self._job is None:
             row = self.store.last_job()
             if row is not None:
-                self._job = Job(self, row["id"], row["spec"], JobState(row["state"]),
-                                local=not self._lock.held_elsewhere(), message=row["message"],
-                                error=row["error"])
+                job = Job(self, row["id"], row["spec"], JobState(row["state"]),
+                          local=not self._lock.held_elsewhere(), message=row["message"],
+                          error=row["error"])
+                job._started = row["created"]
+                job._finished = None if job._state.active else row["updated"]
+                self._job = job
         return self._job
 
     def _check_problems(self) -> None:
@@ -519,7 +551,7 @@ class Project:
             unit=current[1] if current else None, progress=progress, message=job._message,
             error=job._error, prompt_tokens=prompt, completion_tokens=completion, cost=cost,
             stages=stages, preview=job.preview(), retry=job._retry,
-            elapsed=time.time() - job._started if job._state.active else 0.0,
+            elapsed=(job._finished or time.time()) - job._started,
             last_seq=self.store.last_seq(),
             extra={"report": report.headline()} if report else {},
         )

@@ -94,7 +94,6 @@ class _Renderer:
 
     def __init__(
         self,
-        panel: JobPanel,
         project: Project,
         job: Job | None,
         *,
@@ -102,8 +101,9 @@ class _Renderer:
         interval: float,
         max_messages: int,
     ) -> None:
-        self.panel = panel
         self.project = project
+        self.parts: dict[str, w.DOMWidget] = {}  # the widgets it writes, set by the panel
+        self.stage_name: Callable[[], str] = lambda: project.pipeline.names()[0]
         self.job = job
         self.follow_project = follow_project
         self.interval = interval
@@ -191,7 +191,18 @@ class _Renderer:
                 self.follow(job)
         return self.job
 
-    def tick(self, *, initial: bool = False) -> bool | None:
+    def first_model(self) -> dict[tuple[str, str], Any]:
+        """The opening state, for the widgets' constructors: it goes out with comm_open."""
+        with self._lock:
+            status = self.job.status if self.job is not None else self.project.status()
+            self._seq, self._state = status.last_seq, status.state
+            self._poked = False
+            self._job_elapsed = status.elapsed
+            self._chapters = tuple((f"chapter {n}", n) for n in self.project.chapter_numbers())
+            self._applied = self._model(status, self._clock.update(status, time.monotonic()))
+            return dict(self._applied)
+
+    def tick(self) -> bool | None:
         """One refresh; True while more are due, False when idle, None when done for good."""
         with self._lock:
             job = self._current_job()
@@ -209,7 +220,7 @@ class _Renderer:
             if seq != self._seq or poked:
                 self._chapters = tuple((f"chapter {n}", n) for n in self.project.chapter_numbers())
             model = self._model(status, stage_elapsed)
-            if not self._apply(model, time.monotonic(), count=not initial):
+            if not self._apply(model, time.monotonic()):
                 self._poked = self._poked or poked
                 return True  # over the message budget: try again next tick
             self._seq, self._state = seq, state
@@ -225,7 +236,7 @@ class _Renderer:
         project_job = self.project.job if not self.follow_project else self.job
         busy = project_job is not None and project_job is not self.job and project_job.state.active
         legal = legal_actions(status.state, project_busy=busy)
-        stage = self.project.pipeline.get(self.panel.stage_picker.value)
+        stage = self.project.pipeline.get(self.stage_name())
         text, error = self._notice
         return {
             ("view", "value"): render_view(
@@ -241,27 +252,26 @@ class _Renderer:
             ("chapters", "disabled"): not stage.per_chapter,
         }
 
-    def _apply(self, model: dict[tuple[str, str], Any], now: float, *, count: bool = True) -> bool:
+    def _apply(self, model: dict[tuple[str, str], Any], now: float) -> bool:
         changes = {key: value for key, value in model.items() if self._applied.get(key) != value}
         if not changes:
             return True
         widgets = {name for name, _ in changes}
         while self._sent and self._sent[0] <= now - 1.0:
             self._sent.popleft()
-        if count and self._sent and len(self._sent) + len(widgets) > self.max_messages:
+        if self._sent and len(self._sent) + len(widgets) > self.max_messages:
             self.stats.deferred += 1
             return False
-        targets = self.panel._parts
+        targets = self.parts
         with ExitStack() as stack:
             for name in widgets:
                 stack.enter_context(targets[name].hold_sync())
             for (name, trait), value in changes.items():
                 setattr(targets[name], trait, value)
         self._applied.update(changes)
-        if count:  # the first state goes out before any view exists; it is not a live update
-            self._sent.extend([now] * len(widgets))
-            self.stats.renders += 1
-            self.stats.messages += len(widgets)
+        self._sent.extend([now] * len(widgets))
+        self.stats.renders += 1
+        self.stats.messages += len(widgets)
         return True
 
 
@@ -290,16 +300,28 @@ class JobPanel(w.VBox):  # type: ignore[misc]
                 f"JobPanel shows a novelkit Job or Project, not {type(target).__name__}"
             )
         names = project.pipeline.names()
-        self.view = w.HTML(layout=w.Layout(width="100%"))
-        self.notice = w.HTML()
+        self._renderer = _Renderer(
+            project, job, follow_project=follow, interval=interval, max_messages=max_messages
+        )
+        first = self._renderer.first_model()
+        self.view = w.HTML(value=first["view", "value"], layout=w.Layout(width="100%"))
+        self.notice = w.HTML(value=first["notice", "value"])
+        labels = {
+            "pause": ("Pause", "pause", "Start no new calls; in-flight calls finish"),
+            "pause_now": ("Pause now", "stop", "Abort in-flight calls; they rerun on resume"),
+            "resume": ("Resume", "play", "Continue; nothing finished is redone"),
+            "cancel": ("Cancel", "times", "Abort and stop; finished work is kept"),
+            "run": ("Run stage", "forward", "Run the stage (all chapters if none chosen)"),
+        }
         self.buttons: dict[str, w.Button] = {
-            "pause": _button("Pause", "pause", "Start no new calls; in-flight calls finish"),
-            "pause_now": _button(
-                "Pause now", "stop", "Abort in-flight calls; they rerun on resume"
-            ),
-            "resume": _button("Resume", "play", "Continue; nothing finished is redone"),
-            "cancel": _button("Cancel", "times", "Abort and stop; finished work is kept"),
-            "run": _button("Run stage", "forward", "Run the stage (all chapters if none chosen)"),
+            name: w.Button(
+                description=text,
+                icon=icon,
+                tooltip=tip,
+                disabled=first[name, "disabled"],
+                layout=w.Layout(width="auto"),
+            )
+            for name, (text, icon, tip) in labels.items()
         }
         self.stage_picker = w.Dropdown(
             options=[(f"{n} {name}", name) for n, name in enumerate(names, 1)],
@@ -308,7 +330,11 @@ class JobPanel(w.VBox):  # type: ignore[misc]
             layout=w.Layout(width="220px"),
         )
         self.chapter_picker = w.SelectMultiple(
-            options=(), rows=4, description="Chapters", layout=w.Layout(width="220px")
+            options=first["chapters", "options"],
+            disabled=first["chapters", "disabled"],
+            rows=4,
+            description="Chapters",
+            layout=w.Layout(width="220px"),
         )
         self.force = w.Checkbox(
             value=False, description="force", indent=False, layout=w.Layout(width="80px")
@@ -322,16 +348,13 @@ class JobPanel(w.VBox):  # type: ignore[misc]
                 self.notice,
             ]
         )
-        self._parts: dict[str, w.DOMWidget] = {
+        self._renderer.parts = {
             "view": self.view,
             "notice": self.notice,
             "chapters": self.chapter_picker,
             **self.buttons,
         }
-        self._renderer = _Renderer(
-            self, project, job, follow_project=follow, interval=interval, max_messages=max_messages
-        )
-        self._renderer.tick(initial=True)  # the first state, before anything is displayed
+        self._renderer.stage_name = lambda: str(self.stage_picker.value)
         b["pause"].on_click(lambda _: self._control(lambda job: job.pause()))
         b["pause_now"].on_click(lambda _: self._control(lambda job: job.pause(now=True)))
         b["resume"].on_click(lambda _: self._control(lambda job: job.resume()))
@@ -411,13 +434,3 @@ def close_tree(widget: w.Widget, close_self: Callable[[], None] | None = None) -
         if isinstance(part, w.Widget):
             part.close()
     (close_self or widget.close)()
-
-
-def _button(description: str, icon: str, tooltip: str) -> w.Button:
-    return w.Button(
-        description=description,
-        icon=icon,
-        tooltip=tooltip,
-        disabled=True,
-        layout=w.Layout(width="auto"),
-    )
