@@ -59,7 +59,9 @@ class CannedBackend:
 
 
 def recorded_responses(tmp: Path, chapters: int) -> dict[str, str]:
-    project = nk.new_project(tmp / "record", premise=PREMISE, chapters=chapters, words_per_chapter=1000)
+    project = nk.new_project(
+        tmp / "record", premise=PREMISE, chapters=chapters, words_per_chapter=1000
+    )
     assert project.start().wait() is nk.JobState.SUCCEEDED
     rows = project.store._reader().execute("SELECT key, response FROM calls").fetchall()
     project.close()
@@ -68,7 +70,11 @@ def recorded_responses(tmp: Path, chapters: int) -> dict[str, str]:
 
 def critical_path_calls(project: nk.Project) -> float:
     """Longest chain of dependent calls given `concurrency`, from the calls actually made."""
-    rows = project.store._reader().execute("SELECT stage, unit, COUNT(*) FROM calls GROUP BY stage, unit").fetchall()
+    rows = (
+        project.store._reader()
+        .execute("SELECT stage, unit, COUNT(*) FROM calls GROUP BY stage, unit")
+        .fetchall()
+    )
     per_stage: dict[str, list[int]] = {}
     for stage, _unit, count in rows:
         per_stage.setdefault(stage, []).append(count)
@@ -89,8 +95,9 @@ def orchestration(tmp: Path) -> dict[str, Any]:
     latency = 0.020
     responses = recorded_responses(tmp, 24)
     backend = CannedBackend(responses, latency)
-    project = nk.new_project(tmp / "orch", premise=PREMISE, chapters=24, words_per_chapter=1000,
-                             backend_instance=backend)
+    project = nk.new_project(
+        tmp / "orch", premise=PREMISE, chapters=24, words_per_chapter=1000, backend_instance=backend
+    )
     started = time.perf_counter()
     assert project.start().wait() is nk.JobState.SUCCEEDED
     wall = time.perf_counter() - started
@@ -111,8 +118,13 @@ def orchestration(tmp: Path) -> dict[str, Any]:
     _store.Store.save_call = timed_save  # type: ignore[method-assign]
     try:
         fast = CannedBackend(responses, 0.0)
-        project = nk.new_project(tmp / "zero", premise=PREMISE, chapters=24, words_per_chapter=1000,
-                                 backend_instance=fast)
+        project = nk.new_project(
+            tmp / "zero",
+            premise=PREMISE,
+            chapters=24,
+            words_per_chapter=1000,
+            backend_instance=fast,
+        )
         started = time.perf_counter()
         assert project.start().wait() is nk.JobState.SUCCEEDED
         zero_wall = time.perf_counter() - started
@@ -137,13 +149,19 @@ class WholeBookDraft(Draft):
 
     def context(self, ctx: Any, unit: str) -> dict[str, Any]:
         context = super().context(ctx, unit)
-        context["story_so_far"] = [ctx.read("draft", n).text for n in range(1, ctx.chapter) if ctx.exists("draft", n)]
+        context["story_so_far"] = [
+            ctx.read("draft", n).text for n in range(1, ctx.chapter) if ctx.exists("draft", n)
+        ]
         return context
 
 
 def prompt_tokens(tmp: Path, chapters: int, whole_book: bool) -> int:
-    project = nk.new_project(tmp / f"ctx-{chapters}-{whole_book}", premise=PREMISE, chapters=chapters,
-                             words_per_chapter=1000)
+    project = nk.new_project(
+        tmp / f"ctx-{chapters}-{whole_book}",
+        premise=PREMISE,
+        chapters=chapters,
+        words_per_chapter=1000,
+    )
     if whole_book:
         project.pipeline.replace("draft", WholeBookDraft())
     assert project.start().wait() is nk.JobState.SUCCEEDED
@@ -156,7 +174,9 @@ def fit_exponent(xs: list[int], ys: list[int]) -> float:
     lx = [math.log(x) for x in xs]
     ly = [math.log(y) for y in ys]
     mx, my = statistics.fmean(lx), statistics.fmean(ly)
-    return sum((a - mx) * (b - my) for a, b in zip(lx, ly, strict=True)) / sum((a - mx) ** 2 for a in lx)
+    return sum((a - mx) * (b - my) for a, b in zip(lx, ly, strict=True)) / sum(
+        (a - mx) ** 2 for a in lx
+    )
 
 
 def context_cost(tmp: Path) -> dict[str, Any]:
@@ -173,8 +193,13 @@ def context_cost(tmp: Path) -> dict[str, Any]:
 
 
 def control_latency(tmp: Path, tries: int = 50) -> dict[str, Any]:
-    project = nk.new_project(tmp / "control", premise=PREMISE, chapters=48, words_per_chapter=2000,
-                             backend_options={"tokens_per_second": 3000})
+    project = nk.new_project(
+        tmp / "control",
+        premise=PREMISE,
+        chapters=48,
+        words_per_chapter=2000,
+        backend_options={"tokens_per_second": 3000},
+    )
     pauses: list[float] = []
     cancels: list[float] = []
     job = project.start()
@@ -199,8 +224,13 @@ def control_latency(tmp: Path, tries: int = 50) -> dict[str, Any]:
     def p95(values: list[float]) -> float:
         return round(sorted(values)[int(0.95 * len(values)) - 1] * 1000, 2)
 
-    return {"tries": tries, "pause_now_p95_ms": p95(pauses), "cancel_p95_ms": p95(cancels),
-            "pause_now_max_ms": round(max(pauses) * 1000, 2), "cancel_max_ms": round(max(cancels) * 1000, 2)}
+    return {
+        "tries": tries,
+        "pause_now_p95_ms": p95(pauses),
+        "cancel_p95_ms": p95(cancels),
+        "pause_now_max_ms": round(max(pauses) * 1000, 2),
+        "cancel_max_ms": round(max(cancels) * 1000, 2),
+    }
 
 
 def _wait_streaming(job: nk.Job) -> None:
@@ -215,8 +245,11 @@ def _wait_streaming(job: nk.Job) -> None:
 
 def cli_and_import(tmp: Path) -> dict[str, Any]:
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "novelkit.cli", "generate", PREMISE, "--out", str(tmp / "cli")],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "novelkit.cli", "generate", PREMISE, "--out", str(tmp / "cli")],
+        check=True,
+        capture_output=True,
+    )
     generate = time.perf_counter() - started
 
     def best(code: str) -> float:
@@ -229,9 +262,13 @@ def cli_and_import(tmp: Path) -> dict[str, Any]:
 
     bare = best("pass")
     imported = best("import novelkit")
-    return {"generate_default_s": round(generate, 3), "python_pass_s": round(bare, 4),
-            "import_novelkit_s": round(imported, 4), "import_ratio": round(imported / bare, 2),
-            "import_cost_ms": round((imported - bare) * 1000, 1)}
+    return {
+        "generate_default_s": round(generate, 3),
+        "python_pass_s": round(bare, 4),
+        "import_novelkit_s": round(imported, 4),
+        "import_ratio": round(imported / bare, 2),
+        "import_cost_ms": round((imported - bare) * 1000, 1),
+    }
 
 
 def main() -> None:
@@ -246,14 +283,24 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "core.json").write_text(json.dumps(results, indent=2))
     o, c, k, cli = results["orchestration"], results["control"], results["context"], results["cli"]
-    print(f"orchestration: wall {o['wall_s']} s / lower bound {o['lower_bound_s']} s = {o['ratio']}x (goal <= 1.10)")
-    print(f"per-call overhead {o['per_call_overhead_ms_mean']} ms mean (goal <= 2 ms); "
-          f"durable commit median {o['durable_commit_ms_median']} ms")
-    print(f"context: prompt tokens {k['prompt_tokens']} for {k['chapters']} chapters: k = {k['k']} (goal <= 1.1); "
-          f"whole-book baseline {k['whole_book_prompt_tokens']}: k = {k['whole_book_k']}")
-    print(f"control: pause(now) p95 {c['pause_now_p95_ms']} ms, cancel p95 {c['cancel_p95_ms']} ms (goal <= 100 ms)")
-    print(f"generate (12 x 2000 words): {cli['generate_default_s']} s; import novelkit {cli['import_novelkit_s']} s "
-          f"vs python -c pass {cli['python_pass_s']} s ({cli['import_ratio']}x, +{cli['import_cost_ms']} ms)")
+    print(
+        f"orchestration: wall {o['wall_s']} s / lower bound {o['lower_bound_s']} s = {o['ratio']}x (goal <= 1.10)"
+    )
+    print(
+        f"per-call overhead {o['per_call_overhead_ms_mean']} ms mean (goal <= 2 ms); "
+        f"durable commit median {o['durable_commit_ms_median']} ms"
+    )
+    print(
+        f"context: prompt tokens {k['prompt_tokens']} for {k['chapters']} chapters: k = {k['k']} (goal <= 1.1); "
+        f"whole-book baseline {k['whole_book_prompt_tokens']}: k = {k['whole_book_k']}"
+    )
+    print(
+        f"control: pause(now) p95 {c['pause_now_p95_ms']} ms, cancel p95 {c['cancel_p95_ms']} ms (goal <= 100 ms)"
+    )
+    print(
+        f"generate (12 x 2000 words): {cli['generate_default_s']} s; import novelkit {cli['import_novelkit_s']} s "
+        f"vs python -c pass {cli['python_pass_s']} s ({cli['import_ratio']}x, +{cli['import_cost_ms']} ms)"
+    )
 
 
 if __name__ == "__main__":

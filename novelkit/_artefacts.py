@@ -196,7 +196,11 @@ class Report(Schema):
             f"repeated 12-grams {self.repeated_12gram_share:.1%}; "
             f"{len(self.open_findings)} open continuity findings"
             + (f"; missing chapters {self.missing_chapters}" if self.missing_chapters else "")
-            + (f"; duplicated chapters {self.duplicated_chapters}" if self.duplicated_chapters else "")
+            + (
+                f"; duplicated chapters {self.duplicated_chapters}"
+                if self.duplicated_chapters
+                else ""
+            )
         )
 
 
@@ -252,7 +256,8 @@ def parse(model: type[BaseModel], path: Path, data: bytes, chapter: int | None =
         return model.model_validate_json(data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(file)'}: {e['msg']}" for e in exc.errors()[:5]
+            f"{'.'.join(str(p) for p in e['loc']) or '(file)'}: {e['msg']}"
+            for e in exc.errors()[:5]
         )
         raise ArtefactError(
             f"{path} does not validate as {model.__name__}: {problems}. "

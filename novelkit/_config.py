@@ -127,7 +127,9 @@ def load_config(path: Path) -> NovelConfig:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{path} does not exist; create the project with nk.new_project") from None
+        raise ConfigError(
+            f"{path} does not exist; create the project with nk.new_project"
+        ) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

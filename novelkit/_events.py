@@ -33,7 +33,13 @@ class Event:
     job_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"seq": self.seq, "type": self.type, "ts": self.ts, "job_id": self.job_id, **self.data}
+        return {
+            "seq": self.seq,
+            "type": self.type,
+            "ts": self.ts,
+            "job_id": self.job_id,
+            **self.data,
+        }
 
 
 Callback = Callable[[Event], object]
@@ -52,7 +58,9 @@ class Subscription:
         self.dropped = 0
         self._thread: threading.Thread | None = None
         if callback is not None:
-            self._thread = threading.Thread(target=self._deliver, name="novelkit-events", daemon=True)
+            self._thread = threading.Thread(
+                target=self._deliver, name="novelkit-events", daemon=True
+            )
             self._thread.start()
 
     def _offer(self, event: Event) -> None:

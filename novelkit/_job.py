@@ -145,8 +145,17 @@ class _Counters:
 class Job:
     """A run of the pipeline (``kind="all"``) or of one stage (``kind="stage"``)."""
 
-    def __init__(self, project: Project, job_id: str, spec: dict[str, Any], state: JobState, *,
-                 local: bool, message: str = "", error: str | None = None) -> None:
+    def __init__(
+        self,
+        project: Project,
+        job_id: str,
+        spec: dict[str, Any],
+        state: JobState,
+        *,
+        local: bool,
+        message: str = "",
+        error: str | None = None,
+    ) -> None:
         self.project = project
         self.id = job_id
         self.spec = spec
@@ -183,7 +192,9 @@ class Job:
     def create(cls, project: Project, spec: dict[str, Any]) -> Job:
         job = cls(project, uuid.uuid4().hex[:12], spec, JobState.QUEUED, local=True)
         project.store.create_job(job.id, spec["kind"], spec, JobState.QUEUED.value)
-        project.store.append_event("job", {"state": "queued", "previous": None, "spec": spec}, job.id)
+        project.store.append_event(
+            "job", {"state": "queued", "previous": None, "spec": spec}, job.id
+        )
         return job
 
     def __repr__(self) -> str:
@@ -267,7 +278,8 @@ class Job:
             if state not in (JobState.QUEUED, JobState.RUNNING):
                 raise JobStateError(
                     f"cannot pause a job that is {state.value}; only a queued or running job pauses",
-                    state=state, action="pause",
+                    state=state,
+                    action="pause",
                 )
             if not self._local:
                 self.project.store.request_control(self.id, "pause", now)
@@ -276,8 +288,11 @@ class Job:
                 self._set_state(JobState.PAUSED, "paused before it started")
                 return ControlResult(True, JobState.PAUSED, "paused")
             self._stop, self._abort = JobState.PAUSED, now
-            self._set_state(JobState.PAUSING, "pausing: " + ("aborting in-flight calls" if now
-                                                              else "letting in-flight calls finish"))
+            self._set_state(
+                JobState.PAUSING,
+                "pausing: "
+                + ("aborting in-flight calls" if now else "letting in-flight calls finish"),
+            )
             if now:
                 self._abort_inflight()
             return ControlResult(True, JobState.PAUSING, "pausing")
@@ -289,10 +304,16 @@ class Job:
             if state in (JobState.QUEUED, JobState.RUNNING):
                 return ControlResult(False, state, f"already {state.value}")
             if state not in _RESUMABLE:
-                hint = "start() a new job" if state in (JobState.SUCCEEDED, JobState.CANCELLED) \
+                hint = (
+                    "start() a new job"
+                    if state in (JobState.SUCCEEDED, JobState.CANCELLED)
                     else f"wait until it is {'paused' if state is JobState.PAUSING else 'cancelled'}"
-                raise JobStateError(f"cannot resume a job that is {state.value}; {hint}",
-                                    state=state, action="resume")
+                )
+                raise JobStateError(
+                    f"cannot resume a job that is {state.value}; {hint}",
+                    state=state,
+                    action="resume",
+                )
             self.project._claim(self)
             self._local = True
             self._launch()
@@ -305,8 +326,9 @@ class Job:
             if state in (JobState.CANCELLED, JobState.CANCELLING):
                 return ControlResult(False, state, f"already {state.value}")
             if state in (JobState.SUCCEEDED, JobState.FAILED):
-                raise JobStateError(f"cannot cancel a job that has {state.value}",
-                                    state=state, action="cancel")
+                raise JobStateError(
+                    f"cannot cancel a job that has {state.value}", state=state, action="cancel"
+                )
             if not self._local and state.active:
                 self.project.store.request_control(self.id, "cancel", True)
                 return ControlResult(True, state, "cancel requested from another process")
@@ -327,8 +349,16 @@ class Job:
             store = self.project.store
             with store.transaction():
                 store.update_job(self.id, state=state.value, message=self._message, error=error)
-                store.append_event("job", {"state": state.value, "previous": previous.value,
-                                           "message": self._message, "error": error}, self.id)
+                store.append_event(
+                    "job",
+                    {
+                        "state": state.value,
+                        "previous": previous.value,
+                        "message": self._message,
+                        "error": error,
+                    },
+                    self.id,
+                )
             self._snapshot_dirty = True
             self.version += 1
             self._cond.notify_all()
@@ -353,8 +383,9 @@ class Job:
         self._stop, self._abort, self._retry = None, False, None
         if self._state is not JobState.QUEUED:
             self._set_state(JobState.QUEUED, "queued")
-        self._thread = threading.Thread(target=self._thread_main, name=f"novelkit-job-{self.id}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._thread_main, name=f"novelkit-job-{self.id}", daemon=True
+        )
         self._thread.start()
 
     def _thread_main(self) -> None:
@@ -413,8 +444,10 @@ class Job:
             counters.prompt_tokens += int(row["prompt_tokens"] or 0)
             counters.completion_tokens += int(row["completion_tokens"] or 0)
             counters.cost += float(row["cost"] or 0.0)
-            counters.by_stage[stage] = [float((row["prompt_tokens"] or 0) + (row["completion_tokens"] or 0)),
-                                        float(row["cost"] or 0.0)]
+            counters.by_stage[stage] = [
+                float((row["prompt_tokens"] or 0) + (row["completion_tokens"] or 0)),
+                float(row["cost"] or 0.0),
+            ]
         self._counters = counters
 
     async def _watch(self) -> None:
@@ -448,7 +481,9 @@ class Job:
             stage = project.pipeline.get(self.spec["stage"])
             units = project._select_units(stage, self.spec.get("chapters"))
             if not self.spec.get("force"):
-                units = [u for u in units if project._needs_run(stage, u, self._variant, self._params)]
+                units = [
+                    u for u in units if project._needs_run(stage, u, self._variant, self._params)
+                ]
             self._planned = {stage.name: len(units)}
             await self._run_stage(stage, units)
             if units and not self._variant:
@@ -474,7 +509,9 @@ class Job:
         total = len(self.project.units_of(stage)) if not self._variant else len(units)
         self._set_live(stage.name, StageState.RUNNING, max(0, total - len(units)), total)
         store = self.project.store
-        store.append_event("stage", {"stage": stage.name, "state": "running", "units": len(units)}, self.id)
+        store.append_event(
+            "stage", {"stage": stage.name, "state": "running", "units": len(units)}, self.id
+        )
         if stage.parallel:
             limit = asyncio.Semaphore(self.project.config.concurrency)
             failure: list[BaseException] = []
@@ -544,10 +581,21 @@ class Job:
         self._current = (stage.name, unit)
         with store.transaction():
             store.set_unit(stage.name, unit, "running", variant=self._variant, job_id=self.id)
-            store.append_event("unit", {"stage": stage.name, "unit": unit, "state": "running"}, self.id)
-        ctx = UnitContext(stage=stage, unit=unit, root=project.root, config=project.config,
-                          pipeline=project.pipeline, store=store, backend=project.backend,
-                          hooks=_Hooks(self), variant=self._variant, params=self._params)
+            store.append_event(
+                "unit", {"stage": stage.name, "unit": unit, "state": "running"}, self.id
+            )
+        ctx = UnitContext(
+            stage=stage,
+            unit=unit,
+            root=project.root,
+            config=project.config,
+            pipeline=project.pipeline,
+            store=store,
+            backend=project.backend,
+            hooks=_Hooks(self),
+            variant=self._variant,
+            params=self._params,
+        )
         try:
             outputs = await stage.run(ctx, unit)
         except (_Stop, asyncio.CancelledError):
@@ -561,34 +609,62 @@ class Job:
             raise
         except Exception as exc:
             self._unit_failed(stage, unit, f"{type(exc).__name__}: {exc}")
-            raise NovelkitError(f"stage {stage.name!r} unit {unit} failed: {type(exc).__name__}: {exc}") from exc
+            raise NovelkitError(
+                f"stage {stage.name!r} unit {unit} failed: {type(exc).__name__}: {exc}"
+            ) from exc
         try:
             hashes = project._write_outputs(outputs, self._variant)
         except OSError as exc:
             reason = "the disk is full" if exc.errno == errno.ENOSPC else str(exc)
-            message = (f"could not save the output of stage {stage.name!r} unit {unit}: {reason}. "
-                       "Earlier artefacts are intact; free space or fix permissions, then resume.")
+            message = (
+                f"could not save the output of stage {stage.name!r} unit {unit}: {reason}. "
+                "Earlier artefacts are intact; free space or fix permissions, then resume."
+            )
             self._unit_failed(stage, unit, message)
             raise NovelkitError(message) from None
         with store.transaction():
-            store.set_unit(stage.name, unit, "done", variant=self._variant, fingerprint=fingerprint,
-                           outputs=hashes, job_id=self.id)
+            store.set_unit(
+                stage.name,
+                unit,
+                "done",
+                variant=self._variant,
+                fingerprint=fingerprint,
+                outputs=hashes,
+                job_id=self.id,
+            )
             self._done[stage.name] = self._done.get(stage.name, 0) + 1
             self.version += 1
             if self._live is not None and stage.name in self._live:
-                self._live[stage.name][1] = min(self._live[stage.name][1] + 1, self._live[stage.name][2])
-            store.append_event("unit", {"stage": stage.name, "unit": unit, "state": "done",
-                                        "outputs": sorted(hashes)}, self.id)
-            store.append_event("progress", {"stage": stage.name, "done": self._done[stage.name],
-                                            "total": self._planned.get(stage.name, 0),
-                                            "overall": self._overall()}, self.id)
+                self._live[stage.name][1] = min(
+                    self._live[stage.name][1] + 1, self._live[stage.name][2]
+                )
+            store.append_event(
+                "unit",
+                {"stage": stage.name, "unit": unit, "state": "done", "outputs": sorted(hashes)},
+                self.id,
+            )
+            store.append_event(
+                "progress",
+                {
+                    "stage": stage.name,
+                    "done": self._done[stage.name],
+                    "total": self._planned.get(stage.name, 0),
+                    "overall": self._overall(),
+                },
+                self.id,
+            )
         self._snapshot_dirty = True
 
     def _unit_failed(self, stage: Stage, unit: str, message: str) -> None:
         store = self.project.store
-        store.set_unit(stage.name, unit, "failed", variant=self._variant, error=message, job_id=self.id)
-        store.append_event("unit", {"stage": stage.name, "unit": unit, "state": "failed",
-                                    "error": message}, self.id)
+        store.set_unit(
+            stage.name, unit, "failed", variant=self._variant, error=message, job_id=self.id
+        )
+        store.append_event(
+            "unit",
+            {"stage": stage.name, "unit": unit, "state": "failed", "error": message},
+            self.id,
+        )
 
     def _overall(self) -> float:
         total = sum(self._planned.values())
@@ -633,12 +709,24 @@ class _Hooks:
 
     def on_retry(self, stage: str, unit: str, chunk: Retrying) -> None:
         job = self.job
-        job._retry = (f"retrying in {chunk.delay:.0f} s (attempt {chunk.attempt}/{chunk.max_attempts}): "
-                      f"{chunk.reason}")
+        job._retry = (
+            f"retrying in {chunk.delay:.0f} s (attempt {chunk.attempt}/{chunk.max_attempts}): "
+            f"{chunk.reason}"
+        )
         job._snapshot_dirty = True
-        job.project.store.append_event("retry", {"stage": stage, "unit": unit, "attempt": chunk.attempt,
-                                                 "max_attempts": chunk.max_attempts, "delay": chunk.delay,
-                                                 "reason": chunk.reason, "message": job._retry}, job.id)
+        job.project.store.append_event(
+            "retry",
+            {
+                "stage": stage,
+                "unit": unit,
+                "attempt": chunk.attempt,
+                "max_attempts": chunk.max_attempts,
+                "delay": chunk.delay,
+                "reason": chunk.reason,
+                "message": job._retry,
+            },
+            job.id,
+        )
 
     def on_call(self, record: CallRecord, cached: bool) -> None:
         job = self.job
@@ -650,17 +738,29 @@ class _Hooks:
             row = c.by_stage.setdefault(record.stage, [0.0, 0.0])
             row[0] += record.prompt_tokens + record.completion_tokens
             row[1] += record.cost
-        job.project.store.append_event("call", {
-            "stage": record.stage, "unit": record.unit, "task": record.task, "cached": cached,
-            "prompt_tokens": record.prompt_tokens, "completion_tokens": record.completion_tokens,
-            "cost": record.cost, "model": record.model, "latency": round(record.latency, 4),
-        }, job.id)
+        job.project.store.append_event(
+            "call",
+            {
+                "stage": record.stage,
+                "unit": record.unit,
+                "task": record.task,
+                "cached": cached,
+                "prompt_tokens": record.prompt_tokens,
+                "completion_tokens": record.completion_tokens,
+                "cost": record.cost,
+                "model": record.model,
+                "latency": round(record.latency, 4),
+            },
+            job.id,
+        )
 
     def check_budget(self, request: Request, expected_tokens: int) -> None:
         config = self.job.project.config
         c = self.job._counters
         if config.max_tokens is not None:
-            projected = c.prompt_tokens + c.completion_tokens + request.prompt_tokens + expected_tokens
+            projected = (
+                c.prompt_tokens + c.completion_tokens + request.prompt_tokens + expected_tokens
+            )
             if projected > config.max_tokens:
                 raise BudgetExceededError(
                     f"paused before stage {request.stage!r} unit {request.unit}: the next call would "
@@ -670,11 +770,12 @@ class _Hooks:
         if config.max_cost is not None:
             price = config.prices.get(request.model or self.job.project.backend.name)
             if price is not None:
-                estimate = (request.prompt_tokens * price.prompt + expected_tokens * price.completion) / 1e6
+                estimate = (
+                    request.prompt_tokens * price.prompt + expected_tokens * price.completion
+                ) / 1e6
                 if c.cost + estimate > config.max_cost:
                     raise BudgetExceededError(
                         f"paused before stage {request.stage!r} unit {request.unit}: the next call "
                         f"(~{estimate:.4f}) would pass max_cost ({c.cost:.4f} spent of "
                         f"{config.max_cost:.4f}); raise max_cost in novel.toml and resume"
                     )
-

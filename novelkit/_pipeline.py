@@ -70,7 +70,9 @@ class Stage:
 
     def output_paths(self, unit: str) -> list[str]:
         ch = unit if self.per_chapter else ""
-        pattern = self.path or (f"{self.name}/{{ch}}.json" if self.per_chapter else f"{self.name}.json")
+        pattern = self.path or (
+            f"{self.name}/{{ch}}.json" if self.per_chapter else f"{self.name}.json"
+        )
         return [p.format(ch=ch) for p in (pattern, *self.extra_paths)]
 
     def extra_inputs(self, unit: str) -> list[str]:
@@ -81,7 +83,11 @@ class Stage:
         raise NotImplementedError(f"stage {self.name!r} does not implement run()")
 
     def __repr__(self) -> str:
-        units = "per chapter" + (", parallel" if self.parallel else "") if self.per_chapter else "1 unit"
+        units = (
+            "per chapter" + (", parallel" if self.parallel else "")
+            if self.per_chapter
+            else "1 unit"
+        )
         return f"<Stage {self.name!r} v{self.version} ({units}) inputs={list(self.inputs)}>"
 
 
@@ -110,7 +116,9 @@ class Pipeline(Sequence[Stage]):
             number = int(key)
             if 1 <= number <= len(self._stages):
                 return self._stages[number - 1]
-            raise PipelineError(f"there is no stage {number}; stages are numbered 1–{len(self._stages)}")
+            raise PipelineError(
+                f"there is no stage {number}; stages are numbered 1–{len(self._stages)}"
+            )
         for stage in self._stages:
             if stage.name == key:
                 return stage
@@ -163,7 +171,7 @@ class Pipeline(Sequence[Stage]):
             if state.get(name) == 2:
                 return
             if state.get(name) == 1:
-                cycle = " → ".join([*trail[trail.index(name):], name])
+                cycle = " → ".join([*trail[trail.index(name) :], name])
                 raise PipelineError(f"the stages form a cycle: {cycle}")
             state[name] = 1
             for needed in graph[name]:

@@ -32,12 +32,19 @@ __all__ = ["Artefacts", "Project", "new_project", "open_project"]
 CONFIG = "novel.toml"
 
 
-def new_project(path: str | os.PathLike[str], premise: str, *, backend_instance: Backend | None = None,
-                **config: Any) -> Project:
+def new_project(
+    path: str | os.PathLike[str],
+    premise: str,
+    *,
+    backend_instance: Backend | None = None,
+    **config: Any,
+) -> Project:
     """Create a project folder and return it. Refuses to overwrite an existing project."""
     root = Path(path)
     if (root / CONFIG).exists():
-        raise ProjectError(f"{root} already holds a project; open it with nk.open_project({str(root)!r})")
+        raise ProjectError(
+            f"{root} already holds a project; open it with nk.open_project({str(root)!r})"
+        )
     settings = validate_config({"premise": premise, **config}, where="new_project()")
     if settings.backend == "offline" and backend_instance is None:
         from .llm import make_backend
@@ -49,17 +56,23 @@ def new_project(path: str | os.PathLike[str], premise: str, *, backend_instance:
             (root / sub).mkdir(exist_ok=True)
         a.write_atomic(root / CONFIG, settings.to_toml().encode("utf-8"))
     except PermissionError:
-        raise ProjectError(f"cannot write to {root}: permission denied; choose a folder you can write") from None
+        raise ProjectError(
+            f"cannot write to {root}: permission denied; choose a folder you can write"
+        ) from None
     except OSError as exc:
         raise ProjectError(f"cannot create the project at {root}: {exc.strerror or exc}") from None
     return Project(root, settings, backend=backend_instance)
 
 
-def open_project(path: str | os.PathLike[str], *, backend_instance: Backend | None = None) -> Project:
+def open_project(
+    path: str | os.PathLike[str], *, backend_instance: Backend | None = None
+) -> Project:
     """Open an existing project folder; a crashed job shows as ``interrupted``."""
     root = Path(path)
     if not root.is_dir():
-        raise ProjectError(f"{root} is not a folder; create a project first (novelkit new DIR --premise ... or nk.new_project)")
+        raise ProjectError(
+            f"{root} is not a folder; create a project first (novelkit new DIR --premise ... or nk.new_project)"
+        )
     if not (root / CONFIG).exists():
         raise ProjectError(f"{root} has no {CONFIG}; it is not a novelkit project")
     return Project(root, load_config(root / CONFIG), backend=backend_instance)
@@ -75,7 +88,9 @@ class Project:
         self.bus = EventBus()
         state_dir = self.root / ".novelkit"
         if not os.access(self.root, os.W_OK):
-            raise ProjectError(f"cannot write to {self.root}: permission denied; fix the folder's permissions")
+            raise ProjectError(
+                f"cannot write to {self.root}: permission denied; fix the folder's permissions"
+            )
         state_dir.mkdir(exist_ok=True)
         self.store = Store(state_dir / "state.db", self.bus)
         self._lock = ProjectLock(state_dir / "lock")
@@ -107,10 +122,20 @@ class Project:
         self._detect_edits()
 
     def _mark_interrupted(self, job_id: str) -> None:
-        self.store.update_job(job_id, state=JobState.INTERRUPTED.value,
-                              message="interrupted: the process running it stopped; resume() continues")
-        self.store.append_event("job", {"state": "interrupted", "previous": "running",
-                                        "message": "the process running this job stopped"}, job_id)
+        self.store.update_job(
+            job_id,
+            state=JobState.INTERRUPTED.value,
+            message="interrupted: the process running it stopped; resume() continues",
+        )
+        self.store.append_event(
+            "job",
+            {
+                "state": "interrupted",
+                "previous": "running",
+                "message": "the process running this job stopped",
+            },
+            job_id,
+        )
 
     def _detect_edits(self) -> None:
         for stage in self.pipeline:
@@ -135,8 +160,10 @@ class Project:
                         continue
                     outputs[relative] = current
                     changed = True
-                    self.store.append_event("artefact", {"stage": stage.name, "unit": unit,
-                                                         "path": relative, "edited": True})
+                    self.store.append_event(
+                        "artefact",
+                        {"stage": stage.name, "unit": unit, "path": relative, "edited": True},
+                    )
                 if changed:
                     self.store.set_unit(stage.name, unit, "done", outputs=outputs)
 
@@ -237,7 +264,9 @@ class Project:
                     paths += source.output_paths(source_unit)
         return paths + stage.extra_inputs(unit)
 
-    def fingerprint(self, stage: Stage, unit: str, variant: str = "", params: dict[str, Any] | None = None) -> str:
+    def fingerprint(
+        self, stage: Stage, unit: str, variant: str = "", params: dict[str, Any] | None = None
+    ) -> str:
         """Hash of what this unit's output depends on: inputs, stage version, model and parameters."""
         override = self.config.stage_override(stage.name)
         params = params or {}
@@ -246,25 +275,42 @@ class Project:
             "version": stage.version,
             "variant": variant,
             "model": params.get("model") or override.model or self.config.model,
-            "temperature": params.get("temperature", override.temperature or self.config.temperature),
+            "temperature": params.get(
+                "temperature", override.temperature or self.config.temperature
+            ),
             "prompt": params.get("prompt") or override.prompt,
             "seed": params.get("seed", self.config.seed),
             "config": {key: getattr(self.config, key) for key in stage.config_keys},
-            "inputs": {p: self._file_hash(self.root / "artefacts" / p) for p in self.input_paths(stage, unit)},
+            "inputs": {
+                p: self._file_hash(self.root / "artefacts" / p)
+                for p in self.input_paths(stage, unit)
+            },
         }
         return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
 
-    def _unit_fresh(self, stage: Stage, unit: str, record: dict[str, Any] | None, variant: str = "",
-                    params: dict[str, Any] | None = None) -> bool:
+    def _unit_fresh(
+        self,
+        stage: Stage,
+        unit: str,
+        record: dict[str, Any] | None,
+        variant: str = "",
+        params: dict[str, Any] | None = None,
+    ) -> bool:
         if record is None or record["state"] != "done":
             return False
         base = self._variant_dir(variant)
         if not all((base / p).exists() for p in stage.output_paths(unit)):
             return False
-        return bool(record["fingerprint"]) and record["fingerprint"] == self.fingerprint(stage, unit, variant, params)
+        return bool(record["fingerprint"]) and record["fingerprint"] == self.fingerprint(
+            stage, unit, variant, params
+        )
 
-    def _needs_run(self, stage: Stage, unit: str, variant: str = "", params: dict[str, Any] | None = None) -> bool:
-        return not self._unit_fresh(stage, unit, self.store.units(stage.name, variant).get(unit), variant, params)
+    def _needs_run(
+        self, stage: Stage, unit: str, variant: str = "", params: dict[str, Any] | None = None
+    ) -> bool:
+        return not self._unit_fresh(
+            stage, unit, self.store.units(stage.name, variant).get(unit), variant, params
+        )
 
     def _pending_units(self, stage: Stage) -> list[str]:
         records = self.store.units(stage.name)
@@ -294,7 +340,9 @@ class Project:
         Cached until the next persisted event (every change of state writes one).
         """
         job = self._job
-        running = job._current_stage if job is not None and job._local and job._state.active else None
+        running = (
+            job._current_stage if job is not None and job._local and job._state.active else None
+        )
         key = (self.store.last_seq(), running, len(self.pipeline), id(self.config))
         if self._states_key == key and self._states is not None:
             return self._states
@@ -341,8 +389,10 @@ class Project:
         if live is not None:  # while a job runs here, it keeps the states current in memory
             states = {name: (row[0], row[1], row[2]) for name, row in live.items()}
             by_stage = running._counters.by_stage if running is not None else {}
-            ledger = {name: {"prompt_tokens": row[0], "completion_tokens": 0, "cost": row[1]}
-                      for name, row in by_stage.items()}
+            ledger = {
+                name: {"prompt_tokens": row[0], "completion_tokens": 0, "cost": row[1]}
+                for name, row in by_stage.items()
+            }
         else:
             states = self.stage_states()
             ledger = self.store.ledger()
@@ -358,8 +408,19 @@ class Project:
                 elapsed = now - started[stage.name]
             else:
                 elapsed = timings.get(stage.name, 0.0)
-            statuses.append(StageStatus(number, stage.name, stage.description, state, done, total,
-                                        tokens, float(row.get("cost") or 0.0), round(elapsed, 3)))
+            statuses.append(
+                StageStatus(
+                    number,
+                    stage.name,
+                    stage.description,
+                    state,
+                    done,
+                    total,
+                    tokens,
+                    float(row.get("cost") or 0.0),
+                    round(elapsed, 3),
+                )
+            )
         return tuple(statuses)
 
     def _stage_timings(self) -> dict[str, float]:
@@ -367,9 +428,11 @@ class Project:
         seq = self.store.last_seq()
         if self._timings_key == seq:
             return self._timings
-        rows = self.store._reader().execute(
-            "SELECT ts, data FROM events WHERE type = 'stage' ORDER BY seq"
-        ).fetchall()
+        rows = (
+            self.store._reader()
+            .execute("SELECT ts, data FROM events WHERE type = 'stage' ORDER BY seq")
+            .fetchall()
+        )
         began: dict[str, float] = {}
         took: dict[str, float] = {}
         for ts, data in rows:
@@ -393,7 +456,11 @@ class Project:
             db.execute("DELETE FROM meta WHERE key = ?", (f"cancelled:{stage}",))
 
     def _cancelled_stages(self) -> set[str]:
-        rows = self.store._reader().execute("SELECT key FROM meta WHERE key LIKE 'cancelled:%'").fetchall()
+        rows = (
+            self.store._reader()
+            .execute("SELECT key FROM meta WHERE key LIKE 'cancelled:%'")
+            .fetchall()
+        )
         return {r[0].split(":", 1)[1] for r in rows}
 
     # -- jobs -----------------------------------------------------------------------------------
@@ -404,9 +471,15 @@ class Project:
         if self._job is None:
             row = self.store.last_job()
             if row is not None:
-                job = Job(self, row["id"], row["spec"], JobState(row["state"]),
-                          local=not self._lock.held_elsewhere(), message=row["message"],
-                          error=row["error"])
+                job = Job(
+                    self,
+                    row["id"],
+                    row["spec"],
+                    JobState(row["state"]),
+                    local=not self._lock.held_elsewhere(),
+                    message=row["message"],
+                    error=row["error"],
+                )
                 job._started = row["created"]
                 job._finished = None if job._state.active else row["updated"]
                 self._job = job
@@ -428,15 +501,24 @@ class Project:
             if job is not None and job.state.active:
                 return job
             self._check_problems()
-            if job is not None and job.spec.get("kind") == "all" and job.state in (
-                JobState.PAUSED, JobState.INTERRUPTED, JobState.FAILED
+            if (
+                job is not None
+                and job.spec.get("kind") == "all"
+                and job.state in (JobState.PAUSED, JobState.INTERRUPTED, JobState.FAILED)
             ):
                 job.resume()
                 return job
             return self._new_job({"kind": "all"})
 
-    def run_stage(self, stage: str | int, chapters: list[int] | None = None, *, force: bool = False,
-                  variant: str | None = None, **params: Any) -> Job:
+    def run_stage(
+        self,
+        stage: str | int,
+        chapters: list[int] | None = None,
+        *,
+        force: bool = False,
+        variant: str | None = None,
+        **params: Any,
+    ) -> Job:
         """Run one stage (or some chapters of it); returns at once with the Job.
 
         ``variant="warm"`` with ``temperature=``, ``seed=``, ``model=`` or ``prompt=`` writes
@@ -445,10 +527,14 @@ class Project:
         allowed = {"temperature", "seed", "model", "prompt"}
         unknown = set(params) - allowed
         if unknown:
-            raise PipelineError(f"run_stage() got unknown parameters {sorted(unknown)}; allowed: {sorted(allowed)}")
+            raise PipelineError(
+                f"run_stage() got unknown parameters {sorted(unknown)}; allowed: {sorted(allowed)}"
+            )
         if params and not variant:
-            raise PipelineError("parameters like temperature= or seed= need variant='name', so the "
-                                "active artefact is not replaced; choose it later with choose_variant()")
+            raise PipelineError(
+                "parameters like temperature= or seed= need variant='name', so the "
+                "active artefact is not replaced; choose it later with choose_variant()"
+            )
         if variant is not None and not variant.replace("-", "").replace("_", "").isalnum():
             raise PipelineError(f"variant name {variant!r} must be letters, digits, '-' or '_'")
         with self._guard:
@@ -457,20 +543,36 @@ class Project:
             if job is not None and job.state.active:
                 raise JobStateError(
                     f"a job is {job.state.value} on this project; pause or cancel it before running "
-                    f"stage {target.name!r}", state=job.state, action="run_stage")
+                    f"stage {target.name!r}",
+                    state=job.state,
+                    action="run_stage",
+                )
             self._check_problems()
             units = self._select_units(target, chapters)
             self._check_inputs(target, units)
-            return self._new_job({"kind": "stage", "stage": target.name, "chapters": chapters,
-                                  "force": force, "variant": variant or "", "params": params})
+            return self._new_job(
+                {
+                    "kind": "stage",
+                    "stage": target.name,
+                    "chapters": chapters,
+                    "force": force,
+                    "variant": variant or "",
+                    "params": params,
+                }
+            )
 
     def _check_inputs(self, stage: Stage, units: list[str]) -> None:
         for unit in units:
             for name in stage.inputs:
                 source = self.pipeline.get(name)
-                source_units = [unit] if source.per_chapter and stage.per_chapter else self.units_of(source)
-                missing = [u for u in source_units
-                           if not (self.root / "artefacts" / source.output_paths(u)[0]).exists()]
+                source_units = (
+                    [unit] if source.per_chapter and stage.per_chapter else self.units_of(source)
+                )
+                missing = [
+                    u
+                    for u in source_units
+                    if not (self.root / "artefacts" / source.output_paths(u)[0]).exists()
+                ]
                 if missing:
                     which = "" if missing == [SINGLE] else f" (missing: {', '.join(missing[:6])})"
                     raise PipelineError(
@@ -518,17 +620,35 @@ class Project:
     def _status_from(self, job: Job | None, snapshot: dict[str, Any] | None) -> JobStatus:
         if snapshot is not None:
             stages = tuple(
-                StageStatus(s["number"], s["name"], s["description"], StageState(s["state"]), s["done"],
-                            s["total"], s["tokens"], s["cost"], s["elapsed"])
+                StageStatus(
+                    s["number"],
+                    s["name"],
+                    s["description"],
+                    StageState(s["state"]),
+                    s["done"],
+                    s["total"],
+                    s["tokens"],
+                    s["cost"],
+                    s["elapsed"],
+                )
                 for s in snapshot["stages"]
             )
             return JobStatus(
-                id=snapshot["id"], state=JobState(snapshot["state"]) if snapshot["state"] else None,
-                stage=snapshot["stage"], unit=snapshot["unit"], progress=snapshot["progress"],
-                message=snapshot["message"], error=snapshot["error"],
-                prompt_tokens=snapshot["prompt_tokens"], completion_tokens=snapshot["completion_tokens"],
-                cost=snapshot["cost"], stages=stages, preview=snapshot["preview"], retry=snapshot["retry"],
-                elapsed=snapshot["elapsed"], last_seq=self.store.last_seq(),
+                id=snapshot["id"],
+                state=JobState(snapshot["state"]) if snapshot["state"] else None,
+                stage=snapshot["stage"],
+                unit=snapshot["unit"],
+                progress=snapshot["progress"],
+                message=snapshot["message"],
+                error=snapshot["error"],
+                prompt_tokens=snapshot["prompt_tokens"],
+                completion_tokens=snapshot["completion_tokens"],
+                cost=snapshot["cost"],
+                stages=stages,
+                preview=snapshot["preview"],
+                retry=snapshot["retry"],
+                elapsed=snapshot["elapsed"],
+                last_seq=self.store.last_seq(),
             )
         stages = self._stage_statuses(job)
         total = sum(s.total for s in stages)
@@ -542,15 +662,36 @@ class Project:
             completion = sum(int(r["completion_tokens"] or 0) for r in ledger.values())
             cost = sum(float(r["cost"] or 0.0) for r in ledger.values())
         if job is None:
-            return JobStatus(None, None, None, None, progress, "no job yet", None, prompt, completion,
-                             cost, stages, last_seq=self.store.last_seq())
+            return JobStatus(
+                None,
+                None,
+                None,
+                None,
+                progress,
+                "no job yet",
+                None,
+                prompt,
+                completion,
+                cost,
+                stages,
+                last_seq=self.store.last_seq(),
+            )
         current = job._current if job._local else None
         report = self.report() if not job._state.active else None
         return JobStatus(
-            id=job.id, state=job._state, stage=current[0] if current else None,
-            unit=current[1] if current else None, progress=progress, message=job._message,
-            error=job._error, prompt_tokens=prompt, completion_tokens=completion, cost=cost,
-            stages=stages, preview=job.preview(), retry=job._retry,
+            id=job.id,
+            state=job._state,
+            stage=current[0] if current else None,
+            unit=current[1] if current else None,
+            progress=progress,
+            message=job._message,
+            error=job._error,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            cost=cost,
+            stages=stages,
+            preview=job.preview(),
+            retry=job._retry,
             elapsed=(job._finished or time.time()) - job._started,
             last_seq=self.store.last_seq(),
             extra={"report": report.headline()} if report else {},
@@ -566,7 +707,9 @@ class Project:
     def _variant_dir(self, variant: str) -> Path:
         return self.root / "artefacts" / ("variants/" + variant if variant else "")
 
-    def _write_outputs(self, outputs: Mapping[str, BaseModel | str], variant: str = "") -> dict[str, str]:
+    def _write_outputs(
+        self, outputs: Mapping[str, BaseModel | str], variant: str = ""
+    ) -> dict[str, str]:
         base = self._variant_dir(variant)
         hashes: dict[str, str] = {}
         folders: set[Path] = set()
@@ -580,38 +723,52 @@ class Project:
             a.fsync_dir(folder)
         return hashes
 
-    def save_artefact(self, stage: str | int, value: BaseModel | str, chapter: int | None = None) -> Path:
+    def save_artefact(
+        self, stage: str | int, value: BaseModel | str, chapter: int | None = None
+    ) -> Path:
         """Replace an artefact by hand: validated, written atomically; downstream turns stale."""
         target = self.pipeline.get(stage)
         if target.per_chapter and chapter is None:
-            raise PipelineError(f"stage {target.name!r} has one artefact per chapter; pass chapter=N")
+            raise PipelineError(
+                f"stage {target.name!r} has one artefact per chapter; pass chapter=N"
+            )
         unit = unit_name(chapter) if target.per_chapter and chapter is not None else SINGLE
         relative = target.output_paths(unit)[0]
         if target.model is not None:
             if not isinstance(value, target.model):
-                raise ArtefactError(f"{target.name!r} artefacts are {target.model.__name__}, not {type(value).__name__}")
+                raise ArtefactError(
+                    f"{target.name!r} artefacts are {target.model.__name__}, not {type(value).__name__}"
+                )
             value = target.model.model_validate(value.model_dump())
         job = self.job
         if job is not None and job.state.active:
-            raise JobStateError(f"a job is {job.state.value}; pause it before editing artefacts",
-                                state=job.state, action="edit")
+            raise JobStateError(
+                f"a job is {job.state.value}; pause it before editing artefacts",
+                state=job.state,
+                action="edit",
+            )
         hashes = self._write_outputs({relative: value})
         record = self.store.units(target.name).get(unit)
         outputs = {**(record["outputs"] if record else {}), **hashes}
         fingerprint = record["fingerprint"] if record else self.fingerprint(target, unit)
         self.store.set_unit(target.name, unit, "done", fingerprint=fingerprint, outputs=outputs)
-        self.store.append_event("artefact", {"stage": target.name, "unit": unit, "path": relative,
-                                             "edited": True})
+        self.store.append_event(
+            "artefact", {"stage": target.name, "unit": unit, "path": relative, "edited": True}
+        )
         return self.root / "artefacts" / relative
 
     # -- variants -------------------------------------------------------------------------------
 
     def variants(self, stage: str | int) -> list[str]:
         name = self.pipeline.get(stage).name
-        rows = self.store._reader().execute(
-            "SELECT DISTINCT variant FROM units WHERE stage = ? AND variant != '' AND state = 'done' ORDER BY variant",
-            (name,),
-        ).fetchall()
+        rows = (
+            self.store._reader()
+            .execute(
+                "SELECT DISTINCT variant FROM units WHERE stage = ? AND variant != '' AND state = 'done' ORDER BY variant",
+                (name,),
+            )
+            .fetchall()
+        )
         return [r[0] for r in rows]
 
     def read_variant(self, stage: str | int, variant: str, chapter: int | None = None) -> Any:
@@ -623,16 +780,22 @@ class Project:
             path = self.root / "artefacts" / relative
         if not path.exists():
             known = self.variants(target.name)
-            raise ArtefactError(f"variant {variant!r} of {target.name!r} has no {relative}; variants: {known or 'none'}")
+            raise ArtefactError(
+                f"variant {variant!r} of {target.name!r} has no {relative}; variants: {known or 'none'}"
+            )
         if target.model is None:
             return path.read_text(encoding="utf-8")
         return a.parse(target.model, path, path.read_bytes(), chapter)
 
-    def choose_variant(self, stage: str | int, variant: str, chapters: list[int] | None = None) -> None:
+    def choose_variant(
+        self, stage: str | int, variant: str, chapters: list[int] | None = None
+    ) -> None:
         """Make a variant the active artefact; everything downstream becomes stale."""
         target = self.pipeline.get(stage)
         if variant not in self.variants(target.name):
-            raise ArtefactError(f"{target.name!r} has no variant {variant!r}; variants: {self.variants(target.name) or 'none'}")
+            raise ArtefactError(
+                f"{target.name!r} has no variant {variant!r}; variants: {self.variants(target.name) or 'none'}"
+            )
         records = self.store.units(target.name, variant)
         units = self._select_units(target, chapters) if chapters else list(records)
         for unit in units:
@@ -643,10 +806,17 @@ class Project:
                 source = self._variant_dir(variant) / relative
                 if source.exists():
                     a.write_atomic(self.root / "artefacts" / relative, source.read_bytes())
-            self.store.set_unit(target.name, unit, "done", fingerprint=self.fingerprint(target, unit),
-                                outputs=record["outputs"])
+            self.store.set_unit(
+                target.name,
+                unit,
+                "done",
+                fingerprint=self.fingerprint(target, unit),
+                outputs=record["outputs"],
+            )
         self.store.invalidate(self.pipeline.downstream(target.name))
-        self.store.append_event("artefact", {"stage": target.name, "variant": variant, "chosen": True})
+        self.store.append_event(
+            "artefact", {"stage": target.name, "variant": variant, "chosen": True}
+        )
 
     # -- reports and exports --------------------------------------------------------------------
 
@@ -685,20 +855,35 @@ class Project:
             blurb=meta.blurb if meta else "",
         )
 
-    def export(self, fmt: str = "md", path: str | os.PathLike[str] | None = None, **options: Any) -> Path:
+    def export(
+        self, fmt: str = "md", path: str | os.PathLike[str] | None = None, **options: Any
+    ) -> Path:
         """Write the manuscript as ``fmt`` (md, txt, docx, epub, pdf) under exports/; returns the path."""
         from .export import export_manuscript, get_exporter
 
         exporter = get_exporter(fmt)
         manuscript = self.manuscript()
-        out = Path(path) if path is not None else self.root / "exports" / f"novel.{exporter.extension}"
+        out = (
+            Path(path)
+            if path is not None
+            else self.root / "exports" / f"novel.{exporter.extension}"
+        )
         try:
             export_manuscript(manuscript, fmt, out, **options)
         except OSError as exc:
-            raise ExportError(f"could not write {out}: {exc.strerror or exc}; the previous file is intact") from None
-        self.store.record_export(fmt, str(out), out.stat().st_size, manuscript.source_hash,
-                                 {k: str(v) for k, v in options.items()})
-        self.store.append_event("export", {"format": fmt, "path": str(out), "size": out.stat().st_size})
+            raise ExportError(
+                f"could not write {out}: {exc.strerror or exc}; the previous file is intact"
+            ) from None
+        self.store.record_export(
+            fmt,
+            str(out),
+            out.stat().st_size,
+            manuscript.source_hash,
+            {k: str(v) for k, v in options.items()},
+        )
+        self.store.append_event(
+            "export", {"format": fmt, "path": str(out), "size": out.stat().st_size}
+        )
         return out
 
     def exports(self) -> dict[str, dict[str, Any]]:
@@ -710,7 +895,11 @@ class Project:
         out = {}
         for fmt, row in self.store.exports().items():
             exists = Path(row["path"]).exists()
-            out[fmt] = {**row, "exists": exists, "stale": not exists or row["manuscript_hash"] != current}
+            out[fmt] = {
+                **row,
+                "exists": exists,
+                "stale": not exists or row["manuscript_hash"] != current,
+            }
         return out
 
     def panel(self) -> Any:
@@ -728,7 +917,9 @@ class Project:
         """Run the HTTP/WebSocket sidecar for this project's folder in a background thread."""
         from .server import serve_in_thread
 
-        return serve_in_thread(self.root.parent, host=host, port=port, projects={self.root.name: self}, **options)
+        return serve_in_thread(
+            self.root.parent, host=host, port=port, projects={self.root.name: self}, **options
+        )
 
     def close(self) -> None:
         job = self._job
@@ -796,7 +987,9 @@ class ChapterArtefacts(Mapping[int, Any]):
 
     def __iter__(self) -> Iterator[int]:
         for number in self._project.chapter_numbers():
-            if (self._project.root / "artefacts" / self._stage.output_paths(unit_name(number))[0]).exists():
+            if (
+                self._project.root / "artefacts" / self._stage.output_paths(unit_name(number))[0]
+            ).exists():
                 yield number
 
     def __len__(self) -> int:

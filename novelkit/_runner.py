@@ -132,7 +132,9 @@ class UnitContext:
             task=task,
             messages=(Message("system", SYSTEM), Message("user", user)),
             model=self.params.get("model") or override.model or self.config.model,
-            temperature=_first(self.params.get("temperature"), override.temperature, self.config.temperature),
+            temperature=_first(
+                self.params.get("temperature"), override.temperature, self.config.temperature
+            ),
             max_output_tokens=override.max_output_tokens or self.config.max_output_tokens,
             seed=int(_first(self.params.get("seed"), self.config.seed)),
             json_schema=_schema(schema) if schema else None,
@@ -191,7 +193,9 @@ class UnitContext:
                 ) from None
 
     async def text(self, task: str, context: dict[str, Any], *, expected_tokens: int = 3000) -> str:
-        return (await self.complete(self.request(task, context), expected_tokens=expected_tokens)).strip()
+        return (
+            await self.complete(self.request(task, context), expected_tokens=expected_tokens)
+        ).strip()
 
     async def _call(self, request: Request, expected_tokens: int) -> tuple[str, str]:
         self.hooks.checkpoint()
@@ -221,7 +225,9 @@ class UnitContext:
             if close is not None:
                 await close()
         if done is None:
-            raise BackendError(f"the {self.backend.name} backend ended a stream without finishing it")
+            raise BackendError(
+                f"the {self.backend.name} backend ended a stream without finishing it"
+            )
         response = "".join(parts)
         model = done.model or request.model or self.backend.name
         record = CallRecord(
@@ -267,7 +273,8 @@ def _validate(model: type[M], text: str) -> M:
         return model.model_validate_json(raw)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()[:6]
+            f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}"
+            for e in exc.errors()[:6]
         )
         raise _Invalid(problems) from None
 

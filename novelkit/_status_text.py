@@ -8,7 +8,12 @@ if TYPE_CHECKING:
     from ._job import JobStatus
 
 ICONS = {
-    "pending": "·", "running": "▶", "succeeded": "✔", "failed": "✘", "stale": "↻", "cancelled": "■",
+    "pending": "·",
+    "running": "▶",
+    "succeeded": "✔",
+    "failed": "✘",
+    "stale": "↻",
+    "cancelled": "■",
 }
 
 

@@ -159,11 +159,17 @@ class Store:
         self.bus.publish(event)
 
     def events_since(self, seq: int = 0, limit: int = 1000) -> list[Event]:
-        rows = self._reader().execute(
-            "SELECT seq, ts, job_id, type, data FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-            (seq, limit),
-        ).fetchall()
-        return [Event(type=r[3], data=json.loads(r[4]), seq=r[0], ts=r[1], job_id=r[2]) for r in rows]
+        rows = (
+            self._reader()
+            .execute(
+                "SELECT seq, ts, job_id, type, data FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                (seq, limit),
+            )
+            .fetchall()
+        )
+        return [
+            Event(type=r[3], data=json.loads(r[4]), seq=r[0], ts=r[1], job_id=r[2]) for r in rows
+        ]
 
     def first_seq(self) -> int:
         return int(self._reader().execute("SELECT COALESCE(MIN(seq), 0) FROM events").fetchone()[0])
@@ -188,40 +194,59 @@ class Store:
             db.execute(f"UPDATE jobs SET {columns} WHERE id = ?", (*fields.values(), job_id))
 
     def job(self, job_id: str) -> dict[str, Any] | None:
-        row = self._reader().execute(
-            "SELECT id, kind, spec, state, message, error, created, updated, pid FROM jobs WHERE id = ?",
-            (job_id,),
-        ).fetchone()
+        row = (
+            self._reader()
+            .execute(
+                "SELECT id, kind, spec, state, message, error, created, updated, pid FROM jobs WHERE id = ?",
+                (job_id,),
+            )
+            .fetchone()
+        )
         return _job_row(row) if row else None
 
     def last_job(self) -> dict[str, Any] | None:
-        row = self._reader().execute(
-            "SELECT id, kind, spec, state, message, error, created, updated, pid FROM jobs "
-            "ORDER BY created DESC, rowid DESC LIMIT 1"
-        ).fetchone()
+        row = (
+            self._reader()
+            .execute(
+                "SELECT id, kind, spec, state, message, error, created, updated, pid FROM jobs "
+                "ORDER BY created DESC, rowid DESC LIMIT 1"
+            )
+            .fetchone()
+        )
         return _job_row(row) if row else None
 
     # -- units ------------------------------------------------------------------------------
 
     def units(self, stage: str, variant: str = "") -> dict[str, dict[str, Any]]:
-        rows = self._reader().execute(
-            "SELECT unit, state, fingerprint, outputs, error FROM units WHERE stage = ? AND variant = ?",
-            (stage, variant),
-        ).fetchall()
+        rows = (
+            self._reader()
+            .execute(
+                "SELECT unit, state, fingerprint, outputs, error FROM units WHERE stage = ? AND variant = ?",
+                (stage, variant),
+            )
+            .fetchall()
+        )
         return {
             r[0]: {"state": r[1], "fingerprint": r[2], "outputs": json.loads(r[3]), "error": r[4]}
             for r in rows
         }
 
     def all_units(self, variant: str = "") -> dict[str, dict[str, dict[str, Any]]]:
-        rows = self._reader().execute(
-            "SELECT stage, unit, state, fingerprint, outputs, error FROM units WHERE variant = ?",
-            (variant,),
-        ).fetchall()
+        rows = (
+            self._reader()
+            .execute(
+                "SELECT stage, unit, state, fingerprint, outputs, error FROM units WHERE variant = ?",
+                (variant,),
+            )
+            .fetchall()
+        )
         out: dict[str, dict[str, dict[str, Any]]] = {}
         for r in rows:
             out.setdefault(r[0], {})[r[1]] = {
-                "state": r[2], "fingerprint": r[3], "outputs": json.loads(r[4]), "error": r[5]
+                "state": r[2],
+                "fingerprint": r[3],
+                "outputs": json.loads(r[4]),
+                "error": r[5],
             }
         return out
 
@@ -247,10 +272,15 @@ class Store:
                 "INSERT OR REPLACE INTO units (stage, unit, variant, state, fingerprint, outputs, error, job_id, updated) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    stage, unit, variant, state,
+                    stage,
+                    unit,
+                    variant,
+                    state,
                     keep_fp if fingerprint is None else fingerprint,
                     keep_out if outputs is None else json.dumps(outputs),
-                    error, job_id, time.time(),
+                    error,
+                    job_id,
+                    time.time(),
                 ),
             )
 
@@ -272,17 +302,31 @@ class Store:
     # -- LLM calls: the memo and the ledger -------------------------------------------------
 
     def call(self, key: str) -> CallRecord | None:
-        row = self._reader().execute(
-            "SELECT key, stage, unit, variant, task, request, response, finish_reason, model, "
-            "prompt_tokens, completion_tokens, latency, cost, job_id FROM calls WHERE key = ?",
-            (key,),
-        ).fetchone()
+        row = (
+            self._reader()
+            .execute(
+                "SELECT key, stage, unit, variant, task, request, response, finish_reason, model, "
+                "prompt_tokens, completion_tokens, latency, cost, job_id FROM calls WHERE key = ?",
+                (key,),
+            )
+            .fetchone()
+        )
         if row is None:
             return None
         return CallRecord(
-            key=row[0], stage=row[1], unit=row[2], variant=row[3], task=row[4],
-            request=json.loads(row[5]), response=row[6], finish_reason=row[7], model=row[8],
-            prompt_tokens=row[9], completion_tokens=row[10], latency=row[11], cost=row[12],
+            key=row[0],
+            stage=row[1],
+            unit=row[2],
+            variant=row[3],
+            task=row[4],
+            request=json.loads(row[5]),
+            response=row[6],
+            finish_reason=row[7],
+            model=row[8],
+            prompt_tokens=row[9],
+            completion_tokens=row[10],
+            latency=row[11],
+            cost=row[12],
             job_id=row[13],
         )
 
@@ -291,10 +335,21 @@ class Store:
             db.execute(
                 "INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    record.key, record.stage, record.unit, record.variant, record.task,
-                    json.dumps(record.request, ensure_ascii=False), record.response,
-                    record.finish_reason, record.model, record.prompt_tokens,
-                    record.completion_tokens, record.latency, record.cost, record.job_id, time.time(),
+                    record.key,
+                    record.stage,
+                    record.unit,
+                    record.variant,
+                    record.task,
+                    json.dumps(record.request, ensure_ascii=False),
+                    record.response,
+                    record.finish_reason,
+                    record.model,
+                    record.prompt_tokens,
+                    record.completion_tokens,
+                    record.latency,
+                    record.cost,
+                    record.job_id,
+                    time.time(),
                 ),
             )
 
@@ -303,12 +358,22 @@ class Store:
 
     def ledger(self) -> dict[str, dict[str, float]]:
         """Per stage: calls, prompt and completion tokens, cost, latency."""
-        rows = self._reader().execute(
-            "SELECT stage, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), SUM(cost), SUM(latency) "
-            "FROM calls GROUP BY stage"
-        ).fetchall()
+        rows = (
+            self._reader()
+            .execute(
+                "SELECT stage, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), SUM(cost), SUM(latency) "
+                "FROM calls GROUP BY stage"
+            )
+            .fetchall()
+        )
         return {
-            r[0]: {"calls": r[1], "prompt_tokens": r[2], "completion_tokens": r[3], "cost": r[4], "latency": r[5]}
+            r[0]: {
+                "calls": r[1],
+                "prompt_tokens": r[2],
+                "completion_tokens": r[3],
+                "cost": r[4],
+                "latency": r[5],
+            }
             for r in rows
         }
 
@@ -328,13 +393,17 @@ class Store:
                 (job_id,),
             ).fetchall()
             if rows:
-                db.executemany("UPDATE control SET taken = ? WHERE id = ?", [(time.time(), r[0]) for r in rows])
+                db.executemany(
+                    "UPDATE control SET taken = ? WHERE id = ?", [(time.time(), r[0]) for r in rows]
+                )
         return [(r[1], bool(r[2])) for r in rows]
 
     def pending_control(self, job_id: str) -> bool:
-        row = self._reader().execute(
-            "SELECT 1 FROM control WHERE job_id = ? AND taken IS NULL LIMIT 1", (job_id,)
-        ).fetchone()
+        row = (
+            self._reader()
+            .execute("SELECT 1 FROM control WHERE job_id = ? AND taken IS NULL LIMIT 1", (job_id,))
+            .fetchone()
+        )
         return row is not None
 
     def write_snapshot(self, data: dict[str, Any]) -> None:
@@ -350,22 +419,43 @@ class Store:
 
     # -- exports ----------------------------------------------------------------------------
 
-    def record_export(self, fmt: str, path: str, size: int, manuscript_hash: str, options: dict[str, Any]) -> None:
+    def record_export(
+        self, fmt: str, path: str, size: int, manuscript_hash: str, options: dict[str, Any]
+    ) -> None:
         now = time.time()
         with self.transaction() as db:
             old = db.execute("SELECT created FROM exports WHERE format = ?", (fmt,)).fetchone()
             db.execute(
                 "INSERT OR REPLACE INTO exports VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (fmt, path, size, old[0] if old else now, now, manuscript_hash, json.dumps(options)),
+                (
+                    fmt,
+                    path,
+                    size,
+                    old[0] if old else now,
+                    now,
+                    manuscript_hash,
+                    json.dumps(options),
+                ),
             )
 
     def exports(self) -> dict[str, dict[str, Any]]:
-        rows = self._reader().execute(
-            "SELECT format, path, size, created, modified, manuscript_hash, options FROM exports"
-        ).fetchall()
+        rows = (
+            self._reader()
+            .execute(
+                "SELECT format, path, size, created, modified, manuscript_hash, options FROM exports"
+            )
+            .fetchall()
+        )
         return {
-            r[0]: {"format": r[0], "path": r[1], "size": r[2], "created": r[3], "modified": r[4],
-                   "manuscript_hash": r[5], "options": json.loads(r[6])}
+            r[0]: {
+                "format": r[0],
+                "path": r[1],
+                "size": r[2],
+                "created": r[3],
+                "modified": r[4],
+                "manuscript_hash": r[5],
+                "options": json.loads(r[6]),
+            }
             for r in rows
         }
 

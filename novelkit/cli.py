@@ -32,7 +32,9 @@ def _chapters(text: str) -> list[int]:
                 out.append(int(part))
         return out
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a chapter list like 3,4 or 2-5") from None
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a chapter list like 3,4 or 2-5"
+        ) from None
 
 
 def _option(text: str) -> tuple[str, Any]:
@@ -52,21 +54,40 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--words-per-chapter", type=int, help="target words per chapter (default 2000)")
     p.add_argument("--backend", help="offline (default), openai, anthropic or replay")
     p.add_argument("--model", help="model name for openai/anthropic backends")
-    p.add_argument("--base-url", help="OpenAI-compatible server URL, e.g. http://localhost:11434/v1")
+    p.add_argument(
+        "--base-url", help="OpenAI-compatible server URL, e.g. http://localhost:11434/v1"
+    )
     p.add_argument("--seed", type=int)
     p.add_argument("--concurrency", type=int)
     p.add_argument("--genre")
     p.add_argument("--title")
     p.add_argument("--author")
     p.add_argument("--language")
-    p.add_argument("--backend-option", action="append", type=_option, default=[], metavar="KEY=VALUE",
-                   help="backend option (repeatable), e.g. tokens_per_second=200")
+    p.add_argument(
+        "--backend-option",
+        action="append",
+        type=_option,
+        default=[],
+        metavar="KEY=VALUE",
+        help="backend option (repeatable), e.g. tokens_per_second=200",
+    )
 
 
 def _config_from(args: argparse.Namespace) -> dict[str, Any]:
     config: dict[str, Any] = {}
-    for name in ("chapters", "words_per_chapter", "backend", "model", "base_url", "seed",
-                 "concurrency", "genre", "title", "author", "language"):
+    for name in (
+        "chapters",
+        "words_per_chapter",
+        "backend",
+        "model",
+        "base_url",
+        "seed",
+        "concurrency",
+        "genre",
+        "title",
+        "author",
+        "language",
+    ):
         value = getattr(args, name, None)
         if value is not None:
             config[name] = value
@@ -76,15 +97,22 @@ def _config_from(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="novelkit", description="Write a novel with a language model.")
+    parser = argparse.ArgumentParser(
+        prog="novelkit", description="Write a novel with a language model."
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("generate", help="create a project and write the whole novel")
     p.add_argument("premise", help="one or two sentences about the story")
     p.add_argument("--out", required=True, type=Path, help="project folder to create")
-    p.add_argument("--format", action="append", dest="formats", default=None,
-                   help="export format(s) at the end (default md and txt)")
+    p.add_argument(
+        "--format",
+        action="append",
+        dest="formats",
+        default=None,
+        help="export format(s) at the end (default md and txt)",
+    )
     _add_config_options(p)
 
     p = sub.add_parser("new", help="create a project without running it")
@@ -114,17 +142,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export the manuscript")
     p.add_argument("dir", type=Path)
-    p.add_argument("--format", action="append", dest="formats", required=True,
-                   help="md, txt, docx, epub or pdf (repeatable)")
+    p.add_argument(
+        "--format",
+        action="append",
+        dest="formats",
+        required=True,
+        help="md, txt, docx, epub or pdf (repeatable)",
+    )
     p.add_argument("--out", type=Path, help="output file (one format only)")
-    p.add_argument("--option", action="append", type=_option, default=[], metavar="KEY=VALUE",
-                   help="exporter option, e.g. profile=kdp or wrap=72")
+    p.add_argument(
+        "--option",
+        action="append",
+        type=_option,
+        default=[],
+        metavar="KEY=VALUE",
+        help="exporter option, e.g. profile=kdp or wrap=72",
+    )
 
     p = sub.add_parser("serve", help="run the HTTP/WebSocket sidecar over a folder of projects")
     p.add_argument("root", type=Path)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8765)
-    p.add_argument("--cors-origin", action="append", default=[], help="allowed CORS origin (repeatable)")
+    p.add_argument(
+        "--cors-origin", action="append", default=[], help="allowed CORS origin (repeatable)"
+    )
 
     keys = sub.add_parser("keys", help="manage sidecar API keys")
     ksub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
@@ -160,10 +201,16 @@ class _Progress:
         else:
             for s in status.stages:
                 key = (s.state.value, s.done)
-                if self.last.get(s.name) != key and s.state.value in ("running", "succeeded", "failed"):
+                if self.last.get(s.name) != key and s.state.value in (
+                    "running",
+                    "succeeded",
+                    "failed",
+                ):
                     self.last[s.name] = key
-                    self.stream.write(f"[{s.number:>2}/{len(status.stages)}] {s.name:<11} "
-                                      f"{s.state.value:<9} {s.done}/{s.total}\n")
+                    self.stream.write(
+                        f"[{s.number:>2}/{len(status.stages)}] {s.name:<11} "
+                        f"{s.state.value:<9} {s.done}/{s.total}\n"
+                    )
             if status.retry and self.last.get("_retry", ("", 0))[0] != status.retry:
                 self.last["_retry"] = (status.retry, 0)
                 self.stream.write(f"  {status.retry}\n")
@@ -215,7 +262,9 @@ def _follow(job: Any) -> int:
     return EXIT_INTERRUPTED
 
 
-def _export(project: Any, formats: list[str], out: Path | None = None, options: dict[str, Any] | None = None) -> None:
+def _export(
+    project: Any, formats: list[str], out: Path | None = None, options: dict[str, Any] | None = None
+) -> None:
     if out is not None and len(formats) > 1:
         raise _Usage("--out works with a single --format")
     for fmt in formats:
@@ -272,7 +321,11 @@ def _cmd_stages(args: argparse.Namespace) -> int:
     from .stages import default_stages
 
     for number, stage in enumerate(Pipeline(default_stages()), 1):
-        units = "per chapter" + (", parallel" if stage.parallel else "") if stage.per_chapter else "1 unit"
+        units = (
+            "per chapter" + (", parallel" if stage.parallel else "")
+            if stage.per_chapter
+            else "1 unit"
+        )
         print(f"{number:>2} {stage.name:<11} {units:<21} {stage.description}")
     return EXIT_OK
 
@@ -313,9 +366,17 @@ def _cmd_keys(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
-    "generate": _cmd_generate, "new": None, "run": _cmd_run, "status": _cmd_status,
-    "stages": _cmd_stages, "pause": _cmd_control, "resume": _cmd_control, "cancel": _cmd_control,
-    "export": _cmd_export, "serve": _cmd_serve, "keys": _cmd_keys,
+    "generate": _cmd_generate,
+    "new": None,
+    "run": _cmd_run,
+    "status": _cmd_status,
+    "stages": _cmd_stages,
+    "pause": _cmd_control,
+    "resume": _cmd_control,
+    "cancel": _cmd_control,
+    "export": _cmd_export,
+    "serve": _cmd_serve,
+    "keys": _cmd_keys,
 }
 
 

@@ -24,8 +24,9 @@ CONFIG = {"chapters": 3, "words_per_chapter": 400, "seed": 1}
 
 def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
-        project = nk.new_project(Path(folder) / "lighthouse", premise=PREMISE,
-                                 backend_options={"record": True}, **CONFIG)  # type: ignore[arg-type]
+        project = nk.new_project(
+            Path(folder) / "lighthouse", premise=PREMISE, backend_options={"record": True}, **CONFIG
+        )  # type: ignore[arg-type]
         state = project.start().wait()
         project.close()
         if state is not nk.JobState.SUCCEEDED:

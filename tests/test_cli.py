@@ -18,23 +18,47 @@ from novelkit.cli import main
 PREMISE = "A ferry pilot smuggles letters across a closed border."
 
 
-def test_generate_writes_a_complete_novel_and_exports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_generate_writes_a_complete_novel_and_exports(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "novel"
-    code = main(["generate", PREMISE, "--out", str(out), "--chapters", "4", "--words-per-chapter", "400"])
+    code = main(
+        ["generate", PREMISE, "--out", str(out), "--chapters", "4", "--words-per-chapter", "400"]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert captured.out.split() == [str(out / "exports" / "novel.md"), str(out / "exports" / "novel.txt")]
+    assert captured.out.split() == [
+        str(out / "exports" / "novel.md"),
+        str(out / "exports" / "novel.txt"),
+    ]
     assert "[12/12] assemble    succeeded 1/1" in captured.err
     assert "words in 4 chapters" in captured.err
     text = (out / "exports" / "novel.md").read_text()
     assert text.startswith("---\n") and text.count("\n# ") >= 4
 
 
-def test_new_then_run_stage_then_status_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_new_then_run_stage_then_status_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     folder = tmp_path / "p"
-    assert main(["new", str(folder), "--premise", PREMISE, "--chapters", "2", "--words-per-chapter", "200",
-                 "--backend-option", "chunk_words=4"]) == 0
-    assert 'chunk_words = 4' in (folder / "novel.toml").read_text()
+    assert (
+        main(
+            [
+                "new",
+                str(folder),
+                "--premise",
+                PREMISE,
+                "--chapters",
+                "2",
+                "--words-per-chapter",
+                "200",
+                "--backend-option",
+                "chunk_words=4",
+            ]
+        )
+        == 0
+    )
+    assert "chunk_words = 4" in (folder / "novel.toml").read_text()
     assert main(["run", str(folder), "--stage", "1"]) == 0
     capsys.readouterr()
     assert main(["status", str(folder), "--json"]) == 0
@@ -54,11 +78,20 @@ def test_new_then_run_stage_then_status_json(tmp_path: Path, capsys: pytest.Capt
     [
         (["run", "{missing}"], "is not a folder"),
         (["new", "{tmp}/x", "--premise", "p", "--chapters", "0"], "chapters = 0 is invalid"),
-        (["new", "{tmp}/x", "--premise", "p", "--backend-option", "speed=3"], "not an option of the offline backend"),
+        (
+            ["new", "{tmp}/x", "--premise", "p", "--backend-option", "speed=3"],
+            "not an option of the offline backend",
+        ),
         (["run", "{project}", "--stage", "drafts"], "did you mean 'draft'"),
         (["run", "{project}", "--stage", "draft", "--chapters", "1"], "needs stage 1 'premise'"),
-        (["export", "{project}", "--format", "md"], "no manuscript yet: run the pipeline to stage 12"),
-        (["export", "{project}", "--format", "odt"], "unknown export format 'odt'; choose one of: md, txt"),
+        (
+            ["export", "{project}", "--format", "md"],
+            "no manuscript yet: run the pipeline to stage 12",
+        ),
+        (
+            ["export", "{project}", "--format", "odt"],
+            "unknown export format 'odt'; choose one of: md, txt",
+        ),
         (["resume", "{project}"], "has no job yet"),
     ],
 )
@@ -96,8 +129,13 @@ def _cli(*args: str) -> list[str]:
 @pytest.mark.slow
 def test_ctrl_c_pauses_then_second_ctrl_c_cancels(tmp_path: Path) -> None:
     folder = tmp_path / "slow"
-    nk.new_project(folder, premise=PREMISE, chapters=3, words_per_chapter=300,
-                   backend_options={"tokens_per_second": 1500}).close()
+    nk.new_project(
+        folder,
+        premise=PREMISE,
+        chapters=3,
+        words_per_chapter=300,
+        backend_options={"tokens_per_second": 1500},
+    ).close()
     with subprocess.Popen(_cli("run", str(folder)), stderr=subprocess.PIPE, text=True) as proc:
         time.sleep(1.5)
         proc.send_signal(signal.SIGINT)
@@ -116,7 +154,10 @@ def test_ctrl_c_pauses_then_second_ctrl_c_cancels(tmp_path: Path) -> None:
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     project = nk.open_project(folder)
-    assert project.job is not None and project.job.state in (nk.JobState.CANCELLED, nk.JobState.PAUSED)
+    assert project.job is not None and project.job.state in (
+        nk.JobState.CANCELLED,
+        nk.JobState.PAUSED,
+    )
     assert project.start().wait(60) is nk.JobState.SUCCEEDED
     project.close()
 
@@ -124,19 +165,32 @@ def test_ctrl_c_pauses_then_second_ctrl_c_cancels(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_pause_and_cancel_a_job_run_by_another_process(tmp_path: Path) -> None:
     folder = tmp_path / "other"
-    nk.new_project(folder, premise=PREMISE, chapters=3, words_per_chapter=300,
-                   backend_options={"tokens_per_second": 1500}).close()
+    nk.new_project(
+        folder,
+        premise=PREMISE,
+        chapters=3,
+        words_per_chapter=300,
+        backend_options={"tokens_per_second": 1500},
+    ).close()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with subprocess.Popen(_cli("run", str(folder)), stderr=subprocess.PIPE, text=True, env=env) as runner:
+    with subprocess.Popen(
+        _cli("run", str(folder)), stderr=subprocess.PIPE, text=True, env=env
+    ) as runner:
         time.sleep(1.0)
-        out = subprocess.run(_cli("pause", str(folder), "--now"), capture_output=True, text=True, timeout=30)
+        out = subprocess.run(
+            _cli("pause", str(folder), "--now"), capture_output=True, text=True, timeout=30
+        )
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout)["changed"] is True
         _, err = runner.communicate(timeout=30)
     assert runner.returncode == 130, err
-    status = subprocess.run(_cli("status", str(folder), "--json"), capture_output=True, text=True, timeout=30)
+    status = subprocess.run(
+        _cli("status", str(folder), "--json"), capture_output=True, text=True, timeout=30
+    )
     assert json.loads(status.stdout)["state"] == "paused"
-    resumed = subprocess.run(_cli("resume", str(folder)), capture_output=True, text=True, timeout=120)
+    resumed = subprocess.run(
+        _cli("resume", str(folder)), capture_output=True, text=True, timeout=120
+    )
     assert resumed.returncode == 0, resumed.stderr
     again = subprocess.run(_cli("pause", str(folder)), capture_output=True, text=True, timeout=30)
     assert again.returncode == 2 and "cannot pause a job that is succeeded" in again.stderr

@@ -6,13 +6,32 @@ import novelkit as nk
 from novelkit import JobState
 from novelkit.stages.continuity import check_chapter
 
-CAST = nk.Cast(characters=[
-    nk.Character(name="Mara Quill", role="protagonist", description="d", goal="g", flaw="f", arc="a",
-                 voice="v"),
-    nk.Character(name="Tomas Reyes", role="antagonist", description="d", goal="g", flaw="f", arc="a",
-                 voice="v", status="dead"),
-])
-WORLD = nk.World(setting="s", era="e", locations=[nk.Location(name="Lantern Quay", description="d")])
+CAST = nk.Cast(
+    characters=[
+        nk.Character(
+            name="Mara Quill",
+            role="protagonist",
+            description="d",
+            goal="g",
+            flaw="f",
+            arc="a",
+            voice="v",
+        ),
+        nk.Character(
+            name="Tomas Reyes",
+            role="antagonist",
+            description="d",
+            goal="g",
+            flaw="f",
+            arc="a",
+            voice="v",
+            status="dead",
+        ),
+    ]
+)
+WORLD = nk.World(
+    setting="s", era="e", locations=[nk.Location(name="Lantern Quay", description="d")]
+)
 
 
 def test_unknown_speaker_dead_character_and_spelling_variants_are_found() -> None:
@@ -26,7 +45,10 @@ def test_unknown_speaker_dead_character_and_spelling_variants_are_found() -> Non
     assert unknown.chapter == 4 and "Bartholomew said" in unknown.quote
     assert unknown.bible_entry == "Cast: Mara Quill, Tomas Reyes"
     dead = findings["dead-character-acts"]
-    assert dead.quote == "Tomas laughed at the window." and dead.bible_entry == "Character: Tomas Reyes (status: dead)"
+    assert (
+        dead.quote == "Tomas laughed at the window."
+        and dead.bible_entry == "Character: Tomas Reyes (status: dead)"
+    )
     spelling = [f for f in check_chapter(4, text, CAST, WORLD) if f.kind == "spelling"]
     assert {(f.wrong, f.right) for f in spelling} == {("Marra", "Mara"), ("Lanturn", "Lantern")}
     assert {f.bible_entry for f in spelling} == {"Character: Mara Quill", "Location: Lantern Quay"}

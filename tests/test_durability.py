@@ -89,7 +89,9 @@ class CountingBackend:
 
 def artefact_files(root: Path) -> dict[str, bytes]:
     base = root / "artefacts"
-    return {str(p.relative_to(base)): p.read_bytes() for p in sorted(base.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(base)): p.read_bytes() for p in sorted(base.rglob("*")) if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -102,10 +104,16 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
 
 
 def run_child(root: Path, point: str, count: int, kill_after: float | None = None) -> int:
-    with subprocess.Popen([sys.executable, "-c", CHILD, str(root), point, str(count)],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+    with subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(root), point, str(count)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
         assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "started", proc.stderr.read() if proc.stderr else ""
+        assert proc.stdout.readline().strip() == "started", (
+            proc.stderr.read() if proc.stderr else ""
+        )
         if kill_after is not None:
             time.sleep(kill_after)
             proc.send_signal(signal.SIGKILL)
@@ -124,7 +132,11 @@ def run_child(root: Path, point: str, count: int, kill_after: float | None = Non
     ],
 )
 def test_kill_9_then_resume_repeats_no_finished_call(
-    tmp_path: Path, reference: dict[str, bytes], point: str, count: int, kill_after: float | None,
+    tmp_path: Path,
+    reference: dict[str, bytes],
+    point: str,
+    count: int,
+    kill_after: float | None,
     options: dict[str, Any],
 ) -> None:
     root = tmp_path / "novel"
@@ -174,7 +186,10 @@ def test_second_process_gets_project_locked_error(slow_project: nk.Project) -> N
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "refused: a job is running" in out.stdout
-    assert f"locked: {slow_project.root} is being written by another process (pid {os.getpid()})" in out.stdout
+    assert (
+        f"locked: {slow_project.root} is being written by another process (pid {os.getpid()})"
+        in out.stdout
+    )
     job.cancel()
     job.wait(10)
 
@@ -209,7 +224,9 @@ def test_disk_full_fails_the_job_clearly_and_keeps_earlier_artefacts(
     monkeypatch.setattr("novelkit._project.a.write_atomic", full)
     job = project.start()
     assert job.wait(30) is JobState.FAILED
-    assert "could not save the output of stage 'world' unit all: the disk is full" in (job.status.error or "")
+    assert "could not save the output of stage 'world' unit all: the disk is full" in (
+        job.status.error or ""
+    )
     assert (project.root / "artefacts" / "01-premise.json").read_bytes() == premise
     assert not (project.root / "artefacts" / "02-world.json").exists()
     assert {s.name: s.state for s in project.stages}["world"] is nk.StageState.FAILED
@@ -238,8 +255,12 @@ def test_subscribers_cannot_block_or_crash_the_job(project: nk.Project) -> None:
         time.sleep(0.01)
     persisted = [e.seq for e in received if e.seq is not None]
     assert persisted == sorted(persisted) and len(persisted) == len(set(persisted))
-    assert any(e.type == "delta" and e.seq is None for e in received), "streamed text arrives as deltas"
-    assert not any(e.type == "delta" for e in project.store.events_since(0, 100_000)), "deltas are not persisted"
+    assert any(e.type == "delta" and e.seq is None for e in received), (
+        "streamed text arrives as deltas"
+    )
+    assert not any(e.type == "delta" for e in project.store.events_since(0, 100_000)), (
+        "deltas are not persisted"
+    )
     blocker.set()
     for sub in subs:
         sub.close()
@@ -252,7 +273,9 @@ def test_pull_subscription_and_bounded_queue(project: nk.Project) -> None:
     while (event := sub.get(timeout=0.1)) is not None:
         events.append(event)
     assert len(events) <= 50 and sub.dropped > 0
-    assert events[-1].type == "job" and events[-1].data["state"] == "succeeded", "the newest events are kept"
+    assert events[-1].type == "job" and events[-1].data["state"] == "succeeded", (
+        "the newest events are kept"
+    )
     sub.close()
 
 

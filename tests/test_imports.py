@@ -7,8 +7,20 @@ import sys
 
 import novelkit
 
-HEAVY = ["ipywidgets", "starlette", "uvicorn", "docx", "ebooklib", "openai", "anthropic", "reportlab",
-         "PIL", "httpx", "IPython", "websockets"]
+HEAVY = [
+    "ipywidgets",
+    "starlette",
+    "uvicorn",
+    "docx",
+    "ebooklib",
+    "openai",
+    "anthropic",
+    "reportlab",
+    "PIL",
+    "httpx",
+    "IPython",
+    "websockets",
+]
 
 
 def test_import_novelkit_loads_no_optional_heavy_module() -> None:

@@ -110,7 +110,9 @@ def test_illegal_transitions_raise_job_state_error_naming_the_state(project: nk.
         assert info.value.state is JobState.SUCCEEDED
 
 
-def test_paused_job_cancels_straight_and_queued_job_pauses_straight(slow_project: nk.Project) -> None:
+def test_paused_job_cancels_straight_and_queued_job_pauses_straight(
+    slow_project: nk.Project,
+) -> None:
     job = running_job(slow_project)
     job.pause(now=True)
     job.wait(5)
@@ -160,7 +162,9 @@ def test_fifty_concurrent_control_calls_end_in_a_legal_state_with_gap_free_seq(
     assert final in (JobState.SUCCEEDED, JobState.CANCELLED)
     seqs = [e.seq for e in slow_project.store.events_since(0, 100_000)]
     assert seqs == list(range(1, len(seqs) + 1))
-    states = [e.data["state"] for e in slow_project.store.events_since(0, 100_000) if e.type == "job"]
+    states = [
+        e.data["state"] for e in slow_project.store.events_since(0, 100_000) if e.type == "job"
+    ]
     legal = {
         None: {"queued"},
         "queued": {"running", "paused", "cancelled"},
@@ -171,7 +175,9 @@ def test_fifty_concurrent_control_calls_end_in_a_legal_state_with_gap_free_seq(
     }
     previous = None
     for state in states:
-        assert state in legal.get(previous, set()), f"{previous} → {state} is not a legal transition"
+        assert state in legal.get(previous, set()), (
+            f"{previous} → {state} is not a legal transition"
+        )
         previous = state
 
 

@@ -6,14 +6,15 @@ import json
 
 import pytest
 
-import novelkit as nk
 from novelkit import JobState
 from novelkit.cli import main
 
 PRICES = {"offline": {"prompt": 1.0, "completion": 2.0}}
 
 
-def test_every_call_is_priced_and_summed_per_stage(make_project: object, capsys: pytest.CaptureFixture[str]) -> None:
+def test_every_call_is_priced_and_summed_per_stage(
+    make_project: object, capsys: pytest.CaptureFixture[str]
+) -> None:
     project = make_project(prices=PRICES)  # type: ignore[operator]
     assert project.start().wait(60) is JobState.SUCCEEDED
     ledger = project.store.ledger()
@@ -32,12 +33,17 @@ def test_every_call_is_priced_and_summed_per_stage(make_project: object, capsys:
     assert f"cost {status.cost:.4f}" in table and f"{draft.cost:.4f}" in table
 
 
-def test_token_budget_pauses_before_the_cap_and_resume_after_raising_it(make_project: object) -> None:
+def test_token_budget_pauses_before_the_cap_and_resume_after_raising_it(
+    make_project: object,
+) -> None:
     project = make_project(max_tokens=9_000)  # type: ignore[operator]
     job = project.start()
     assert job.wait(60) is JobState.PAUSED
     status = job.status
-    assert "would pass max_tokens" in status.message and "raise max_tokens in novel.toml" in status.message
+    assert (
+        "would pass max_tokens" in status.message
+        and "raise max_tokens in novel.toml" in status.message
+    )
     assert status.tokens <= 9_000, "the cap is never exceeded"
     calls = project.store.call_count()
     project.configure(max_tokens=10_000_000)

@@ -9,8 +9,20 @@ from novelkit import JobState, UnitContext
 from novelkit._pipeline import Outputs, Pipeline
 from novelkit.stages import default_stages
 
-NAMES = ["premise", "world", "characters", "structure", "chapters", "scenes", "draft", "continuity",
-         "revision", "polish", "metadata", "assemble"]
+NAMES = [
+    "premise",
+    "world",
+    "characters",
+    "structure",
+    "chapters",
+    "scenes",
+    "draft",
+    "continuity",
+    "revision",
+    "polish",
+    "metadata",
+    "assemble",
+]
 
 
 def test_the_twelve_stages_are_registered_with_their_contract(project: nk.Project) -> None:
@@ -21,7 +33,12 @@ def test_the_twelve_stages_are_registered_with_their_contract(project: nk.Projec
     for stage in project.pipeline:
         assert stage.version and isinstance(stage.inputs, tuple)
         assert stage.output_paths("ch01" if stage.per_chapter else "all")
-    assert {s.name for s in project.pipeline if s.parallel} == {"scenes", "continuity", "revision", "polish"}
+    assert {s.name for s in project.pipeline if s.parallel} == {
+        "scenes",
+        "continuity",
+        "revision",
+        "polish",
+    }
     assert project.pipeline.get(7).name == "draft" and project.pipeline.get("7").name == "draft"
 
 
@@ -68,7 +85,9 @@ def test_missing_input_and_cycles_are_clear_errors() -> None:
         name = "orphan"
         inputs = ("moodboard",)
 
-    with pytest.raises(nk.PipelineError, match="stage 'orphan' needs 'moodboard', which is not in the pipeline"):
+    with pytest.raises(
+        nk.PipelineError, match="stage 'orphan' needs 'moodboard', which is not in the pipeline"
+    ):
         pipeline.insert(Orphan(), after="draft")
 
     class Early(nk.Stage):

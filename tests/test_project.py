@@ -12,7 +12,15 @@ import pytest
 import novelkit as nk
 from novelkit import JobState, StageState
 
-DOWNSTREAM_OF_CHAPTERS = ["scenes", "draft", "continuity", "revision", "polish", "metadata", "assemble"]
+DOWNSTREAM_OF_CHAPTERS = [
+    "scenes",
+    "draft",
+    "continuity",
+    "revision",
+    "polish",
+    "metadata",
+    "assemble",
+]
 
 
 def finished(project: nk.Project) -> nk.Project:
@@ -56,14 +64,25 @@ def test_new_project_refuses_to_overwrite_an_existing_one(project: nk.Project) -
     ("config", "expected"),
     [
         ({"chapters": 500}, r"chapters = 500 is invalid: .*less than or equal to 200"),
-        ({"words_per_chapter": 10}, r"words_per_chapter = 10 is invalid: .*greater than or equal to 100"),
+        (
+            {"words_per_chapter": 10},
+            r"words_per_chapter = 10 is invalid: .*greater than or equal to 100",
+        ),
         ({"temperature": 3.5}, r"temperature = 3.5 is invalid"),
-        ({"backend": "gpt"}, r"backend = 'gpt' is invalid: .*'offline', 'openai', 'anthropic' or 'replay'"),
+        (
+            {"backend": "gpt"},
+            r"backend = 'gpt' is invalid: .*'offline', 'openai', 'anthropic' or 'replay'",
+        ),
         ({"chapter": 12}, r"unknown key 'chapter' — did you mean 'chapters'\?"),
-        ({"stages": {"draft": {"temprature": 1.0}}}, r"unknown key 'stages.draft.temprature' — did you mean 'temperature'"),
+        (
+            {"stages": {"draft": {"temprature": 1.0}}},
+            r"unknown key 'stages.draft.temprature' — did you mean 'temperature'",
+        ),
     ],
 )
-def test_bad_config_names_field_value_and_range(tmp_path: Path, config: dict[str, object], expected: str) -> None:
+def test_bad_config_names_field_value_and_range(
+    tmp_path: Path, config: dict[str, object], expected: str
+) -> None:
     with pytest.raises(nk.ConfigError, match=expected):
         nk.new_project(tmp_path / "bad", premise="a story", **config)  # type: ignore[arg-type]
     assert not (tmp_path / "bad" / "novel.toml").exists()
@@ -77,7 +96,9 @@ def test_blank_premise_is_refused(tmp_path: Path) -> None:
 def test_hand_edited_novel_toml_is_validated_on_open(project: nk.Project) -> None:
     path = project.root / "novel.toml"
     path.write_text(path.read_text().replace("chapters = 3", "chapterz = 3"))
-    with pytest.raises(nk.ConfigError, match=r"novel.toml: unknown key 'chapterz' — did you mean 'chapters'"):
+    with pytest.raises(
+        nk.ConfigError, match=r"novel.toml: unknown key 'chapterz' — did you mean 'chapters'"
+    ):
         nk.open_project(project.root)
     path.write_text("premise = [unterminated")
     with pytest.raises(nk.ConfigError, match="not valid TOML"):
@@ -92,7 +113,9 @@ def test_open_missing_folder_or_non_project(tmp_path: Path) -> None:
         nk.open_project(tmp_path / "empty")
 
 
-def test_unwritable_folder_is_a_clear_error(project: nk.Project, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unwritable_folder_is_a_clear_error(
+    project: nk.Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = project.root
     project.close()
     root.chmod(0o500)
@@ -105,7 +128,9 @@ def test_unwritable_folder_is_a_clear_error(project: nk.Project, monkeypatch: py
         root.chmod(0o755)
 
 
-def test_unwritable_folder_via_store_failure(make_project: Callable[..., nk.Project], tmp_path: Path) -> None:
+def test_unwritable_folder_via_store_failure(
+    make_project: Callable[..., nk.Project], tmp_path: Path
+) -> None:
     """As root, permissions do not bite: a folder path that is a file must still be a clear error."""
     blocker = tmp_path / "blocker"
     blocker.write_text("I am a file")
@@ -121,7 +146,9 @@ def test_unknown_stage_suggests_the_right_name(project: nk.Project) -> None:
 
 
 def test_run_stage_without_upstream_names_the_missing_stage(project: nk.Project) -> None:
-    with pytest.raises(nk.PipelineError, match=r"stage 'draft' needs stage 1 'premise', which has not run yet"):
+    with pytest.raises(
+        nk.PipelineError, match=r"stage 'draft' needs stage 1 'premise', which has not run yet"
+    ):
         project.run_stage("draft", chapters=[1])
 
 
@@ -134,7 +161,9 @@ def test_run_stage_by_number_and_chapters(project: nk.Project) -> None:
     assert scenes[2].chapter == 2
     with pytest.raises(nk.PipelineError, match="needs stage 6 'scenes'.*missing: ch01"):
         project.run_stage("draft", chapters=[1])
-    with pytest.raises(nk.PipelineError, match="chapters \\[9\\] are not in the outline; valid chapters are 1–3"):
+    with pytest.raises(
+        nk.PipelineError, match="chapters \\[9\\] are not in the outline; valid chapters are 1–3"
+    ):
         project.run_stage("scenes", chapters=[9])
     with pytest.raises(nk.PipelineError, match="single unit"):
         project.run_stage("premise", chapters=[1])
@@ -151,11 +180,16 @@ def test_running_a_stage_marks_everything_downstream_stale(project: nk.Project) 
     finished(project)
     project.run_stage("chapters", force=True).wait(30)
     after = states(project)
-    assert all(after[name] is StageState.SUCCEEDED for name in ("premise", "world", "characters", "structure", "chapters"))
+    assert all(
+        after[name] is StageState.SUCCEEDED
+        for name in ("premise", "world", "characters", "structure", "chapters")
+    )
     assert [n for n, s in after.items() if s is StageState.STALE] == DOWNSTREAM_OF_CHAPTERS
 
 
-def test_python_edit_makes_exactly_downstream_stale_and_start_reruns_only_those(project: nk.Project) -> None:
+def test_python_edit_makes_exactly_downstream_stale_and_start_reruns_only_those(
+    project: nk.Project,
+) -> None:
     finished(project)
     outline = project.artefacts["chapters"]
     outline.chapters[1].summary = "Rosa burns the letter at the harbour and lies about it."
@@ -183,10 +217,26 @@ def test_hand_edit_is_detected_on_open(project: nk.Project) -> None:
         after = states(reopened)
         assert after["characters"] is StageState.SUCCEEDED, "the edit is accepted as the artefact"
         stale = [n for n, s in after.items() if s is StageState.STALE]
-        assert stale == ["structure", "chapters", "scenes", "draft", "continuity", "revision", "polish", "metadata", "assemble"]
-        assert json.loads(path.read_text())["characters"][0]["flaw"] == "cannot stop counting the tides"
+        assert stale == [
+            "structure",
+            "chapters",
+            "scenes",
+            "draft",
+            "continuity",
+            "revision",
+            "polish",
+            "metadata",
+            "assemble",
+        ]
+        assert (
+            json.loads(path.read_text())["characters"][0]["flaw"]
+            == "cannot stop counting the tides"
+        )
         assert reopened.start().wait(60) is JobState.SUCCEEDED
-        assert json.loads(path.read_text())["characters"][0]["flaw"] == "cannot stop counting the tides"
+        assert (
+            json.loads(path.read_text())["characters"][0]["flaw"]
+            == "cannot stop counting the tides"
+        )
     finally:
         reopened.close()
 
@@ -201,7 +251,10 @@ def test_invalid_hand_edit_names_file_and_field_and_overwrites_nothing(project: 
     project.close()
     reopened = nk.open_project(project.root)
     try:
-        with pytest.raises(nk.ArtefactError, match=r"05-chapters.json does not validate as Outline: chapters.0.target_words"):
+        with pytest.raises(
+            nk.ArtefactError,
+            match=r"05-chapters.json does not validate as Outline: chapters.0.target_words",
+        ):
             reopened.start()
         with pytest.raises(nk.ArtefactError, match="target_words"):
             reopened.run_stage("scenes", force=True)
@@ -226,7 +279,9 @@ def test_variants_run_beside_the_active_artefact_and_can_be_chosen(project: nk.P
     assert project.variants("draft") == ["warm"]
     warm = project.read_variant("draft", "warm", chapter=1)
     assert warm.text != active
-    assert project.artefacts["draft"][1].text == active, "a variant never replaces the active artefact"
+    assert project.artefacts["draft"][1].text == active, (
+        "a variant never replaces the active artefact"
+    )
     project.choose_variant("draft", "warm", chapters=[1])
     assert project.artefacts["draft"][1].text == warm.text
     assert states(project)["continuity"] is StageState.STALE
@@ -242,7 +297,11 @@ def test_prompt_override_changes_the_request_and_is_saved(project: nk.Project) -
     calls = project.store.call_count()
     project.run_stage("premise").wait(30)
     assert project.store.call_count() == calls + 1
-    last = project.store._reader().execute("SELECT request FROM calls ORDER BY created DESC LIMIT 1").fetchone()[0]
+    last = (
+        project.store._reader()
+        .execute("SELECT request FROM calls ORDER BY created DESC LIMIT 1")
+        .fetchone()[0]
+    )
     assert "Make it gothic. A lighthouse keeper" in last
 
 

@@ -21,8 +21,13 @@ def test_shipped_cassette_says_who_recorded_it() -> None:
 
 def test_shipped_cassette_replays_the_whole_novel_identically(tmp_path: Path) -> None:
     """Fails when a prompt changed: re-record with `python scripts/record_cassette.py`."""
-    replayed = nk.new_project(tmp_path / "replay", premise=PREMISE, backend="replay",
-                              backend_options={"cassette": str(CASSETTE)}, **CONFIG)  # type: ignore[arg-type]
+    replayed = nk.new_project(
+        tmp_path / "replay",
+        premise=PREMISE,
+        backend="replay",
+        backend_options={"cassette": str(CASSETTE)},
+        **CONFIG,
+    )  # type: ignore[arg-type]
     live = nk.new_project(tmp_path / "live", premise=PREMISE, **CONFIG)  # type: ignore[arg-type]
     try:
         assert replayed.start().wait(60) is JobState.SUCCEEDED, replayed.status().error

@@ -42,7 +42,9 @@ def render_material(context: dict[str, Any]) -> str:
     return f"<material>\n{body}\n</material>"
 
 
-def parse_prompt(messages: list[dict[str, Any]] | tuple[Message, ...]) -> tuple[str, dict[str, Any]]:
+def parse_prompt(
+    messages: list[dict[str, Any]] | tuple[Message, ...],
+) -> tuple[str, dict[str, Any]]:
     """Recover ``(task, context)`` from the first user message (used by fakes and replay)."""
     for message in messages:
         role = message.role if isinstance(message, Message) else message.get("role")
@@ -57,7 +59,9 @@ def parse_prompt(messages: list[dict[str, Any]] | tuple[Message, ...]) -> tuple[
     raise ValueError("no 'Task:' line and <material> block in the prompt")
 
 
-def check_options(options: dict[str, Any], allowed: dict[str, type | tuple[type, ...]], backend: str) -> None:
+def check_options(
+    options: dict[str, Any], allowed: dict[str, type | tuple[type, ...]], backend: str
+) -> None:
     """Reject unknown or mistyped ``backend_options`` with a did-you-mean hint."""
     for key, value in options.items():
         if key not in allowed:
@@ -68,7 +72,9 @@ def check_options(options: dict[str, Any], allowed: dict[str, type | tuple[type,
                 f"(valid: {', '.join(sorted(allowed))})"
             )
         expected = allowed[key]
-        if not isinstance(value, expected) or (isinstance(value, bool) and bool not in _as_tuple(expected)):
+        if not isinstance(value, expected) or (
+            isinstance(value, bool) and bool not in _as_tuple(expected)
+        ):
             names = "/".join(t.__name__ for t in _as_tuple(expected))
             raise ConfigError(f"backend_options.{key} = {value!r} is invalid: expected {names}")
 

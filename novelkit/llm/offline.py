@@ -24,21 +24,58 @@ from .base import Chunk, Delta, Done, Request, Usage, count_tokens
 __all__ = ["OfflineBackend", "respond"]
 
 _FIRST = (
-    "Mara Quill", "Tomas Reyes", "Ilse Varga", "Oren Blackwood", "Nadia Okafor", "Eli Marsh",
-    "Juno Castellan", "Bram Hollis", "Sefa Adeyemi", "Wren Calloway", "Pilar Esteve",
-    "Cass Linden", "Dov Aranoff", "Hana Moriyama", "Luca Ferrante", "Agnes Whitlock",
-    "Teodor Anic", "Rosa Delane", "Kit Harrow", "Imre Szabo",
+    "Mara Quill",
+    "Tomas Reyes",
+    "Ilse Varga",
+    "Oren Blackwood",
+    "Nadia Okafor",
+    "Eli Marsh",
+    "Juno Castellan",
+    "Bram Hollis",
+    "Sefa Adeyemi",
+    "Wren Calloway",
+    "Pilar Esteve",
+    "Cass Linden",
+    "Dov Aranoff",
+    "Hana Moriyama",
+    "Luca Ferrante",
+    "Agnes Whitlock",
+    "Teodor Anic",
+    "Rosa Delane",
+    "Kit Harrow",
+    "Imre Szabo",
 )
 _ROLES = ("protagonist", "antagonist", "ally", "mentor", "rival", "confidant", "wildcard")
 _FLAWS = (
-    "cannot ask for help", "lies to keep the peace", "trusts too quickly", "keeps score",
-    "runs from grief", "needs to be right", "hoards secrets", "mistakes control for care",
+    "cannot ask for help",
+    "lies to keep the peace",
+    "trusts too quickly",
+    "keeps score",
+    "runs from grief",
+    "needs to be right",
+    "hoards secrets",
+    "mistakes control for care",
 )
 _VOICES = (
-    "clipped and dry", "warm, full of questions", "formal, careful with words",
-    "quick, funny, deflecting", "quiet, then suddenly blunt", "lyrical and distracted",
+    "clipped and dry",
+    "warm, full of questions",
+    "formal, careful with words",
+    "quick, funny, deflecting",
+    "quiet, then suddenly blunt",
+    "lyrical and distracted",
 )
-_PLACE_A = ("Harbor", "Salt", "Lantern", "Gray", "North", "Cinder", "Reed", "Iron", "Hollow", "Bell")
+_PLACE_A = (
+    "Harbor",
+    "Salt",
+    "Lantern",
+    "Gray",
+    "North",
+    "Cinder",
+    "Reed",
+    "Iron",
+    "Hollow",
+    "Bell",
+)
 _PLACE_B = ("Street", "Point", "Market", "Row", "Yard", "Quay", "Hill", "House", "Gate", "Archive")
 _TONES = ("wistful and tense", "dark but hopeful", "wry and warm", "quiet and uncanny")
 _STOP = frozenset(
@@ -136,7 +173,10 @@ def _world(ctx: dict[str, Any], rng: random.Random) -> dict[str, Any]:
         "setting": f"A weathered coastal town where {found[0]} shapes every life",
         "era": rng.choice(("the present day", "the 1920s", "a near future", "the 1970s")),
         "locations": [
-            {"name": name, "description": f"{name}, where the {rng.choice(found)} is never far away"}
+            {
+                "name": name,
+                "description": f"{name}, where the {rng.choice(found)} is never far away",
+            }
             for name in names
         ],
         "rules": [
@@ -158,11 +198,25 @@ def _characters(ctx: dict[str, Any], rng: random.Random) -> dict[str, Any]:
                 "name": name,
                 "role": role,
                 "description": f"{name.split()[0]} is the {role} of the story",
-                "goal": rng.choice(("to find the truth", "to keep the family safe", "to leave town",
-                                    "to win back respect", "to finish what was started")),
+                "goal": rng.choice(
+                    (
+                        "to find the truth",
+                        "to keep the family safe",
+                        "to leave town",
+                        "to win back respect",
+                        "to finish what was started",
+                    )
+                ),
                 "flaw": rng.choice(_FLAWS),
-                "arc": rng.choice(("learns to trust", "lets go of the past", "chooses honesty",
-                                   "finds courage", "accepts a loss")),
+                "arc": rng.choice(
+                    (
+                        "learns to trust",
+                        "lets go of the past",
+                        "chooses honesty",
+                        "finds courage",
+                        "accepts a loss",
+                    )
+                ),
                 "voice": rng.choice(_VOICES),
                 "status": "alive",
                 "relationships": [
@@ -180,13 +234,33 @@ def _structure(ctx: dict[str, Any], rng: random.Random) -> dict[str, Any]:
     return {
         "central_conflict": f"{hero} must uncover the truth about the {found[0]} before {foe} buries it",
         "acts": [
-            {"number": 1, "name": "The Call", "summary": f"{hero}'s ordinary life cracks open.",
-             "beats": [f"{hero} finds the {found[0]}", f"{foe} warns {hero} off", "a promise is made"]},
-            {"number": 2, "name": "The Deepening", "summary": "Every answer costs something.",
-             "beats": [f"{hero} follows the trail to {ctx['locations'][1]}", "an ally wavers",
-                       f"{foe} strikes back", "the midpoint reversal"]},
-            {"number": 3, "name": "The Reckoning", "summary": "The truth comes out, at a price.",
-             "beats": [f"{hero} confronts {foe}", "the town chooses", "a quiet new morning"]},
+            {
+                "number": 1,
+                "name": "The Call",
+                "summary": f"{hero}'s ordinary life cracks open.",
+                "beats": [
+                    f"{hero} finds the {found[0]}",
+                    f"{foe} warns {hero} off",
+                    "a promise is made",
+                ],
+            },
+            {
+                "number": 2,
+                "name": "The Deepening",
+                "summary": "Every answer costs something.",
+                "beats": [
+                    f"{hero} follows the trail to {ctx['locations'][1]}",
+                    "an ally wavers",
+                    f"{foe} strikes back",
+                    "the midpoint reversal",
+                ],
+            },
+            {
+                "number": 3,
+                "name": "The Reckoning",
+                "summary": "The truth comes out, at a price.",
+                "beats": [f"{hero} confronts {foe}", "the town chooses", "a quiet new morning"],
+            },
         ],
         "ending": f"{hero} tells the truth about the {found[0]} and stays",
     }
@@ -232,7 +306,9 @@ def _scenes(ctx: dict[str, Any], rng: random.Random) -> dict[str, Any]:
                 "goal": f"{plan['pov']} wants to settle {plan['beats'][0]}",
                 "conflict": f"{companion} stands in the way",
                 "outcome": rng.choice(("a hard-won answer", "a new question", "a loss", "a truce")),
-                "location": plan["location"] if i == 1 else places[(plan["number"] + i) % len(places)],
+                "location": plan["location"]
+                if i == 1
+                else places[(plan["number"] + i) % len(places)],
                 "cast": [plan["pov"], companion],
                 "beat": plan["beats"][(i - 1) % len(plan["beats"])],
             }
@@ -245,7 +321,8 @@ def _summary(ctx: dict[str, Any], rng: random.Random) -> dict[str, Any]:
     names = sorted({name for scene in ctx["scenes"] for name in scene["cast"]})
     return {
         "chapter": plan["number"],
-        "summary": f"{plan['summary']} " + " ".join(s["outcome"].capitalize() + "." for s in ctx["scenes"]),
+        "summary": f"{plan['summary']} "
+        + " ".join(s["outcome"].capitalize() + "." for s in ctx["scenes"]),
         "characters": names,
         "ending": ctx["ending"],
     }
@@ -317,7 +394,9 @@ def respond(task: str, context: dict[str, Any], seed: int, variant: str = "") ->
 def _generic(task: str, context: dict[str, Any], rng: random.Random) -> str:
     """A short deterministic text for a task of a custom stage, built from its material."""
     words = [str(v) for v in context.values() if isinstance(v, str | int | float)]
-    words += [str(x) for v in context.values() if isinstance(v, list) for x in v if isinstance(x, str)]
+    words += [
+        str(x) for v in context.values() if isinstance(v, list) for x in v if isinstance(x, str)
+    ]
     picked = rng.sample(words, min(3, len(words))) if words else [task]
     return f"{task.capitalize()}: " + "; ".join(picked) + "."
 
@@ -334,7 +413,9 @@ class OfflineBackend:
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> OfflineBackend:
         allowed: dict[str, type | tuple[type, ...]] = {
-            "tokens_per_second": (int, float), "latency": (int, float), "chunk_words": int,
+            "tokens_per_second": (int, float),
+            "latency": (int, float),
+            "chunk_words": int,
         }
         check_options(options, allowed, "offline")
         backend = cls(**options)

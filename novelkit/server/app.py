@@ -24,6 +24,7 @@ from starlette.staticfiles import StaticFiles
 
 from ..export import export_formats
 from .auth import KeyStore, TicketBook, keys_path_for
+from .endpoint import routes_for
 from .errors import exception_handlers
 from .feed import ProjectFeed
 from .idempotency import IdempotencyCache
@@ -98,7 +99,8 @@ class Sidecar:
         return feed
 
     def changed(self, project: Project) -> None:
-        """After a control call: let the live feed look at the store now."""
+        """After a control call: fresh status next time; the live feed looks at the store now."""
+        self.status.forget(project)
         for feed in self._feeds.values():
             if feed.project is project:
                 feed._wake.set()
@@ -160,7 +162,7 @@ def create_app(
             headers={"Content-Security-Policy": DASHBOARD_CSP},
         )
 
-    routes: list[BaseRoute] = [ep.route() for ep in ENDPOINTS]
+    routes: list[BaseRoute] = list(routes_for(ENDPOINTS))
     routes += [
         WebSocketRoute("/api/v2/projects/{id}/ws", websocket_endpoint),
         Route("/openapi.json", openapi_json, include_in_schema=False),

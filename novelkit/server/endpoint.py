@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .._project import Project
     from .app import Sidecar
 
-__all__ = ["Call", "Endpoint", "authenticate", "reject_secret_query"]
+__all__ = ["Call", "Endpoint", "authenticate", "reject_secret_query", "routes_for"]
 
 URL_SECRETS = frozenset({"key", "api_key", "apikey", "token", "access_token"})
 
@@ -65,17 +65,13 @@ class Endpoint:
     statuses: dict[int, str] = field(default_factory=dict)
     query: tuple[tuple[str, dict[str, Any], str], ...] = ()
     path_params: dict[str, dict[str, Any]] = field(default_factory=dict)
-    media_type: str = "application/json"
     tag: str = "projects"
 
     @property
     def per_project(self) -> bool:
         return "{id}" in self.path
 
-    def route(self) -> Route:
-        return Route(self.path, self._asgi, methods=[self.method], name=self.handler.__name__)
-
-    async def _asgi(self, request: Request) -> Response:
+    async def __call__(self, request: Request) -> Response:
         sidecar: Sidecar = request.app.state.sidecar
         reject_secret_query(request.query_params.keys())
         principal = authenticate(request.headers, sidecar)
@@ -88,7 +84,9 @@ class Endpoint:
         if self.write and not principal.can_write:
             raise ApiError(403, "forbidden", "this key is read-only; this route needs a write key")
         if self.per_project:
-            call._project = await anyio.to_thread.run_sync(sidecar.projects.get, call.project_id)
+            call._project = sidecar.projects.cached(
+                call.project_id
+            ) or await anyio.to_thread.run_sync(sidecar.projects.get, call.project_id)
         raw = b""
         if self.body is not None:
             raw = await request.body()
@@ -166,3 +164,19 @@ def _describe(exc: ValidationError) -> str:
         where = ".".join(str(p) for p in error["loc"]) or "body"
         parts.append(f"{where}: {error['msg']}")
     return "; ".join(parts)
+
+
+def routes_for(endpoints: list[Endpoint]) -> list[Route]:
+    """One Route per path, so a wrong method gets 405 with an Allow header naming every method."""
+    by_path: dict[str, dict[str, Endpoint]] = {}
+    for ep in endpoints:
+        by_path.setdefault(ep.path, {})[ep.method] = ep
+    routes = []
+    for path, methods in by_path.items():
+
+        async def dispatch(request: Request, methods: dict[str, Endpoint] = methods) -> Response:
+            method = "GET" if request.method == "HEAD" else request.method
+            return await methods[method](request)
+
+        routes.append(Route(path, dispatch, methods=list(methods)))
+    return routes

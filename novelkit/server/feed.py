@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,7 @@ log = logging.getLogger("novelkit.server")
 
 DELTA_TAIL = 2000
 RESYNC = "resync"
+_IDLE, _LATER, _NOW = 0, 1, 2
 
 
 class Outgoing:
@@ -147,6 +149,7 @@ class ProjectFeed:
         self.status = status
         self.poll_interval = poll_interval
         self.stall_timeout = stall_timeout
+        self.delta_interval = delta_interval
         self.clients: set[Client] = set()
         self.last_seq = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -155,6 +158,9 @@ class ProjectFeed:
         self._poller: asyncio.Task[None] | None = None
         self._status_task: asyncio.Task[None] | None = None
         self._snapshot: dict[str, Any] | None = None
+        self._inbox: list[Event] = []
+        self._inbox_lock = threading.Lock()
+        self._scheduled = _IDLE
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -182,21 +188,48 @@ class ProjectFeed:
     # -- intake -----------------------------------------------------------------------------
 
     def _from_bus(self, event: Event) -> None:
+        """On the bus thread: batch events, wake the loop at most once per batch.
+
+        Persisted events are handed over at once; deltas wait up to ``delta_interval`` so a
+        fast stream becomes a few merged messages per second instead of one per token.
+        """
         loop = self._loop
         if loop is None or loop.is_closed():
             return
+        with self._inbox_lock:
+            self._inbox.append(event)
+            urgent = event.seq is not None
+            if self._scheduled == _NOW or (self._scheduled == _LATER and not urgent):
+                return
+            self._scheduled = _NOW if urgent else _LATER
         try:
-            loop.call_soon_threadsafe(self._on_event, event)
+            if urgent:
+                loop.call_soon_threadsafe(self._drain)
+            else:
+                loop.call_soon_threadsafe(loop.call_later, self.delta_interval, self._drain)
         except RuntimeError:
             pass  # the loop closed between the check and the call: the server is stopping
 
-    def _on_event(self, event: Event) -> None:
-        if event.seq is None:
-            self._fan_out(Outgoing.from_event(event))
-        elif event.seq == self.last_seq + 1:
-            self._publish(event)
-        elif event.seq > self.last_seq:
-            self._wake.set()  # a gap: read the missing events from the store in order
+    def _drain(self) -> None:
+        with self._inbox_lock:
+            events, self._inbox = self._inbox, []
+            self._scheduled = _IDLE
+        pending: dict[str, Outgoing] = {}  # deltas merged per stage/unit until the next event
+        for event in events:
+            if event.seq is None:
+                message = Outgoing.from_event(event)
+                key = message.key or ""
+                pending[key] = pending[key].merged_with(message) if key in pending else message
+                continue
+            for message in pending.values():
+                self._fan_out(message)
+            pending.clear()
+            if event.seq == self.last_seq + 1:
+                self._publish(event)
+            elif event.seq > self.last_seq:
+                self._wake.set()  # a gap: read the missing events from the store in order
+        for message in pending.values():
+            self._fan_out(message)
 
     def _publish(self, event: Event) -> None:
         assert event.seq is not None

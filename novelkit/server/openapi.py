@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from .. import __version__
+from ..export import get_exporter
 from . import models as m
 from .endpoint import Endpoint
 
@@ -82,8 +83,9 @@ def _operation(ep: Endpoint, schemas: dict[str, Any], formats: list[str]) -> dic
     success: dict[str, Any] = {"description": "OK"}
     if ep.response is not None:
         success["content"] = {"application/json": {"schema": _collect(ep.response, schemas)}}
-    else:
-        success["content"] = {ep.media_type: {"schema": {"type": "string", "format": "binary"}}}
+    else:  # a download: the media type of whichever format was asked for
+        binary = {"type": "string", "format": "binary"}
+        success["content"] = {get_exporter(f).media_type: {"schema": binary} for f in formats}
     responses[str(ep.success)] = success
     for status, description in ep.statuses.items():
         if status == 200 and ep.response is not None:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import re
 import threading
+import time
 from pathlib import Path
 from typing import Any
-
-import anyio.to_thread
 
 from .._project import CONFIG, Project, open_project
 from .errors import ApiError
@@ -64,6 +62,9 @@ class ProjectRegistry:
             log.warning("novelkit sidecar: cannot list %s: %s", self.root, exc)
         return sorted(found)
 
+    def cached(self, project_id: str) -> Project | None:
+        return self._injected.get(project_id) or self._opened.get(project_id)
+
     def get(self, project_id: str) -> Project:
         """The project, opened once; 404 for anything that is not a project folder under root."""
         if project_id in self._injected:
@@ -95,19 +96,27 @@ class ProjectRegistry:
 
 
 class StatusCache:
-    """Concurrent requests for one project's status share a single computation."""
+    """A project's status, computed at most once per ``max_age`` seconds however many ask.
 
-    def __init__(self) -> None:
-        self._inflight: dict[int, asyncio.Future[dict[str, Any]]] = {}
+    ``project.status()`` is cheap (a few SQLite reads), so it runs on the event loop: a thread
+    hop per request would cost more than the work under a busy GIL.
+    """
+
+    def __init__(self, max_age: float = 0.01) -> None:
+        self.max_age = max_age
+        self._cached: dict[int, tuple[float, dict[str, Any]]] = {}
 
     async def get(self, project: Project) -> dict[str, Any]:
-        key = id(project)
-        pending = self._inflight.get(key)
-        if pending is None:
-            pending = asyncio.ensure_future(anyio.to_thread.run_sync(_status, project))
-            self._inflight[key] = pending
-            pending.add_done_callback(lambda _f: self._inflight.pop(key, None))
-        return await asyncio.shield(pending)
+        now = time.monotonic()
+        hit = self._cached.get(id(project))
+        if hit is not None and now - hit[0] < self.max_age:
+            return hit[1]
+        status = _status(project)
+        self._cached[id(project)] = (now, status)
+        return status
+
+    def forget(self, project: Project) -> None:
+        self._cached.pop(id(project), None)
 
 
 def _runs_here(project: Project, job_id: str) -> bool:

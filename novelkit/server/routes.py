@@ -214,7 +214,7 @@ async def events(call: Call) -> Response:
 def _int_param(raw: str | None, name: str, default: int) -> int:
     if raw is None:
         return default
-    if not raw.isdigit() or len(raw) > 15:
+    if not raw.isdigit() or len(raw) > 15:  # matches the documented maximum
         raise ApiError(422, "invalid_query", f"{name} must be a non-negative integer")
     return int(raw)
 
@@ -320,7 +320,11 @@ async def export_status(call: Call) -> Response:
 
 P = "/api/v2/projects/{id}"
 _CONTROL = {409: "Illegal transition for the job's current state, or no job yet (`error.state`)."}
-_SINCE = ("since", {"type": "integer", "minimum": 0}, "Return events with seq greater than this.")
+_SINCE = (
+    "since",
+    {"type": "integer", "minimum": 0, "maximum": 10**15 - 1},
+    "Return events with seq greater than this.",
+)
 _LIMIT = ("limit", {"type": "integer", "minimum": 1, "maximum": MAX_EVENTS}, "At most this many.")
 
 
@@ -452,7 +456,6 @@ ENDPOINTS: list[Endpoint] = [
         "Download an export",
         None,
         tag="exports",
-        media_type="application/octet-stream",
         statuses={404: "Not exported yet.", 422: "Unknown format (the message lists them)."},
         path_params={"format": {"type": "string"}},
     ),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     from .app import Sidecar
 
 __all__ = ["PROTOCOL", "websocket_endpoint"]
+
+log = logging.getLogger("novelkit.server")
 
 PROTOCOL = "novelkit.v1"
 KEY_PROTOCOL = "novelkit.key."
@@ -137,6 +140,9 @@ class _Session:
             for task in pending:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    log.debug("novelkit sidecar: a WebSocket ended: %r", task.exception())
         except (WebSocketDisconnect, OSError, RuntimeError):
             pass  # the peer went away mid-replay
         finally:

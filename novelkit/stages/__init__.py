@@ -27,6 +27,16 @@ __all__ = [
 
 def default_stages() -> list[Stage]:
     return [
-        Premise(), World(), Characters(), Structure(), Chapters(), Scenes(),
-        Draft(), Continuity(), Revision(), Polish(), Metadata(), Assemble(),
+        Premise(),
+        World(),
+        Characters(),
+        Structure(),
+        Chapters(),
+        Scenes(),
+        Draft(),
+        Continuity(),
+        Revision(),
+        Polish(),
+        Metadata(),
+        Assemble(),
     ]

@@ -22,8 +22,25 @@ _ACTS = re.compile(
 )
 _CAPITALISED = re.compile(r"(?<![.!?“\"]\s)(?<!^)\b([A-Z][a-z]{3,})\b", re.MULTILINE)
 _NOT_NAMES = {
-    "Then", "There", "They", "That", "This", "When", "What", "Where", "Nobody", "Somewhere",
-    "Outside", "Later", "Every", "Chapter", "Tell", "Show", "Not", "Who", "Say",
+    "Then",
+    "There",
+    "They",
+    "That",
+    "This",
+    "When",
+    "What",
+    "Where",
+    "Nobody",
+    "Somewhere",
+    "Outside",
+    "Later",
+    "Every",
+    "Chapter",
+    "Tell",
+    "Show",
+    "Not",
+    "Who",
+    "Say",
 }
 
 
@@ -57,22 +74,30 @@ def check_chapter(chapter: int, text: str, cast: a.Cast, world: a.World) -> list
     for name in sorted(speakers - known - _NOT_NAMES):
         if any(_distance(name, k) <= 1 for k in known):
             continue  # reported below as a spelling variant
-        findings.append(a.Finding(
-            kind="unknown-character", severity="warning", chapter=chapter,
-            quote=_sentence_with(text, name),
-            bible_entry="Cast: " + ", ".join(cast.names()),
-            explanation=f"{name} speaks but is not in the cast",
-        ))
+        findings.append(
+            a.Finding(
+                kind="unknown-character",
+                severity="warning",
+                chapter=chapter,
+                quote=_sentence_with(text, name),
+                bible_entry="Cast: " + ", ".join(cast.names()),
+                explanation=f"{name} speaks but is not in the cast",
+            )
+        )
 
     for match in _ACTS.finditer(text):
         person = by_first.get(match.group(1))
         if person is not None and person.status != "alive":
-            findings.append(a.Finding(
-                kind=f"{person.status}-character-acts", severity="error", chapter=chapter,
-                quote=_sentence_with(text, match.group(1)),
-                bible_entry=f"Character: {person.name} (status: {person.status})",
-                explanation=f"{person.name} is {person.status} in the bible but acts here",
-            ))
+            findings.append(
+                a.Finding(
+                    kind=f"{person.status}-character-acts",
+                    severity="error",
+                    chapter=chapter,
+                    quote=_sentence_with(text, match.group(1)),
+                    bible_entry=f"Character: {person.name} (status: {person.status})",
+                    explanation=f"{person.name} is {person.status} in the bible but acts here",
+                )
+            )
             break
 
     candidates = {m.group(1) for m in _CAPITALISED.finditer(text)} - known - _NOT_NAMES
@@ -83,18 +108,37 @@ def check_chapter(chapter: int, text: str, cast: a.Cast, world: a.World) -> list
                 continue
             if _distance(word, canonical) <= limit:
                 is_place = canonical in place_words
-                entry = next(
-                    (f"Location: {loc.name}" for loc in world.locations if canonical in loc.name.split()),
-                    None,
-                ) if is_place else next(
-                    (f"Character: {c.name}" for c in cast.characters if canonical in c.name.split()), None
+                entry = (
+                    next(
+                        (
+                            f"Location: {loc.name}"
+                            for loc in world.locations
+                            if canonical in loc.name.split()
+                        ),
+                        None,
+                    )
+                    if is_place
+                    else next(
+                        (
+                            f"Character: {c.name}"
+                            for c in cast.characters
+                            if canonical in c.name.split()
+                        ),
+                        None,
+                    )
                 )
-                findings.append(a.Finding(
-                    kind="spelling", severity="warning", chapter=chapter,
-                    quote=_sentence_with(text, word), bible_entry=entry or canonical,
-                    explanation=f"{word!r} looks like a misspelling of {canonical!r}",
-                    wrong=word, right=canonical,
-                ))
+                findings.append(
+                    a.Finding(
+                        kind="spelling",
+                        severity="warning",
+                        chapter=chapter,
+                        quote=_sentence_with(text, word),
+                        bible_entry=entry or canonical,
+                        explanation=f"{word!r} looks like a misspelling of {canonical!r}",
+                        wrong=word,
+                        right=canonical,
+                    )
+                )
                 break
     return findings
 
@@ -125,7 +169,8 @@ class Continuity(Stage):
         }
         report = await ctx.json("continuity", context, a.ContinuityReport)
         model_findings = [
-            f.model_copy(update={"source": "model", "chapter": ctx.chapter}) for f in report.findings
+            f.model_copy(update={"source": "model", "chapter": ctx.chapter})
+            for f in report.findings
         ]
         checks = check_chapter(ctx.chapter, draft.text, cast, world)
         merged = a.ContinuityReport(chapter=ctx.chapter, findings=model_findings + checks)

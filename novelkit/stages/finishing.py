@@ -53,7 +53,9 @@ def repeated_ngram_share(texts: list[str], n: int = 12) -> float:
     for text in texts:
         words = re.findall(r"[\w'’]+", text.lower())
         for i in range(len(words) - n + 1):
-            counts[hashlib.blake2b(" ".join(words[i : i + n]).encode(), digest_size=8).hexdigest()] += 1
+            counts[
+                hashlib.blake2b(" ".join(words[i : i + n]).encode(), digest_size=8).hexdigest()
+            ] += 1
     total = sum(counts.values())
     repeated = sum(count for count in counts.values() if count > 1)
     return repeated / total if total else 0.0
@@ -99,7 +101,8 @@ class Assemble(Stage):
             if ctx.exists("continuity", chapter.chapter):
                 report: a.ContinuityReport = ctx.read("continuity", chapter.chapter)
                 open_findings += [
-                    f for f in report.findings
+                    f
+                    for f in report.findings
                     if f.source == "model" and f.quote and f.quote in chapter.text
                 ]
         lengths = [
@@ -130,17 +133,29 @@ class Assemble(Stage):
 
 
 def render_report(report: a.Report) -> str:
-    lines = [f"# Report: {report.title}", "", report.headline(), "", "## Chapters", "",
-             "| # | title | target | actual | within ±10% |", "|---|---|---|---|---|"]
+    lines = [
+        f"# Report: {report.title}",
+        "",
+        report.headline(),
+        "",
+        "## Chapters",
+        "",
+        "| # | title | target | actual | within ±10% |",
+        "|---|---|---|---|---|",
+    ]
     for c in report.chapters:
-        lines.append(f"| {c.chapter} | {c.title} | {c.target_words} | {c.actual_words} | "
-                     f"{'yes' if c.within_tolerance else 'NO'} |")
+        lines.append(
+            f"| {c.chapter} | {c.title} | {c.target_words} | {c.actual_words} | "
+            f"{'yes' if c.within_tolerance else 'NO'} |"
+        )
     lines += ["", "## Open continuity findings", ""]
     if not report.open_findings:
         lines.append("None.")
     for f in report.open_findings:
-        lines.append(f"- Chapter {f.chapter} ({f.kind}, {f.severity}): {f.explanation}. "
-                     f"Quote: “{f.quote}” — {f.bible_entry}")
+        lines.append(
+            f"- Chapter {f.chapter} ({f.kind}, {f.severity}): {f.explanation}. "
+            f"Quote: “{f.quote}” — {f.bible_entry}"
+        )
     return "\n".join(lines) + "\n"
 
 

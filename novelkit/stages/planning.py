@@ -41,7 +41,9 @@ class World(Stage):
     inputs = ("premise",)
     path = "02-world.json"
     model = a.World
-    prompt = "Build the story world: setting, era, four to six named locations, its rules and history."
+    prompt = (
+        "Build the story world: setting, era, four to six named locations, its rules and history."
+    )
 
     async def run(self, ctx: UnitContext, unit: str) -> Outputs:
         premise: a.Premise = ctx.read("premise")
@@ -118,7 +120,9 @@ class Chapters(Stage):
         numbers = [plan.number for plan in outline.chapters]
         if numbers != list(range(1, len(numbers) + 1)):
             outline = a.Outline(
-                chapters=[p.model_copy(update={"number": i}) for i, p in enumerate(outline.chapters, 1)]
+                chapters=[
+                    p.model_copy(update={"number": i}) for i, p in enumerate(outline.chapters, 1)
+                ]
             )
         return {self.path: outline}
 

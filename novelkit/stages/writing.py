@@ -82,7 +82,8 @@ class Draft(Stage):
             "scenes": [s.model_dump() for s in scenes.scenes],
             "cast": [
                 {"name": c.name, "role": c.role, "voice": c.voice, "status": c.status}
-                for c in cast.characters if c.name in present
+                for c in cast.characters
+                if c.name in present
             ],
             "motifs": motifs(premise.premise),
             "recent_summaries": [s.summary for s in summaries],
@@ -93,7 +94,9 @@ class Draft(Stage):
             "target_words": plan.target_words,
         }
         # bounded context: drop the oldest summaries first when the material is over budget
-        while count_tokens(str(context)) > ctx.config.context_tokens and context["recent_summaries"]:
+        while (
+            count_tokens(str(context)) > ctx.config.context_tokens and context["recent_summaries"]
+        ):
             context["recent_summaries"] = context["recent_summaries"][1:]
         return context
 
@@ -105,7 +108,11 @@ class Draft(Stage):
             words = a.count_words(text)
             if words >= target * (1 - TOLERANCE):
                 break
-            extend = {**context, "target_words": target - words, "so_far": last_words(text, ENDING_WORDS)}
+            extend = {
+                **context,
+                "target_words": target - words,
+                "so_far": last_words(text, ENDING_WORDS),
+            }
             request = ctx.request(
                 "extend",
                 extend,
@@ -126,7 +133,9 @@ class Draft(Stage):
             "ending": last_words(chapter.text, ENDING_WORDS),
         }
         summary = await ctx.json("summary", summary_context, a.ChapterSummary)
-        summary = summary.model_copy(update={"chapter": ctx.chapter, "ending": summary_context["ending"]})
+        summary = summary.model_copy(
+            update={"chapter": ctx.chapter, "ending": summary_context["ending"]}
+        )
         paths = self.output_paths(unit)
         return {paths[0]: chapter, paths[1]: summary}
 
@@ -160,8 +169,13 @@ class Revision(Stage):
             "chapter": ctx.chapter,
             "text": draft.text,
             "findings": [
-                {"kind": f.kind, "quote": f.quote, "explanation": f.explanation,
-                 "wrong": f.wrong, "right": f.right}
+                {
+                    "kind": f.kind,
+                    "quote": f.quote,
+                    "explanation": f.explanation,
+                    "wrong": f.wrong,
+                    "right": f.right,
+                }
                 for f in report.findings
             ],
         }
@@ -204,7 +218,9 @@ class Polish(Stage):
         revised: a.ChapterText = ctx.read("revision", ctx.chapter)
         context = {"unit": unit, "chapter": ctx.chapter, "text": revised.text}
         text = await ctx.text("polish", context, expected_tokens=int(revised.words * 1.4))
-        polished = a.ChapterText(chapter=ctx.chapter, title=revised.title, text=remove_repeats(_clean(text)))
+        polished = a.ChapterText(
+            chapter=ctx.chapter, title=revised.title, text=remove_repeats(_clean(text))
+        )
         return {self.output_paths(unit)[0]: polished}
 
 
