@@ -69,26 +69,25 @@ def recorded_responses(tmp: Path, chapters: int) -> dict[str, str]:
 
 
 def critical_path_calls(project: nk.Project) -> float:
-    """Longest chain of dependent calls given `concurrency`, from the calls actually made."""
+    """Lower bound in calls: the longest chain of dependent calls through the unit graph, or the
+    total calls spread over `concurrency` slots, whichever is larger."""
+    from novelkit._scheduler import unit_graph
+
     rows = (
         project.store._reader()
         .execute("SELECT stage, unit, COUNT(*) FROM calls GROUP BY stage, unit")
         .fetchall()
     )
-    per_stage: dict[str, list[int]] = {}
-    for stage, _unit, count in rows:
-        per_stage.setdefault(stage, []).append(count)
-    concurrency = project.config.concurrency
-    total = 0.0
-    for stage in project.pipeline:
-        counts = per_stage.get(stage.name, [])
-        if not counts:
-            continue
-        if stage.parallel:
-            total += max(max(counts), sum(counts) / concurrency)
-        else:
-            total += sum(counts)
-    return total
+    calls = {(stage, unit): count for stage, unit, count in rows}
+    stages = list(project.pipeline)
+    units = {s.name: project.units_of(s) for s in stages}
+    nodes = unit_graph(stages, units)  # every stage in one graph: the true dependencies
+    longest: dict[tuple[str, str], float] = {}
+    for key, node in nodes.items():  # nodes come in pipeline order, so deps are seen first
+        before = max((longest[d] for d in node.deps), default=0.0)
+        longest[key] = before + calls.get(key, 0)
+    chain = max(longest.values())
+    return max(chain, sum(calls.values()) / project.config.concurrency)
 
 
 def orchestration(tmp: Path) -> dict[str, Any]:

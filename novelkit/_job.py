@@ -26,6 +26,7 @@ from ._errors import BudgetExceededError, JobStateError, NovelkitError
 from ._events import Event, Subscription
 from ._pipeline import Stage, StageState
 from ._runner import UnitContext
+from ._scheduler import Node, PrioritySlots, unit_graph
 from ._store import CallRecord
 from .llm.base import Request, Retrying
 
@@ -183,6 +184,7 @@ class Job:
         self._live: dict[str, list[Any]] | None = None  # stage → [state, done, total] while running
         self._finished: float | None = None
         self._stage_started: dict[str, float] = {}
+        self._running_stages: set[str] = set()
         self.version = 0
         """Bumped on every change a view may show (state, progress, streamed text)."""
 
@@ -428,8 +430,10 @@ class Job:
                 await self.project.backend.aclose()  # connections belong to this run's loop
             except Exception:  # closing must never hide how the run ended
                 pass
-        if final is JobState.CANCELLED and self._current_stage:
-            self.project._mark_cancelled(self._current_stage)
+        if final is JobState.CANCELLED:
+            for name in self._running_stages:
+                self.project._mark_cancelled(name)
+        self._running_stages.clear()
         self._live = None
         self._current_stage = None
         self._finished = time.time()
@@ -489,11 +493,103 @@ class Job:
             if units and not self._variant:
                 project.store.invalidate(project.pipeline.downstream(stage.name))
             return
-        self._planned = {s.name: len(project._pending_units(s)) for s in project.pipeline}
-        for stage in project.pipeline:
+        stages = list(project.pipeline)
+        self._planned = {s.name: len(project._pending_units(s)) for s in stages}
+        # stages before the first per-chapter one decide how many chapters there are: run them
+        # in order, then let every later unit start as soon as what it reads is done
+        first = next((i for i, s in enumerate(stages) if s.per_chapter), len(stages))
+        for stage in stages[:first]:
             units = project._pending_units(stage)
             self._planned[stage.name] = len(units)
             await self._run_stage(stage, units)
+        if first < len(stages):
+            await self._run_graph(stages[first:])
+
+    async def _run_graph(self, stages: list[Stage]) -> None:
+        project = self.project
+        units = {s.name: project.units_of(s) for s in stages}
+        nodes = unit_graph(stages, units)
+        # the sequential chain (the draft) is the critical path: it gets a lane of its own so
+        # parallel units never make it wait; together they stay within `concurrency`
+        concurrency = project.config.concurrency
+        chained = any(s.per_chapter and not s.parallel for s in stages)
+        shared = PrioritySlots(concurrency - 1 if chained and concurrency > 1 else concurrency)
+        lane = PrioritySlots(1) if chained and concurrency > 1 else shared
+        remaining = {s.name: len(units[s.name]) for s in stages}
+        started: set[str] = set()
+        failed: list[BaseException] = []
+        for stage in stages:
+            pending = self._planned.get(stage.name, 0)
+            total = len(units[stage.name])
+            if self._live is not None:
+                state = self._live.get(stage.name, [StageState.PENDING])[0]
+                self._set_live(
+                    stage.name,
+                    StageState.SUCCEEDED if not pending else state,
+                    total - pending,
+                    total,
+                )
+
+        def finish(node: Node, ok: bool) -> None:
+            node.ok = ok
+            node.done.set()
+            name = node.stage.name
+            remaining[name] -= 1
+            if remaining[name] == 0 and name in started and not failed and self._stop is None:
+                if all(n.ok for n in nodes.values() if n.stage.name == name):
+                    self._stage_event(node.stage, "succeeded")
+                    self._running_stages.discard(name)
+                    project._clear_cancelled(name)
+
+        async def run(node: Node) -> None:
+            for dep in node.deps:
+                await nodes[dep].done.wait()
+            if failed or self._stop is not None or not all(nodes[d].ok for d in node.deps):
+                finish(node, False)
+                return
+            stage, unit = node.stage, node.unit
+            if not project._needs_run(stage, unit):
+                finish(node, True)
+                return
+            slots = lane if stage.per_chapter and not stage.parallel else shared
+            await slots.acquire(node.priority)
+            try:
+                if failed or self._stop is not None:
+                    finish(node, False)
+                    return
+                if stage.name not in started:
+                    started.add(stage.name)
+                    self._begin_stage(stage, remaining[stage.name])
+                await self._run_unit(stage, unit)
+            except (_Stop, asyncio.CancelledError):
+                finish(node, False)
+                raise
+            except BaseException as exc:
+                failed.append(exc)
+                self._stage_event(stage, "failed")
+                finish(node, False)
+                raise
+            finally:
+                slots.release()
+            finish(node, True)
+
+        tasks = [self._track(run(node)) for node in nodes.values()]
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        if failed:
+            raise failed[0]
+        if any(isinstance(r, BaseException) for r in results) or self._stop is not None:
+            raise _Stop()
+
+    def _begin_stage(self, stage: Stage, units: int) -> None:
+        self._current_stage = stage.name
+        self._running_stages.add(stage.name)
+        self._stage_started[stage.name] = time.time()
+        self._done.setdefault(stage.name, 0)
+        if self._live is not None and stage.name in self._live:
+            self._live[stage.name][0] = StageState.RUNNING
+        self.project.store.append_event(
+            "stage", {"stage": stage.name, "state": "running", "units": units}, self.id
+        )
 
     @property
     def _params(self) -> dict[str, Any]:
@@ -503,15 +599,10 @@ class Job:
     async def _run_stage(self, stage: Stage, units: list[str]) -> None:
         if not units:
             return
-        self._current_stage = stage.name
-        self._stage_started[stage.name] = time.time()
-        self._done[stage.name] = 0
         total = len(self.project.units_of(stage)) if not self._variant else len(units)
         self._set_live(stage.name, StageState.RUNNING, max(0, total - len(units)), total)
-        store = self.project.store
-        store.append_event(
-            "stage", {"stage": stage.name, "state": "running", "units": len(units)}, self.id
-        )
+        self._done[stage.name] = 0
+        self._begin_stage(stage, len(units))
         if stage.parallel:
             limit = asyncio.Semaphore(self.project.config.concurrency)
             failure: list[BaseException] = []
@@ -549,6 +640,7 @@ class Job:
                     self._stage_event(stage, "failed")
                     raise
         self._stage_event(stage, "succeeded")
+        self._running_stages.discard(stage.name)
         self.project._clear_cancelled(stage.name)
         self._current_stage = None
         self._write_snapshot()
@@ -633,6 +725,9 @@ class Job:
                 job_id=self.id,
             )
             self._done[stage.name] = self._done.get(stage.name, 0) + 1
+            self._planned[stage.name] = max(
+                self._planned.get(stage.name, 0), self._done[stage.name]
+            )
             self.version += 1
             if self._live is not None and stage.name in self._live:
                 self._live[stage.name][1] = min(

@@ -1,0 +1,110 @@
+"""Units start as soon as what they read is done, within `concurrency`, drafts in order."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import pytest
+
+import novelkit as nk
+from novelkit import JobState
+from novelkit._scheduler import PrioritySlots, unit_graph
+from novelkit.stages import default_stages
+
+
+def unit_events(project: nk.Project) -> list[tuple[str, str, str]]:
+    return [
+        (e.data["stage"], e.data["unit"], e.data["state"])
+        for e in project.store.events_since(0, 100_000)
+        if e.type == "unit"
+    ]
+
+
+def test_early_chapters_are_checked_while_later_ones_are_drafted(
+    make_project: Callable[..., nk.Project],
+) -> None:
+    project = make_project(chapters=6, concurrency=3, backend_options={"latency": 0.01})
+    assert project.start().wait(60) is JobState.SUCCEEDED
+    events = unit_events(project)
+    polished_ch1 = events.index(("polish", "ch01", "done"))
+    drafted_ch6 = events.index(("draft", "ch06", "done"))
+    assert polished_ch1 < drafted_ch6, "chapter 1 was polished before the last chapter was drafted"
+    drafts = [u for s, u, state in events if s == "draft" and state == "done"]
+    assert drafts == [f"ch{n:02d}" for n in range(1, 7)], "drafts run in chapter order"
+
+
+def test_never_more_units_in_flight_than_concurrency(
+    make_project: Callable[..., nk.Project],
+) -> None:
+    project = make_project(chapters=6, concurrency=2, backend_options={"latency": 0.005})
+    assert project.start().wait(60) is JobState.SUCCEEDED
+    running = 0
+    peak = 0
+    for stage, _unit, state in unit_events(project):
+        if stage == "assemble":
+            continue
+        if state == "running":
+            running += 1
+        elif state in ("done", "failed", "pending"):
+            running -= 1
+        peak = max(peak, running)
+    assert peak == 2
+
+
+def test_graph_edges_follow_inputs_and_the_draft_chain() -> None:
+    stages = default_stages()[5:]  # scenes … assemble
+    units = {s.name: (["all"] if not s.per_chapter else ["ch01", "ch02"]) for s in stages}
+    nodes = unit_graph(stages, units)
+    assert nodes[("draft", "ch02")].deps == [("scenes", "ch02"), ("draft", "ch01")]
+    assert nodes[("continuity", "ch01")].deps == [("draft", "ch01")]
+    assert set(nodes[("assemble", "all")].deps) >= {
+        ("polish", "ch01"),
+        ("polish", "ch02"),
+        ("metadata", "all"),
+    }
+
+
+def test_priority_slots_serve_the_lowest_priority_first() -> None:
+    async def scenario() -> list[tuple[int, int]]:
+        slots = PrioritySlots(1)
+        await slots.acquire((0, 0))
+        order: list[tuple[int, int]] = []
+
+        async def waiter(priority: tuple[int, int]) -> None:
+            await slots.acquire(priority)
+            order.append(priority)
+            slots.release()
+
+        tasks = [asyncio.create_task(waiter(p)) for p in [(3, 0), (1, 5), (2, 0), (1, 1)]]
+        await asyncio.sleep(0)
+        cancelled = asyncio.create_task(waiter((0, 9)))
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        slots.release()
+        await asyncio.gather(*tasks)
+        return order
+
+    assert asyncio.run(scenario()) == [(1, 1), (1, 5), (2, 0), (3, 0)]
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_pause_and_cancel_inside_the_graph(
+    make_project: Callable[..., nk.Project], concurrency: int
+) -> None:
+    project = make_project(
+        chapters=4, concurrency=concurrency, backend_options={"tokens_per_second": 3000}
+    )
+    job = project.start()
+    end = time.monotonic() + 30
+    while not any(s == "draft" and st == "running" for s, _u, st in unit_events(project)):
+        assert time.monotonic() < end
+        time.sleep(0.01)
+    job.pause(now=True)
+    assert job.wait(5) is JobState.PAUSED
+    job.resume()
+    time.sleep(0.2)
+    job.cancel()
+    assert job.wait(5) is JobState.CANCELLED
+    assert project.start().wait(60) is JobState.SUCCEEDED
