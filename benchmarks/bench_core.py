@@ -165,8 +165,17 @@ def prompt_tokens(tmp: Path, chapters: int, whole_book: bool) -> int:
         project.pipeline.replace("draft", WholeBookDraft())
     assert project.start().wait() is nk.JobState.SUCCEEDED
     tokens = sum(int(r["prompt_tokens"]) for r in project.store.ledger().values())
+    rows = (
+        project.store._reader()
+        .execute("SELECT unit, prompt_tokens FROM calls WHERE task = 'draft' ORDER BY unit")
+        .fetchall()
+    )
+    DRAFT_PROMPTS[(chapters, whole_book)] = [int(r[1]) for r in rows]
     project.close()
     return tokens
+
+
+DRAFT_PROMPTS: dict[tuple[int, bool], list[int]] = {}
 
 
 def fit_exponent(xs: list[int], ys: list[int]) -> float:
@@ -182,7 +191,14 @@ def context_cost(tmp: Path) -> dict[str, Any]:
     sizes = [6, 12, 24, 48]
     ours = [prompt_tokens(tmp, n, False) for n in sizes]
     base = [prompt_tokens(tmp, n, True) for n in sizes]
+    per_call = DRAFT_PROMPTS[(48, False)]
+    per_call_base = DRAFT_PROMPTS[(48, True)]
     return {
+        "draft_prompt_first_last": [per_call[0], per_call[-1]],
+        "draft_prompt_ratio": round(per_call[-1] / per_call[0], 3),
+        "draft_prompt_max_over_first": round(max(per_call) / per_call[0], 3),
+        "whole_book_draft_prompt_first_last": [per_call_base[0], per_call_base[-1]],
+        "whole_book_draft_prompt_ratio": round(per_call_base[-1] / per_call_base[0], 2),
         "chapters": sizes,
         "prompt_tokens": ours,
         "k": round(fit_exponent(sizes, ours), 3),
@@ -292,6 +308,12 @@ def main() -> None:
     print(
         f"context: prompt tokens {k['prompt_tokens']} for {k['chapters']} chapters: k = {k['k']} (goal <= 1.1); "
         f"whole-book baseline {k['whole_book_prompt_tokens']}: k = {k['whole_book_k']}"
+    )
+    print(
+        f"draft prompt per call, 48 chapters: first {k['draft_prompt_first_last'][0]}, last "
+        f"{k['draft_prompt_first_last'][1]} tokens: ratio {k['draft_prompt_ratio']} (max/first "
+        f"{k['draft_prompt_max_over_first']}; goal <= 1.5); whole-book baseline ratio "
+        f"{k['whole_book_draft_prompt_ratio']}"
     )
     print(
         f"control: pause(now) p95 {c['pause_now_p95_ms']} ms, cancel p95 {c['cancel_p95_ms']} ms (goal <= 100 ms)"
