@@ -262,25 +262,26 @@ class Store:
         error: str | None = None,
         job_id: str | None = None,
     ) -> None:
+        """Record a unit's state; fingerprint and outputs are kept unless given."""
         with self.transaction() as db:
-            old = db.execute(
-                "SELECT fingerprint, outputs FROM units WHERE stage = ? AND unit = ? AND variant = ?",
-                (stage, unit, variant),
-            ).fetchone()
-            keep_fp, keep_out = (old[0], old[1]) if old else ("", "{}")
             db.execute(
-                "INSERT OR REPLACE INTO units (stage, unit, variant, state, fingerprint, outputs, error, job_id, updated) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO units (stage, unit, variant, state, fingerprint, outputs, error, job_id, updated) "
+                "VALUES (?, ?, ?, ?, COALESCE(?, ''), COALESCE(?, '{}'), ?, ?, ?) "
+                "ON CONFLICT (stage, unit, variant) DO UPDATE SET state = excluded.state, "
+                "fingerprint = COALESCE(?, units.fingerprint), outputs = COALESCE(?, units.outputs), "
+                "error = excluded.error, job_id = excluded.job_id, updated = excluded.updated",
                 (
                     stage,
                     unit,
                     variant,
                     state,
-                    keep_fp if fingerprint is None else fingerprint,
-                    keep_out if outputs is None else json.dumps(outputs),
+                    fingerprint,
+                    None if outputs is None else json.dumps(outputs),
                     error,
                     job_id,
                     time.time(),
+                    fingerprint,
+                    None if outputs is None else json.dumps(outputs),
                 ),
             )
 
@@ -387,6 +388,8 @@ class Store:
             )
 
     def take_control(self, job_id: str) -> list[tuple[str, bool]]:
+        if not self.pending_control(job_id):
+            return []  # the common case: a read, no write transaction
         with self.transaction() as db:
             rows = db.execute(
                 "SELECT id, action, now FROM control WHERE job_id = ? AND taken IS NULL ORDER BY id",

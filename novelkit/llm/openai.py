@@ -15,6 +15,9 @@ reported to the job as a ``Retrying`` chunk.
 
 from __future__ import annotations
 
+import functools
+import importlib
+import json
 import re
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -226,18 +229,33 @@ class OpenAIBackend:
             usage: Usage | None = None
             served_by = model
             try:
-                stream = await client.chat.completions.create(**body)
-                async with stream:
-                    async for chunk in stream:
-                        served_by = chunk.model or served_by
-                        if chunk.usage is not None:
-                            usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
-                        for choice in chunk.choices:
-                            if choice.delta is not None and choice.delta.content:
-                                parts.append(choice.delta.content)
-                                yield Delta(choice.delta.content)
-                            if choice.finish_reason:
-                                finish = choice.finish_reason
+                # the SDK sends the request and maps HTTP errors; the SSE body is read here as
+                # plain JSON, which costs a fraction of building a model object per chunk
+                raw = client.chat.completions.with_streaming_response.create(**body)
+                async with raw as response:
+                    async for chunk in _sse_events(response.iter_lines()):
+                        if "error" in chunk:
+                            error = chunk["error"]
+                            message = error.get("message") if isinstance(error, dict) else error
+                            raise TransientBackendError(f"the stream reported an error: {message}")
+                        served_by = chunk.get("model") or served_by
+                        counted = chunk.get("usage")
+                        if counted:
+                            usage = Usage(
+                                int(counted.get("prompt_tokens") or 0),
+                                int(counted.get("completion_tokens") or 0),
+                            )
+                        for choice in chunk.get("choices") or ():
+                            content = (choice.get("delta") or {}).get("content")
+                            if content:
+                                parts.append(content)
+                                yield Delta(content)
+                            if choice.get("finish_reason"):
+                                finish = choice["finish_reason"]
+            except _transport_errors() as exc:  # the connection dropped while reading the body
+                raise TransientBackendError(
+                    f"lost the connection to {public_url(self.base_url)} mid-stream ({exc!r})"
+                ) from None
             except openai.APIStatusError as exc:
                 raise self._status_error(exc, model) from None
             except openai.APITimeoutError:
@@ -290,6 +308,44 @@ class OpenAIBackend:
 
     async def aclose(self) -> None:
         await self._clients.aclose()
+
+
+@functools.cache
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """The transport error classes of the HTTP library the openai SDK uses (httpx or httpx2)."""
+    found: list[type[BaseException]] = []
+    for name in ("httpx2", "httpx"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        found.append(module.TransportError)
+    return tuple(found)
+
+
+async def _sse_events(lines: AsyncIterator[str]) -> AsyncIterator[dict[str, Any]]:
+    """The JSON payloads of a server-sent event stream, up to ``data: [DONE]``."""
+    data: list[str] = []
+    async for line in lines:
+        if line.startswith("data:"):
+            data.append(line[5:].lstrip())
+            continue
+        if line or not data:
+            continue  # comments, event names, retry hints; or a blank line with nothing pending
+        payload = "\n".join(data)
+        data.clear()
+        if payload == "[DONE]":
+            return
+        try:
+            parsed = json.loads(payload)
+        except json.JSONDecodeError:
+            raise TransientBackendError(
+                f"the stream sent a malformed event: {payload[:200]!r}"
+            ) from None
+        if isinstance(parsed, dict):
+            yield parsed
+    if data and data != ["[DONE]"]:
+        raise TransientBackendError("the stream ended in the middle of an event")
 
 
 def _schema_name(name: str | None) -> str:
