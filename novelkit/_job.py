@@ -205,6 +205,11 @@ class Job:
     # -- observing --------------------------------------------------------------------------
 
     @property
+    def local(self) -> bool:
+        """True when this process runs the job; False when another process does (or did)."""
+        return self._local
+
+    @property
     def state(self) -> JobState:
         if not self._local:
             self._refresh_remote()

@@ -479,12 +479,17 @@ class ProjectLock:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fd: int | None = None
+        self._guard = threading.Lock()  # the job thread releases while the user may close
 
     @property
     def held(self) -> bool:
         return self._fd is not None
 
     def acquire(self) -> None:
+        with self._guard:
+            self._acquire()
+
+    def _acquire(self) -> None:
         if self._fd is not None:
             return
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -511,11 +516,12 @@ class ProjectLock:
         return f" (pid {pid})" if pid else ""
 
     def release(self) -> None:
-        if self._fd is None:
-            return
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
-        os.close(self._fd)
-        self._fd = None
+        with self._guard:
+            if self._fd is None:
+                return
+            fd, self._fd = self._fd, None
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
 
     def held_elsewhere(self) -> bool:
         """True when another process (or another Project object) holds the lock."""

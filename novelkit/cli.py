@@ -159,20 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="exporter option, e.g. profile=kdp or wrap=72",
     )
 
-    p = sub.add_parser("serve", help="run the HTTP/WebSocket sidecar over a folder of projects")
-    p.add_argument("root", type=Path)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8765)
-    p.add_argument(
-        "--cors-origin", action="append", default=[], help="allowed CORS origin (repeatable)"
-    )
+    from .server.cli import add_keys_create_arguments, add_serve_arguments
 
+    add_serve_arguments(
+        sub.add_parser("serve", help="run the HTTP/WebSocket sidecar over a folder of projects")
+    )
     keys = sub.add_parser("keys", help="manage sidecar API keys")
     ksub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
-    p = ksub.add_parser("create", help="create a key (printed once)")
-    p.add_argument("root", type=Path)
-    p.add_argument("--scope", choices=("read", "write"), required=True)
-    p.add_argument("--project", help="limit the key to one project (folder name)")
+    add_keys_create_arguments(ksub.add_parser("create", help="create a key (printed once)"))
     return parser
 
 

@@ -231,7 +231,7 @@ class OpenAIBackend:
             try:
                 # the SDK sends the request and maps HTTP errors; the SSE body is read here as
                 # plain JSON, which costs a fraction of building a model object per chunk
-                raw = client.chat.completions.with_streaming_response.create(**body)
+                raw = client.chat.completions.with_streaming_response.create(**_untyped(body))
                 async with raw as response:
                     async for chunk in _sse_events(response.iter_lines()):
                         if "error" in chunk:
@@ -308,6 +308,19 @@ class OpenAIBackend:
 
     async def aclose(self) -> None:
         await self._clients.aclose()
+
+
+def _untyped(body: dict[str, Any]) -> dict[str, Any]:
+    """Send ``response_format`` as it is: the SDK's recursive transform of a large JSON schema
+    costs milliseconds a call and changes nothing on the wire."""
+    kwargs = dict(body)
+    response_format = kwargs.pop("response_format", None)
+    if response_format is not None:
+        kwargs["extra_body"] = {
+            **(kwargs.get("extra_body") or {}),
+            "response_format": response_format,
+        }
+    return kwargs
 
 
 @functools.cache

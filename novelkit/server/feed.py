@@ -144,6 +144,7 @@ class ProjectFeed:
         *,
         poll_interval: float = 0.2,
         stall_timeout: float = 30.0,
+        delta_interval: float = 0.1,
     ) -> None:
         self.project = project
         self.status = status

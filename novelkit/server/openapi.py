@@ -157,7 +157,7 @@ def build_openapi(endpoints: list[Endpoint], formats: list[str]) -> dict[str, An
                 "(`novelkit keys create ROOT --scope read|write [--project ID]`). "
                 'Errors are `{"error": {"code", "message"}}`. The live WebSocket '
                 "`/api/v2/projects/{id}/ws` is described in the `x-websocket` section and "
-                "docs/websocket.md."
+                "novelkit/server/websocket.md."
             ),
         },
         "paths": paths,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
 import time
@@ -87,9 +86,10 @@ class ProjectRegistry:
         for project in opened:
             job = project.job
             try:
-                if job is not None and job.state.active and _runs_here(project, job.id):
-                    job.pause(now=True)
-                    job.wait(10)
+                if job is not None and job.local:
+                    if job.state.active:
+                        job.pause(now=True)
+                    job.wait(10)  # also joins a worker thread that is just finishing
             except Exception:
                 log.exception("novelkit sidecar: could not pause the job of %s", project.root.name)
             project.close()
@@ -117,11 +117,6 @@ class StatusCache:
 
     def forget(self, project: Project) -> None:
         self._cached.pop(id(project), None)
-
-
-def _runs_here(project: Project, job_id: str) -> bool:
-    row = project.store.job(job_id)
-    return row is not None and row.get("pid") == os.getpid()
 
 
 def _status(project: Project) -> dict[str, Any]:

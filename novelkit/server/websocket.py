@@ -1,4 +1,4 @@
-"""``WS /api/v2/projects/{id}/ws?since=SEQ``: replay after SEQ, then live (docs/websocket.md).
+"""``WS /api/v2/projects/{id}/ws?since=SEQ``: replay after SEQ, then live (novelkit/server/websocket.md).
 
 Handshake: ``Origin`` must be this server or on the allowlist (else 403); credentials come as
 the subprotocol pair ``novelkit.v1`` + ``novelkit.key.<KEY>``, a single-use ``?ticket=`` from
