@@ -8,11 +8,14 @@ import json
 import os
 import ssl
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from .._errors import ConfigError
+from .._errors import BackendConfigError, ConfigError
 from .base import Message, Request
+
+if TYPE_CHECKING:
+    from .._config import NovelConfig
 
 __all__ = [
     "COMMON_OPTIONS",
@@ -20,6 +23,7 @@ __all__ = [
     "check_base_url",
     "public_url",
     "read_key",
+    "resolve_credentials",
     "shared_ssl_context",
     "with_schema_instruction",
 ]
@@ -29,6 +33,8 @@ COMMON_OPTIONS: dict[str, type | tuple[type, ...]] = {
     "timeout": (int, float),
     "extra_body": dict,
 }
+
+LOCAL_KEY = "not-needed"  # local servers accept any key, but the SDKs want one
 
 ClientT = TypeVar("ClientT")
 
@@ -127,3 +133,38 @@ def shared_ssl_context() -> ssl.SSLContext:
 
 def environ_or_default(environ: Mapping[str, str] | None) -> Mapping[str, str]:
     return os.environ if environ is None else environ
+
+
+def resolve_credentials(
+    config: NovelConfig,
+    options: Mapping[str, Any],
+    environ: Mapping[str, str],
+    *,
+    backend: str,
+    provider: str,
+    key_var: str,
+    base_var: str,
+    official_host: str,
+    example_model: str,
+    local_hint: str = "",
+) -> tuple[str, str | None, str, str]:
+    """``(model, base_url, key_setting, api_key)`` from novel.toml and the environment.
+
+    A local server (any base_url but the provider's own) needs no key.
+    """
+    if not config.model:
+        raise ConfigError(
+            f"the {backend} backend needs a model: set `model` in novel.toml (for example "
+            f"{example_model})"
+        )
+    base_url = config.base_url or read_key(environ, base_var)
+    key_setting: str = options.get("api_key_env", key_var)
+    api_key = read_key(environ, key_setting)
+    if api_key is None:
+        if base_url is None or official_host in base_url:
+            raise BackendConfigError(
+                f"{key_setting} is missing: set it in the environment to your {provider} API "
+                f"key (or set backend_options.api_key_env to the variable that holds it{local_hint})"
+            )
+        api_key = LOCAL_KEY
+    return config.model, base_url, key_setting, api_key

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
-from .._errors import BackendConfigError, BackendError, ConfigError, TransientBackendError
+from .._errors import BackendError, TransientBackendError
 from . import check_options
 from ._http import (
     COMMON_OPTIONS,
@@ -22,7 +22,7 @@ from ._http import (
     check_base_url,
     environ_or_default,
     public_url,
-    read_key,
+    resolve_credentials,
     shared_ssl_context,
     with_schema_instruction,
 )
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 __all__ = ["AnthropicBackend"]
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
-LOCAL_KEY = "not-needed"
 
 OPTIONS: dict[str, type | tuple[type, ...]] = {**COMMON_OPTIONS, **RETRY_OPTIONS, **LIMIT_OPTIONS}
 
@@ -95,23 +94,19 @@ class AnthropicBackend:
         """Build from novel.toml settings; ``environ`` defaults to ``os.environ``."""
         check_options(options, OPTIONS, "anthropic")
         env = environ_or_default(environ)
-        if not config.model:
-            raise ConfigError(
-                "the anthropic backend needs a model: set `model` in novel.toml "
-                "(for example 'claude-sonnet-4-5')"
-            )
-        base_url = config.base_url or read_key(env, "ANTHROPIC_BASE_URL")
-        key_setting = options.get("api_key_env", "ANTHROPIC_API_KEY")
-        api_key = read_key(env, key_setting)
-        if api_key is None:
-            if base_url is None or "api.anthropic.com" in base_url:
-                raise BackendConfigError(
-                    f"{key_setting} is missing: set it in the environment to your Anthropic API "
-                    "key (or set backend_options.api_key_env to the variable that holds it)"
-                )
-            api_key = LOCAL_KEY
+        model, base_url, key_setting, api_key = resolve_credentials(
+            config,
+            options,
+            env,
+            backend="anthropic",
+            provider="Anthropic",
+            key_var="ANTHROPIC_API_KEY",
+            base_var="ANTHROPIC_BASE_URL",
+            official_host="api.anthropic.com",
+            example_model="'claude-sonnet-4-5'",
+        )
         return cls(
-            model=config.model,
+            model=model,
             api_key=api_key,
             base_url=base_url or DEFAULT_BASE_URL,
             key_setting=key_setting,

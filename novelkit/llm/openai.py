@@ -22,7 +22,7 @@ import re
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from .._errors import BackendConfigError, BackendError, ConfigError, TransientBackendError
+from .._errors import BackendError, ConfigError, TransientBackendError
 from . import check_options
 from ._http import (
     COMMON_OPTIONS,
@@ -30,7 +30,7 @@ from ._http import (
     check_base_url,
     environ_or_default,
     public_url,
-    read_key,
+    resolve_credentials,
     shared_ssl_context,
     with_schema_instruction,
 )
@@ -48,7 +48,6 @@ __all__ = ["OpenAIBackend"]
 StructuredOutput = Literal["json_schema", "json_object", "none"]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-LOCAL_KEY = "not-needed"  # local servers accept any key, but the SDK wants one
 
 OPTIONS: dict[str, type | tuple[type, ...]] = {
     **COMMON_OPTIONS,
@@ -121,22 +120,18 @@ class OpenAIBackend:
         """Build from novel.toml settings; ``environ`` defaults to ``os.environ``."""
         check_options(options, OPTIONS, "openai")
         env = environ_or_default(environ)
-        if not config.model:
-            raise ConfigError(
-                "the openai backend needs a model: set `model` in novel.toml (for example "
-                "'gpt-4o-mini', or 'llama3.1' for Ollama)"
-            )
-        base_url = config.base_url or read_key(env, "OPENAI_BASE_URL")
-        key_setting = options.get("api_key_env", "OPENAI_API_KEY")
-        api_key = read_key(env, key_setting)
-        if api_key is None:
-            if base_url is None or "api.openai.com" in base_url:
-                raise BackendConfigError(
-                    f"{key_setting} is missing: set it in the environment to your OpenAI API "
-                    "key (or set backend_options.api_key_env to the variable that holds it, "
-                    "or `base_url` for a local server)"
-                )
-            api_key = LOCAL_KEY
+        model, base_url, key_setting, api_key = resolve_credentials(
+            config,
+            options,
+            env,
+            backend="openai",
+            provider="OpenAI",
+            key_var="OPENAI_API_KEY",
+            base_var="OPENAI_BASE_URL",
+            official_host="api.openai.com",
+            example_model="'gpt-4o-mini', or 'llama3.1' for Ollama",
+            local_hint=", or `base_url` for a local server",
+        )
         structured = options.get("structured_output", "json_schema")
         if structured not in ("json_schema", "json_object", "none"):
             raise ConfigError(
@@ -150,7 +145,7 @@ class OpenAIBackend:
                 "expected 'max_tokens' or 'max_completion_tokens'"
             )
         return cls(
-            model=config.model,
+            model=model,
             api_key=api_key,
             base_url=base_url or DEFAULT_BASE_URL,
             key_setting=key_setting,
