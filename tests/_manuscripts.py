@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
+from _tools import require_tool  # noqa: F401  (re-exported for the export tests)
 
 from novelkit.export import Manuscript, ManuscriptChapter
 
@@ -145,17 +143,6 @@ def prose_manuscript(chapters: int, words_per_chapter: int, *, seed: int = 1) ->
         date="2024-05-17",
         source_hash="b" * 64,
     )
-
-
-def require_tool(name: str) -> str:
-    """Path of an external tool; missing, the test skips locally but fails in CI (CI=true)."""
-    found = shutil.which(name)
-    if found is None:
-        message = f"{name} is not installed (apt-get install {name})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
 
 
 def epubcheck(path: Path) -> subprocess.CompletedProcess[str]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,18 +11,6 @@ import pytest
 import novelkit as nk
 
 PREMISE = "A lighthouse keeper finds a letter from her drowned brother, dated after his death."
-IN_CI = os.environ.get("CI") == "true"
-
-
-def require_tool(name: str) -> str:
-    """The tool's path; in CI a missing tool fails the test, locally it skips it."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} is not installed (scripts/install installs it)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 @pytest.fixture

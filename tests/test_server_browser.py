@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _tools import require_tool
 from playwright.sync_api import sync_playwright
 
 import novelkit as nk
 from novelkit.server import ServerHandle, create_key, serve_in_thread
 
 PREMISE = "A lighthouse keeper finds a letter from her drowned brother, dated after his death."
-IN_CI = os.environ.get("CI") == "true"
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
-
-
-def require_tool(name: str) -> str:
-    """The tool's path; in CI a missing tool fails the test, locally it skips it."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} is not installed (scripts/install installs it)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 @pytest.fixture

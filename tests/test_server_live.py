@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -16,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from _tools import require_tool
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -23,18 +23,6 @@ import novelkit as nk
 from novelkit.server import ServerHandle, create_key, serve_in_thread
 
 PREMISE = "A lighthouse keeper finds a letter from her drowned brother, dated after his death."
-IN_CI = os.environ.get("CI") == "true"
-
-
-def require_tool(name: str) -> str:
-    """The tool's path; in CI a missing tool fails the test, locally it skips it."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} is not installed (scripts/install installs it)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 class Live:

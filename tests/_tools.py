@@ -1,0 +1,21 @@
+"""External tools the tests use: in CI a missing one fails the test, locally it skips it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+IN_CI = os.environ.get("CI") == "true"
+
+
+def require_tool(name: str) -> str:
+    """The tool's path; in CI a missing tool fails the test, locally it skips it."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (scripts/install installs it)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
