@@ -62,6 +62,7 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--genre")
     p.add_argument("--title")
     p.add_argument("--author")
+    p.add_argument("--contact")
     p.add_argument("--language")
     p.add_argument(
         "--backend-option",
@@ -86,6 +87,7 @@ def _config_from(args: argparse.Namespace) -> dict[str, Any]:
         "genre",
         "title",
         "author",
+        "contact",
         "language",
     ):
         value = getattr(args, name, None)
@@ -150,6 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="md, txt, docx, epub or pdf (repeatable)",
     )
     p.add_argument("--out", type=Path, help="output file (one format only)")
+    for name, text in (
+        ("--author", "author name (saved to novel.toml)"),
+        ("--contact", "contact block for the manuscript title page, lines separated by \\n"),
+        ("--language", "language code, e.g. en or fr-CA"),
+        ("--title", "title override"),
+    ):
+        p.add_argument(name, help=text)
     p.add_argument(
         "--option",
         action="append",
@@ -343,6 +352,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
     import novelkit as nk
 
     project = nk.open_project(args.dir)
+    metadata = {
+        k: getattr(args, k).replace("\\n", "\n")
+        for k in ("author", "contact", "language", "title")
+        if getattr(args, k) is not None
+    }
+    if metadata:
+        project.configure(**metadata)
     _export(project, args.formats, args.out, dict(args.option))
     return EXIT_OK
 

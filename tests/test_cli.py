@@ -194,3 +194,51 @@ def test_pause_and_cancel_a_job_run_by_another_process(tmp_path: Path) -> None:
     assert resumed.returncode == 0, resumed.stderr
     again = subprocess.run(_cli("pause", str(folder)), capture_output=True, text=True, timeout=30)
     assert again.returncode == 2 and "cannot pause a job that is succeeded" in again.stderr
+
+
+def test_export_sets_metadata_from_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "novel"
+    assert (
+        main(
+            [
+                "generate",
+                PREMISE,
+                "--out",
+                str(out),
+                "--chapters",
+                "2",
+                "--words-per-chapter",
+                "200",
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    code = main(
+        [
+            "export",
+            str(out),
+            "--format",
+            "md",
+            "--author",
+            "Ada Marlowe",
+            "--contact",
+            "ada@example.com\\n12 Quay Street",
+            "--title",
+            "Salt Letters",
+        ]
+    )
+    assert code == 0
+    path = Path(capsys.readouterr().out.strip())
+    front = path.read_text().split("---")[1]
+    assert "Ada Marlowe" in front and "Salt Letters" in front
+    config = (out / "novel.toml").read_text()
+    assert (
+        'author = "Ada Marlowe"' in config
+        and 'contact = "ada@example.com\\n12 Quay Street"' in config
+    )
+    project = nk.open_project(out)
+    assert project.config.contact == "ada@example.com\n12 Quay Street"
+    project.close()
