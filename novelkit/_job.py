@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import BudgetExceededError, JobStateError, NovelkitError
 from ._events import Event, Subscription
-from ._pipeline import Stage, StageState
-from ._runner import UnitContext
+from ._pipeline import Outputs, Stage, StageState
+from ._runner import UnitContext, finish_in_thread
 from ._scheduler import Node, PrioritySlots, unit_graph
 from ._store import CallRecord
 from .llm.base import Request, Retrying
@@ -651,7 +651,7 @@ class Job:
         self._running_stages.discard(stage.name)
         self.project._clear_cancelled(stage.name)
         self._current_stage = None
-        self._write_snapshot()
+        self._snapshot_dirty = True
 
     def _stage_event(self, stage: Stage, state: str) -> None:
         if self._live is not None and stage.name in self._live:
@@ -712,6 +712,13 @@ class Job:
             raise NovelkitError(
                 f"stage {stage.name!r} unit {unit} failed: {type(exc).__name__}: {exc}"
             ) from exc
+        await finish_in_thread(self._save_unit, stage, unit, fingerprint, outputs)
+        self._snapshot_dirty = True
+
+    def _save_unit(self, stage: Stage, unit: str, fingerprint: str, outputs: Outputs) -> None:
+        """Write the unit's artefacts and mark it done, off the event loop (fsync blocks)."""
+        project = self.project
+        store = project.store
         try:
             hashes = project._write_outputs(outputs, self._variant)
         except OSError as exc:
@@ -756,7 +763,6 @@ class Job:
                 },
                 self.id,
             )
-        self._snapshot_dirty = True
 
     def _unit_failed(self, stage: Stage, unit: str, message: str) -> None:
         store = self.project.store

@@ -7,10 +7,12 @@ chunk, the ledger commit, and continuation of responses cut at the token limit.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -246,6 +248,7 @@ class UnitContext:
             cost=self.price(model, done.usage.prompt_tokens, done.usage.completion_tokens),
             job_id=self.hooks.job_id,
         )
+        # one small WAL append: cheaper inline than a hop to a thread and back
         with self.store.transaction():
             self.store.save_call(record)
             self.hooks.on_call(record, False)
@@ -256,6 +259,21 @@ class UnitContext:
         if price is None:
             return 0.0
         return (prompt_tokens * price.prompt + completion_tokens * price.completion) / 1_000_000
+
+
+async def finish_in_thread(fn: Callable[..., None], *args: Any) -> None:
+    """Run a durable write in a thread, so fsyncs of artefact files never stall other streams.
+
+    Once started it always completes: a cancellation (pause now, cancel) waits for the write
+    to finish before it propagates, so work that was paid for is never half-saved.
+    """
+    future = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        await asyncio.shield(future)
+    except asyncio.CancelledError:
+        await asyncio.wait([future])
+        future.result()  # a failed write is reported rather than the cancellation
+        raise
 
 
 @functools.lru_cache(maxsize=64)

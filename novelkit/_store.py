@@ -113,7 +113,10 @@ class Store:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             self._db.close()
+
+    _closed = False
 
     # -- transactions and events ------------------------------------------------------------
 
@@ -126,6 +129,11 @@ class Store:
         survive a crashed machine too.
         """
         with self._lock:
+            if self._closed:
+                raise ProjectError(
+                    f"the project store {self.path} is closed; open the project again "
+                    "with nk.open_project()"
+                )
             nested = self._db.in_transaction
             if not nested:
                 if not durable:
