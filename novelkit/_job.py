@@ -369,8 +369,7 @@ class Job:
             self._snapshot_dirty = True
             self.version += 1
             self._cond.notify_all()
-        if not state.active:
-            self._write_snapshot()
+        # no snapshot once stopped: other processes read a stopped job from the store itself
 
     def _abort_inflight(self) -> None:
         loop = self._loop
