@@ -711,7 +711,10 @@ class Job:
             raise NovelkitError(
                 f"stage {stage.name!r} unit {unit} failed: {type(exc).__name__}: {exc}"
             ) from exc
-        await finish_in_thread(self._save_unit, stage, unit, fingerprint, outputs)
+        if stage.parallel:  # other units stream meanwhile: keep the fsyncs off the loop
+            await finish_in_thread(self._save_unit, stage, unit, fingerprint, outputs)
+        else:  # the critical path: a hop to a thread and back costs more than it saves
+            self._save_unit(stage, unit, fingerprint, outputs)
         self._snapshot_dirty = True
 
     def _save_unit(self, stage: Stage, unit: str, fingerprint: str, outputs: Outputs) -> None:

@@ -6,6 +6,7 @@ the cast, a dead or absent character acting, a name or place spelled two ways.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from .. import _artefacts as a
@@ -51,6 +52,7 @@ def _sentence_with(text: str, word: str) -> str:
     return word
 
 
+@functools.lru_cache(maxsize=65_536)  # the same words recur in every chapter
 def _distance(x: str, y: str) -> int:
     """Levenshtein distance, small strings only."""
     previous = list(range(len(y) + 1))

@@ -49,13 +49,10 @@ class Metadata(Stage):
 
 def repeated_ngram_share(texts: list[str], n: int = 12) -> float:
     """Share of word n-grams that occur more than once across the whole manuscript."""
-    counts: Counter[str] = Counter()
+    counts: Counter[tuple[str, ...]] = Counter()
     for text in texts:
         words = re.findall(r"[\w'’]+", text.lower())
-        for i in range(len(words) - n + 1):
-            counts[
-                hashlib.blake2b(" ".join(words[i : i + n]).encode(), digest_size=8).hexdigest()
-            ] += 1
+        counts.update(zip(*(words[i:] for i in range(n)), strict=False))
     total = sum(counts.values())
     repeated = sum(count for count in counts.values() if count > 1)
     return repeated / total if total else 0.0
