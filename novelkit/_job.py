@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import errno
+import logging
 import threading
 import time
 import uuid
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     from ._project import Project
 
 __all__ = ["ControlResult", "Job", "JobState", "JobStatus", "StageStatus"]
+
+log = logging.getLogger("novelkit")
 
 PREVIEW_CHARS = 2000
 CONTROL_POLL = 0.05
@@ -182,6 +185,7 @@ class Job:
         self._snapshot_dirty = False
         self._variant: str = spec.get("variant") or ""
         self._live: dict[str, list[Any]] | None = None  # stage → [state, done, total] while running
+        self._generation = 0  # each launch runs under a new number; stale threads step aside
         self._finished: float | None = None
         self._stage_started: dict[str, float] = {}
         self._running_stages: set[str] = set()
@@ -206,19 +210,29 @@ class Job:
 
     @property
     def local(self) -> bool:
-        """True when this process runs the job; False when another process does (or did)."""
+        """True when this process runs the job, or could: no other process is running it."""
+        self._sync()
         return self._local
+
+    def _sync(self) -> None:
+        """Who runs the job now? While a thread here runs it, memory is the truth; otherwise
+        the store is, since another process may have resumed or finished it meanwhile."""
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            self._local = True
+            return
+        self._local = not self.project._lock.held_elsewhere()
+        self._refresh_remote()
 
     @property
     def state(self) -> JobState:
-        if not self._local:
-            self._refresh_remote()
+        self._sync()
         return self._state
 
     @property
     def status(self) -> JobStatus:
+        self._sync()
         if not self._local:
-            self._refresh_remote()
             snap = self.project.store.snapshot() or {}
             if snap.get("id") == self.id and self._state.active:
                 return self.project._status_from(self, snap)
@@ -244,6 +258,7 @@ class Job:
 
         Returns the state it stopped in, or the current state when ``timeout`` runs out.
         """
+        self._sync()
         if not self._local:
             deadline = None if timeout is None else time.monotonic() + timeout
             while self.state.active and (deadline is None or time.monotonic() < deadline):
@@ -258,11 +273,13 @@ class Job:
 
     def _refresh_remote(self) -> None:
         row = self.project.store.job(self.id)
-        if row is not None:
-            self._state = JobState(row["state"])
-            self._message, self._error = row["message"], row["error"]
-            if self._state.active and not self.project._lock.held_elsewhere():
-                self.project._mark_interrupted(self.id)
+        if row is None:
+            return
+        self._state = JobState(row["state"])
+        self._message, self._error = row["message"], row["error"]
+        lock = self.project._lock
+        if self._state.active and not lock.held and not lock.held_elsewhere():
+            if self.project._mark_interrupted(self.id):
                 self._state = JobState.INTERRUPTED
 
     # -- control ----------------------------------------------------------------------------
@@ -353,22 +370,24 @@ class Job:
             self._state = state
             self._message = message or self._message
             self._error = error
-            store = self.project.store
-            with store.transaction():
-                store.update_job(self.id, state=state.value, message=self._message, error=error)
-                store.append_event(
-                    "job",
-                    {
-                        "state": state.value,
-                        "previous": previous.value,
-                        "message": self._message,
-                        "error": error,
-                    },
-                    self.id,
-                )
             self._snapshot_dirty = True
             self.version += 1
-            self._cond.notify_all()
+            try:
+                store = self.project.store
+                with store.transaction():
+                    store.update_job(self.id, state=state.value, message=self._message, error=error)
+                    store.append_event(
+                        "job",
+                        {
+                            "state": state.value,
+                            "previous": previous.value,
+                            "message": self._message,
+                            "error": error,
+                        },
+                        self.id,
+                    )
+            finally:
+                self._cond.notify_all()  # waiters must never hang on a failed write
         # no snapshot once stopped: other processes read a stopped job from the store itself
 
     def _abort_inflight(self) -> None:
@@ -386,25 +405,35 @@ class Job:
     # -- the worker -------------------------------------------------------------------------
 
     def _launch(self) -> None:
+        previous = self._thread
+        if previous is not None and previous is not threading.current_thread():
+            previous.join(timeout=5.0)  # an earlier run's thread may still be tidying up
         self._stop, self._abort, self._retry = None, False, None
+        self.project.store.take_control(self.id)  # requests aimed at an earlier run are void
         if self._state is not JobState.QUEUED:
             self._set_state(JobState.QUEUED, "queued")
+        self._generation += 1
         self._thread = threading.Thread(
-            target=self._thread_main, name=f"novelkit-job-{self.id}", daemon=True
+            target=self._thread_main,
+            args=(self._generation,),
+            name=f"novelkit-job-{self.id}",
+            daemon=True,
         )
         self._thread.start()
 
-    def _thread_main(self) -> None:
+    def _thread_main(self, generation: int) -> None:
         try:
-            asyncio.run(self._main())
+            asyncio.run(self._main(generation))
         finally:
-            self._loop = None
+            with self._cond:
+                if generation == self._generation:
+                    self._loop = None
             self.project._release(self)
 
-    async def _main(self) -> None:
+    async def _main(self, generation: int) -> None:
         with self._cond:
-            if self._state is not JobState.QUEUED:
-                return  # paused or cancelled before it began
+            if self._state is not JobState.QUEUED or generation != self._generation:
+                return  # paused, cancelled or relaunched before it began
             self._loop = asyncio.get_running_loop()
             self._started = time.time()
             self._finished = None
@@ -441,7 +470,11 @@ class Job:
         self._live = None
         self._current_stage = None
         self._finished = time.time()
-        self._set_state(final, message, error)
+        try:
+            self._set_state(final, message, error)
+            self.project.store.take_control(self.id)  # nothing left to act on them
+        except Exception:  # the state is set in memory; on reopen the store shows interrupted
+            log.exception("novelkit: could not record that job %s is %s", self.id, final.value)
 
     _current_stage: str | None = None
 
@@ -541,41 +574,48 @@ class Job:
             remaining[name] -= 1
             if remaining[name] == 0 and name in started and not failed and self._stop is None:
                 if all(n.ok for n in nodes.values() if n.stage.name == name):
-                    self._stage_event(node.stage, "succeeded")
+                    try:
+                        self._stage_event(node.stage, "succeeded")
+                        project._clear_cancelled(name)
+                    except Exception as exc:  # a failed write fails the job, never hangs it
+                        failed.append(exc)
                     self._running_stages.discard(name)
-                    project._clear_cancelled(name)
 
         async def run(node: Node) -> None:
-            for dep in node.deps:
-                await nodes[dep].done.wait()
-            if failed or self._stop is not None or not all(nodes[d].ok for d in node.deps):
-                finish(node, False)
-                return
-            stage, unit = node.stage, node.unit
-            if not project._needs_run(stage, unit):
-                finish(node, True)
-                return
-            slots = lane if stage.per_chapter and not stage.parallel else shared
-            await slots.acquire(node.priority)
+            ok = False
             try:
-                if failed or self._stop is not None:
-                    finish(node, False)
+                for dep in node.deps:
+                    await nodes[dep].done.wait()
+                if failed or self._stop is not None or not all(nodes[d].ok for d in node.deps):
                     return
-                if stage.name not in started:
-                    started.add(stage.name)
-                    self._begin_stage(stage, remaining[stage.name])
-                await self._run_unit(stage, unit)
-            except (_Stop, asyncio.CancelledError):
-                finish(node, False)
-                raise
-            except BaseException as exc:
-                failed.append(exc)
-                self._stage_event(stage, "failed")
-                finish(node, False)
-                raise
+                stage, unit = node.stage, node.unit
+                if not project._needs_run(stage, unit):
+                    ok = True
+                    return
+                slots = lane if stage.per_chapter and not stage.parallel else shared
+                await slots.acquire(node.priority)
+                try:
+                    if failed or self._stop is not None:
+                        return
+                    if stage.name not in started:
+                        started.add(stage.name)
+                        self._begin_stage(stage, remaining[stage.name])
+                    try:
+                        await self._run_unit(stage, unit)
+                    except (_Stop, asyncio.CancelledError):
+                        raise
+                    except BaseException as exc:
+                        failed.append(exc)
+                        try:
+                            self._stage_event(stage, "failed")
+                        except Exception:  # the first error is the one to report
+                            pass
+                        raise
+                    ok = True
+                finally:
+                    slots.release()
             finally:
-                slots.release()
-            finish(node, True)
+                finish(node, ok)  # dependants must always hear about this node
 
         tasks = [self._track(run(node)) for node in nodes.values()]
         results = await asyncio.gather(*tasks, return_exceptions=True)

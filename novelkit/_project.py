@@ -16,7 +16,14 @@ from pydantic import BaseModel
 
 from . import _artefacts as a
 from ._config import NovelConfig, load_config, validate_config
-from ._errors import ArtefactError, ExportError, JobStateError, PipelineError, ProjectError
+from ._errors import (
+    ArtefactError,
+    ExportError,
+    JobStateError,
+    PipelineError,
+    ProjectError,
+    ProjectLockedError,
+)
 from ._events import EventBus, Subscription
 from ._job import Job, JobState, JobStatus, StageStatus
 from ._pipeline import SINGLE, Pipeline, Stage, StageState, chapter_of, unit_name
@@ -121,21 +128,32 @@ class Project:
                     self.store.set_unit(stage_name, unit, "pending")
         self._detect_edits()
 
-    def _mark_interrupted(self, job_id: str) -> None:
-        self.store.update_job(
-            job_id,
-            state=JobState.INTERRUPTED.value,
-            message="interrupted: the process running it stopped; resume() continues",
-        )
-        self.store.append_event(
-            "job",
-            {
-                "state": "interrupted",
-                "previous": "running",
-                "message": "the process running this job stopped",
-            },
-            job_id,
-        )
+    def _mark_interrupted(self, job_id: str) -> bool:
+        """Record that a job's process died; only a job the store still shows active changes."""
+        active = tuple(s.value for s in JobState if s.active)
+        with self.store.transaction() as db:
+            changed = db.execute(
+                f"UPDATE jobs SET state = ?, message = ?, updated = ? WHERE id = ? "
+                f"AND state IN ({', '.join('?' * len(active))})",
+                (
+                    JobState.INTERRUPTED.value,
+                    "interrupted: the process running it stopped; resume() continues",
+                    time.time(),
+                    job_id,
+                    *active,
+                ),
+            ).rowcount
+            if changed:
+                self.store.append_event(
+                    "job",
+                    {
+                        "state": "interrupted",
+                        "previous": "running",
+                        "message": "the process running this job stopped",
+                    },
+                    job_id,
+                )
+        return bool(changed)
 
     def _detect_edits(self) -> None:
         for stage in self.pipeline:
@@ -275,11 +293,12 @@ class Project:
             "version": stage.version,
             "variant": variant,
             "model": params.get("model") or override.model or self.config.model,
-            "temperature": params.get(
-                "temperature", override.temperature or self.config.temperature
+            "temperature": _first(
+                params.get("temperature"), override.temperature, self.config.temperature
             ),
+            "max_output_tokens": override.max_output_tokens or self.config.max_output_tokens,
             "prompt": params.get("prompt") or override.prompt,
-            "seed": params.get("seed", self.config.seed),
+            "seed": _first(params.get("seed"), self.config.seed),
             "config": {key: getattr(self.config, key) for key in stage.config_keys},
             "inputs": {
                 p: self._file_hash(self.root / "artefacts" / p)
@@ -343,14 +362,38 @@ class Project:
         running = (
             job._current_stage if job is not None and job._local and job._state.active else None
         )
-        key = (self.store.last_seq(), running, len(self.pipeline), id(self.config))
+        key = (
+            self.store.last_seq(),
+            running,
+            len(self.pipeline),
+            id(self.config),
+            self._artefacts_signature(),
+        )
         if self._states_key == key and self._states is not None:
             return self._states
         self._states = self._compute_stage_states(running)
         self._states_key = key
         return self._states
 
-    _states_key: tuple[int, str | None, int, int] | None = None
+    _states_key: tuple[int, str | None, int, int, tuple[int, int]] | None = None
+
+    def _artefacts_signature(self) -> tuple[int, int]:
+        """Newest modification time and file count under artefacts/: a hand edit changes it."""
+        newest, count = 0, 0
+        stack = [self.root / "artefacts"]
+        while stack:
+            try:
+                entries = list(os.scandir(stack.pop()))
+            except FileNotFoundError:
+                continue
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+                else:
+                    count += 1
+                    newest = max(newest, entry.stat().st_mtime_ns)
+        return newest, count
+
     _states: dict[str, tuple[StageState, int, int]] | None = None
 
     def _compute_stage_states(self, running: str | None) -> dict[str, tuple[StageState, int, int]]:
@@ -582,8 +625,12 @@ class Project:
                     )
 
     def _new_job(self, spec: dict[str, Any]) -> Job:
-        job = Job.create(self, spec)
-        self._claim(job)
+        self._lock.acquire()  # before the job exists: a refused claim leaves no orphan row
+        try:
+            job = Job.create(self, spec)
+        except BaseException:
+            self._lock.release()
+            raise
         self._job = job
         job._launch()
         return job
@@ -592,15 +639,12 @@ class Project:
         """Become the writer for ``job`` (raises ProjectLockedError if another process is)."""
         self._lock.acquire()
         self.store.update_job(job.id, pid=os.getpid())
-        latest = self.store.last_seq()
-        with self.store._lock:
-            self.store._seq = max(self.store._seq, latest)
-            self.store.exclusive = True
 
     def _release(self, job: Job) -> None:
         with self._guard:
-            if not job._state.active:
-                self.store.exclusive = False
+            # the lock belongs to the project's current job: a finished thread of an older
+            # job (or of an earlier run of this one) must not drop it from under a new run
+            if self._job is job and not job._state.active:
                 self._lock.release()
 
     def wait(self, timeout: float | None = None) -> JobState | None:
@@ -740,13 +784,7 @@ class Project:
                     f"{target.name!r} artefacts are {target.model.__name__}, not {type(value).__name__}"
                 )
             value = target.model.model_validate(value.model_dump())
-        job = self.job
-        if job is not None and job.state.active:
-            raise JobStateError(
-                f"a job is {job.state.value}; pause it before editing artefacts",
-                state=job.state,
-                action="edit",
-            )
+        self._check_writable("edit artefacts")
         hashes = self._write_outputs({relative: value})
         record = self.store.units(target.name).get(unit)
         outputs = {**(record["outputs"] if record else {}), **hashes}
@@ -756,6 +794,19 @@ class Project:
             "artefact", {"stage": target.name, "unit": unit, "path": relative, "edited": True}
         )
         return self.root / "artefacts" / relative
+
+    def _check_writable(self, action: str) -> None:
+        job = self.job
+        if job is not None and job.state.active:
+            raise JobStateError(
+                f"a job is {job.state.value}; pause it before you {action}",
+                state=job.state,
+                action="edit",
+            )
+        if self._lock.held_elsewhere():
+            raise ProjectLockedError(
+                f"{self.root} is being written by another process; {action} there, or wait"
+            )
 
     # -- variants -------------------------------------------------------------------------------
 
@@ -792,6 +843,7 @@ class Project:
     ) -> None:
         """Make a variant the active artefact; everything downstream becomes stale."""
         target = self.pipeline.get(stage)
+        self._check_writable("choose a variant")
         if variant not in self.variants(target.name):
             raise ArtefactError(
                 f"{target.name!r} has no variant {variant!r}; variants: {self.variants(target.name) or 'none'}"
@@ -923,9 +975,14 @@ class Project:
 
     def close(self) -> None:
         job = self._job
-        if job is not None and job._local and job.state.active:
-            job.cancel()
+        if job is not None and job._thread is not None and job._thread.is_alive():
+            if job._state.active:
+                job.cancel()
             job.wait(10)
+            if job._thread.is_alive():  # still writing: keep the lock and the store open
+                raise ProjectError(
+                    f"the job on {self.root} did not stop within 10 s; try close() again"
+                )
         self._lock.release()
         self.store.close()
 
@@ -938,6 +995,7 @@ class Project:
     def delete_outputs(self, stage: str | int) -> None:
         """Remove a stage's artefacts and records so it runs from scratch (calls stay memoised)."""
         target = self.pipeline.get(stage)
+        self._check_writable("delete artefacts")
         units = self.units_of(target)
         for unit in units:
             for relative in target.output_paths(unit):
@@ -997,3 +1055,10 @@ class ChapterArtefacts(Mapping[int, Any]):
 
     def __repr__(self) -> str:
         return f"<{self._stage.name} artefacts for chapters {list(self)}>"
+
+
+def _first(*values: Any) -> Any:
+    for value in values:
+        if value is not None:
+            return value
+    return None

@@ -268,12 +268,15 @@ async def finish_in_thread(fn: Callable[..., None], *args: Any) -> None:
     to finish before it propagates, so work that was paid for is never half-saved.
     """
     future = asyncio.ensure_future(asyncio.to_thread(fn, *args))
-    try:
-        await asyncio.shield(future)
-    except asyncio.CancelledError:
-        await asyncio.wait([future])
-        future.result()  # a failed write is reported rather than the cancellation
-        raise
+    cancelled = False
+    while not future.done():
+        try:
+            await asyncio.shield(future)
+        except asyncio.CancelledError:
+            cancelled = True  # keep waiting, however often we are asked to stop
+    future.result()  # a failed write is reported rather than the cancellation
+    if cancelled:
+        raise asyncio.CancelledError()
 
 
 @functools.lru_cache(maxsize=64)

@@ -85,8 +85,6 @@ class Store:
         self._lock = threading.RLock()
         self._local = threading.local()
         self._pending: list[Event] = []
-        self.exclusive = False
-        """True while this process holds the writer lock: no other process appends events."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = self._connect()
@@ -135,20 +133,21 @@ class Store:
                     "with nk.open_project()"
                 )
             nested = self._db.in_transaction
-            if not nested:
-                if not durable:
-                    self._db.execute("PRAGMA synchronous=NORMAL")
-                self._db.execute("BEGIN IMMEDIATE")
-                self._seq_at_begin = self._seq
             try:
+                if not nested:
+                    if not durable:
+                        self._db.execute("PRAGMA synchronous=NORMAL")
+                    self._db.execute("BEGIN IMMEDIATE")
+                    self._seq_at_begin = self._seq
                 yield self._db
                 if not nested:
                     self._db.execute("COMMIT")
             except BaseException:
                 if not nested:
-                    self._db.execute("ROLLBACK")
-                    self._seq = self._seq_at_begin
                     self._pending.clear()
+                    self._seq = getattr(self, "_seq_at_begin", self._seq)
+                    if self._db.in_transaction:  # a failed COMMIT may have rolled back already
+                        self._db.execute("ROLLBACK")
                 raise
             finally:
                 if not nested and not durable:
@@ -163,10 +162,10 @@ class Store:
         self, type: str, data: dict[str, Any], job_id: str | None = None, *, durable: bool = True
     ) -> Event:
         with self.transaction(durable=durable) as db:
-            if not self.exclusive:  # another process may have appended events since our last look
-                latest = db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
-                self._seq = max(self._seq, latest)
-            self._seq += 1
+            # another process may append events too (an export, a crashed job marked
+            # interrupted): inside BEGIN IMMEDIATE, MAX(seq) is exact and cheap on the key
+            latest = db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+            self._seq = max(self._seq, latest) + 1
             event = Event(type=type, data=data, seq=self._seq, job_id=job_id)
             db.execute(
                 "INSERT INTO events (seq, ts, job_id, type, data) VALUES (?, ?, ?, ?, ?)",

@@ -129,6 +129,7 @@ def test_buttons_are_legal_exactly_in_the_states_the_job_allows(state: nk.JobSta
 def test_queued_job_shows_queued_and_its_buttons_call_the_job(
     project: nk.Project, panels: Callable[..., JobPanel], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    project._lock.acquire()  # as start() does: the writer lock first, then the job row
     job = Job.create(project, {"kind": "all"})  # recorded, not launched: stays queued
     panel = panels(job)
     assert shown_state(panel) == "queued"
@@ -154,6 +155,7 @@ def test_queued_job_shows_queued_and_its_buttons_call_the_job(
 def test_a_refused_action_is_shown_in_the_panel_not_raised(
     project: nk.Project, panels: Callable[..., JobPanel], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    project._lock.acquire()  # as start() does: the writer lock first, then the job row
     job = Job.create(project, {"kind": "all"})
     panel = panels(job)
 

@@ -48,7 +48,7 @@ class Draft(Stage):
     path = "07-draft/{ch}.md"
     extra_paths = ("07-draft/{ch}.summary.json",)
     model = a.ChapterText
-    config_keys = ("style",)
+    config_keys = ("style", "context_tokens")
     prompt = (
         "Write chapter {unit} in {pov_style}, {tense} tense, in this style: {style}. Follow the "
         "scenes in order, separate scenes with a line '* * *', and write about {target_words} words. "
