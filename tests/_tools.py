@@ -9,6 +9,22 @@ import pytest
 
 IN_CI = os.environ.get("CI") == "true"
 
+STAGE_NAMES = [
+    "premise",
+    "world",
+    "characters",
+    "structure",
+    "chapters",
+    "scenes",
+    "draft",
+    "continuity",
+    "revision",
+    "polish",
+    "metadata",
+    "assemble",
+]
+"""The twelve stages in pipeline order, as a user reads them in DESIGN §3."""
+
 
 def require_tool(name: str) -> str:
     """The tool's path; in CI a missing tool fails the test, locally it skips it."""

@@ -31,9 +31,41 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from novelkit.llm import count_tokens, parse_prompt
+from novelkit.llm.base import Chunk, Delta, Retrying
 from novelkit.llm.offline import respond
 
-__all__ = ["FAULTS", "Call", "FakeAnthropicServer", "FakeOpenAIServer", "FakeServer", "Fault"]
+__all__ = [
+    "FAULTS",
+    "Call",
+    "FakeAnthropicServer",
+    "FakeOpenAIServer",
+    "FakeServer",
+    "Fault",
+    "Sleeps",
+    "text_of",
+]
+
+
+class Sleeps:
+    """An injectable sleep that records the waits and returns at once."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, delay: float) -> None:
+        self.waits.append(delay)
+
+
+def text_of(chunks: list[Chunk]) -> str:
+    """The text a consumer keeps: a Retrying chunk discards what came before it."""
+    kept: list[str] = []
+    for chunk in chunks:
+        if isinstance(chunk, Retrying):
+            kept.clear()
+        elif isinstance(chunk, Delta):
+            kept.append(chunk.text)
+    return "".join(kept)
+
 
 FAULTS = (
     "rate_limit",  # 429 with Retry-After

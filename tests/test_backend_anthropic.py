@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fake_llm_servers import FakeAnthropicServer, prompt_request
+from fake_llm_servers import FakeAnthropicServer, Sleeps, prompt_request, text_of
 
 from novelkit._config import NovelConfig
 from novelkit._errors import BackendConfigError, ConfigError, TransientBackendError
@@ -35,14 +35,6 @@ def fake(server: FakeAnthropicServer) -> FakeAnthropicServer:
     return server
 
 
-class Sleeps:
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, delay: float) -> None:
-        self.waits.append(delay)
-
-
 def backend(fake: FakeAnthropicServer, **options: Any) -> AnthropicBackend:
     options.setdefault("retry", RetryPolicy(sleep=Sleeps()))
     return AnthropicBackend(model="fake-model", api_key="test-key", base_url=fake.url, **options)
@@ -59,16 +51,6 @@ def run(target: AnthropicBackend, *requests: Request) -> list[list[Chunk]]:
             await target.aclose()
 
     return asyncio.run(go())
-
-
-def text_of(chunks: list[Chunk]) -> str:
-    kept: list[str] = []
-    for chunk in chunks:
-        if isinstance(chunk, Retrying):
-            kept.clear()
-        elif isinstance(chunk, Delta):
-            kept.append(chunk.text)
-    return "".join(kept)
 
 
 def expected() -> str:

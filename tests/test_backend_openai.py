@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fake_llm_servers import FakeOpenAIServer, answer, prompt_request
+from fake_llm_servers import FakeOpenAIServer, Sleeps, answer, prompt_request, text_of
 
 from novelkit._config import NovelConfig
 from novelkit._errors import BackendConfigError, BackendError, ConfigError, TransientBackendError
@@ -38,14 +38,6 @@ def fake(server: FakeOpenAIServer) -> FakeOpenAIServer:
     return server
 
 
-class Sleeps:
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, delay: float) -> None:
-        self.waits.append(delay)
-
-
 def backend(fake: FakeOpenAIServer, **options: Any) -> OpenAIBackend:
     options.setdefault("retry", RetryPolicy(sleep=Sleeps()))
     return OpenAIBackend(
@@ -64,16 +56,6 @@ def run(target: OpenAIBackend, *requests: Request) -> list[list[Chunk]]:
             await target.aclose()
 
     return asyncio.run(go())
-
-
-def text_of(chunks: list[Chunk]) -> str:
-    kept: list[str] = []
-    for chunk in chunks:
-        if isinstance(chunk, Retrying):
-            kept.clear()
-        elif isinstance(chunk, Delta):
-            kept.append(chunk.text)
-    return "".join(kept)
 
 
 def expected(task: str = "premise") -> str:

@@ -26,7 +26,7 @@ from typing import Any
 
 import nbformat
 import pytest
-from _tools import require_tool
+from _tools import STAGE_NAMES, require_tool
 from nbformat.v4 import new_code_cell, new_notebook
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
@@ -276,20 +276,7 @@ def test_quickstart_runs_in_jupyterlab(page: Page, lab: Lab) -> None:
 
     expect(page.get_by_text("Error displaying widget")).to_have_count(0)
     assert error_outputs(page) == []
-    assert [row.get_attribute("data-stage") for row in stages.all()] == [
-        "premise",
-        "world",
-        "characters",
-        "structure",
-        "chapters",
-        "scenes",
-        "draft",
-        "continuity",
-        "revision",
-        "polish",
-        "metadata",
-        "assemble",
-    ]
+    assert [row.get_attribute("data-stage") for row in stages.all()] == STAGE_NAMES
 
     panel.evaluate("node => node.scrollIntoView({block: 'start'})")
     page.wait_for_timeout(300)  # let the scroll settle before the picture

@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from _tools import STAGE_NAMES
 
 import novelkit as nk
 from novelkit import JobState, UnitContext
 from novelkit._pipeline import Outputs, Pipeline
 from novelkit.stages import default_stages
 
-NAMES = [
-    "premise",
-    "world",
-    "characters",
-    "structure",
-    "chapters",
-    "scenes",
-    "draft",
-    "continuity",
-    "revision",
-    "polish",
-    "metadata",
-    "assemble",
-]
+NAMES = STAGE_NAMES
 
 
 def test_the_twelve_stages_are_registered_with_their_contract(project: nk.Project) -> None:

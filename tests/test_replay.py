@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_llm_servers import FakeOpenAIServer, prompt_request
+from fake_llm_servers import FakeOpenAIServer, prompt_request, text_of
 
 from novelkit._config import NovelConfig
 from novelkit._errors import ConfigError, ReplayMissError
 from novelkit.llm import make_backend
 from novelkit.llm._retry import RetryPolicy
-from novelkit.llm.base import Backend, Chunk, Delta, Done, Request, Retrying
+from novelkit.llm.base import Backend, Chunk, Done, Request, Retrying
 from novelkit.llm.offline import OfflineBackend, respond
 from novelkit.llm.openai import OpenAIBackend
 from novelkit.llm.replay import Cassette, RecordingBackend, ReplayBackend
@@ -32,16 +32,6 @@ def run(target: Backend, *requests: Request) -> list[list[Chunk]]:
             await target.aclose()
 
     return asyncio.run(go())
-
-
-def text_of(chunks: list[Chunk]) -> str:
-    kept: list[str] = []
-    for chunk in chunks:
-        if isinstance(chunk, Retrying):
-            kept.clear()
-        elif isinstance(chunk, Delta):
-            kept.append(chunk.text)
-    return "".join(kept)
 
 
 REQUESTS = [

@@ -8,21 +8,12 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+from fake_llm_servers import Sleeps
 
 from novelkit._errors import BackendConfigError, ConfigError, TransientBackendError
 from novelkit.llm._ratelimit import RateLimiter
 from novelkit.llm._retry import RetryPolicy, error_for_status, parse_retry_after, with_retries
 from novelkit.llm.base import Chunk, Delta, Done, Retrying, Usage
-
-
-class Sleeps:
-    """An injectable sleep that records the waits and returns at once."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, delay: float) -> None:
-        self.waits.append(delay)
 
 
 def flaky(failures: list[Exception], text: str = "hello world") -> tuple[list[int], object]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _tools import STAGE_NAMES
 from starlette.testclient import TestClient
 
 import novelkit as nk
@@ -19,20 +20,7 @@ from novelkit.server.limits import RateLimit
 
 PREMISE = "A lighthouse keeper finds a letter from her drowned brother, dated after his death."
 SLOW = {"tokens_per_second": 2000, "latency": 0.01}
-STAGES = [
-    "premise",
-    "world",
-    "characters",
-    "structure",
-    "chapters",
-    "scenes",
-    "draft",
-    "continuity",
-    "revision",
-    "polish",
-    "metadata",
-    "assemble",
-]
+STAGES = STAGE_NAMES
 
 
 class Env:
