@@ -9,17 +9,37 @@ from collections.abc import Callable
 import pytest
 
 import novelkit as nk
-from novelkit import JobState
+from novelkit import Job, JobState
 
 Factory = Callable[..., nk.Project]
 SLOW = {"backend_options": {"tokens_per_second": 600}}
 
 
-def test_a_finished_run_never_drops_the_lock_of_the_next_one(make_project: Factory) -> None:
+def hold_first_thread(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Make the first job thread wait at its start until the returned event is set."""
+    gate = threading.Event()
+    original = Job._thread_main
+    held: list[Job] = []
+
+    def patched(self: Job, generation: int) -> None:
+        if not held:
+            held.append(self)
+            gate.wait(10)
+        original(self, generation)
+
+    monkeypatch.setattr(Job, "_thread_main", patched)
+    return gate
+
+
+def test_a_finished_run_never_drops_the_lock_of_the_next_one(
+    make_project: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     project = make_project(**SLOW)
+    gate = hold_first_thread(monkeypatch)
     first = project.start()
-    assert first.cancel().state is JobState.CANCELLED  # cancelled while still queued
+    assert first.cancel().state is JobState.CANCELLED  # still queued: cancelled straight away
     second = project.start()
+    gate.set()  # the first run's thread now starts, sees it was cancelled, and tidies up
     time.sleep(0.3)
     assert second.state is JobState.RUNNING
     assert project._lock.held, "the second run still holds the writer lock"
@@ -28,16 +48,20 @@ def test_a_finished_run_never_drops_the_lock_of_the_next_one(make_project: Facto
     second.wait(10)
 
 
-def test_pause_and_resume_before_the_thread_starts_runs_once(make_project: Factory) -> None:
+def test_pause_and_resume_before_the_thread_starts_runs_once(
+    make_project: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     project = make_project(**SLOW)
+    gate = hold_first_thread(monkeypatch)
     job = project.start()
-    job.pause()
-    job.resume()
-    time.sleep(0.3)
+    assert job.pause().state is JobState.PAUSED
+    assert job.resume().changed
+    gate.set()
+    time.sleep(0.4)
     assert job.state is JobState.RUNNING
     assert job._loop is not None and job._thread is not None and job._thread.is_alive()
     workers = [t for t in threading.enumerate() if t.name == f"novelkit-job-{job.id}"]
-    assert len(workers) == 1
+    assert workers == [job._thread], "the stale first thread stepped aside"
     started = time.perf_counter()
     job.pause(now=True)
     assert job.wait(5) is JobState.PAUSED and time.perf_counter() - started < 0.5
@@ -67,8 +91,10 @@ def test_a_stale_view_of_a_job_defers_to_the_process_that_runs_it(make_project: 
     assert first.wait(10) is JobState.PAUSED
     runner = nk.open_project(project.root)  # `novelkit resume DIR` elsewhere
     runner.job.resume()  # type: ignore[union-attr]
-    time.sleep(0.2)
-    assert first.state is JobState.RUNNING, "the old view reads the store, not its memory"
+    deadline = time.monotonic() + 10
+    while first.state is not JobState.RUNNING:  # the old view reads the store, not its memory
+        assert time.monotonic() < deadline, first.state
+        time.sleep(0.01)
     assert not first.local
     assert first.cancel().message == "cancel requested from another process"
     with pytest.raises((nk.JobStateError, nk.ProjectLockedError)):
@@ -102,7 +128,7 @@ def test_control_requests_left_over_from_a_run_do_not_hit_the_next(make_project:
     project.store.request_control(job.id, "cancel", True)  # arrived after the job had paused
     job.resume()
     time.sleep(0.4)
-    assert job.state is JobState.RUNNING
+    assert job.state is JobState.RUNNING, "a cancel left from the earlier run is void"
     job.cancel()
     job.wait(10)
 
