@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -424,9 +423,9 @@ class Project:
     @property
     def stages(self) -> list[StageStatus]:
         """The pipeline's stages with their number, name, description and state."""
-        return list(self._stage_statuses(None))
+        return list(self._stage_statuses())
 
-    def _stage_statuses(self, job: Job | None) -> tuple[StageStatus, ...]:
+    def _stage_statuses(self) -> tuple[StageStatus, ...]:
         running = self._job
         live = running._live if running is not None and running._local else None
         if live is not None:  # while a job runs here, it keeps the states current in memory
@@ -647,10 +646,6 @@ class Project:
             if self._job is job and not job._state.active:
                 self._lock.release()
 
-    def wait(self, timeout: float | None = None) -> JobState | None:
-        job = self.job
-        return job.wait(timeout) if job is not None else None
-
     def subscribe(self, callback: Callback | None = None) -> Subscription:
         return self.bus.subscribe(callback)
 
@@ -694,7 +689,7 @@ class Project:
                 elapsed=snapshot["elapsed"],
                 last_seq=self.store.last_seq(),
             )
-        stages = self._stage_statuses(job)
+        stages = self._stage_statuses()
         total = sum(s.total for s in stages)
         progress = sum(s.done for s in stages) / total if total else 0.0
         if job is not None and job._local and job._live is not None:
@@ -991,19 +986,6 @@ class Project:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def delete_outputs(self, stage: str | int) -> None:
-        """Remove a stage's artefacts and records so it runs from scratch (calls stay memoised)."""
-        target = self.pipeline.get(stage)
-        self._check_writable("delete artefacts")
-        units = self.units_of(target)
-        for unit in units:
-            for relative in target.output_paths(unit):
-                (self.root / "artefacts" / relative).unlink(missing_ok=True)
-        self.store.forget_units(target.name, units)
-        folder = self.root / "artefacts" / target.name
-        if folder.is_dir() and not any(folder.iterdir()):
-            shutil.rmtree(folder)
 
 
 class Artefacts(Mapping[str, Any]):

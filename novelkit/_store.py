@@ -312,13 +312,6 @@ class Store:
                 [(stage, variant) for stage in stages],
             )
 
-    def forget_units(self, stage: str, units: list[str], variant: str = "") -> None:
-        with self.transaction() as db:
-            db.executemany(
-                "DELETE FROM units WHERE stage = ? AND unit = ? AND variant = ?",
-                [(stage, unit, variant) for unit in units],
-            )
-
     # -- LLM calls: the memo and the ledger -------------------------------------------------
 
     def call(self, key: str) -> CallRecord | None:

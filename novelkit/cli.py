@@ -258,10 +258,8 @@ def _follow(job: Any) -> int:
         return EXIT_FAILED
     if presses["count"]:
         sys.stderr.write(f"{state.value}; continue with: novelkit run DIR\n")
-        return EXIT_INTERRUPTED
-    if state is JobState.PAUSED:
+    elif state is JobState.PAUSED:
         sys.stderr.write(f"paused: {status.message}\n")
-        return EXIT_INTERRUPTED
     return EXIT_INTERRUPTED
 
 
@@ -375,9 +373,17 @@ def _cmd_keys(args: argparse.Namespace) -> int:
     return keys_create(args)
 
 
+def _cmd_new(args: argparse.Namespace) -> int:
+    import novelkit as nk
+
+    project = nk.new_project(args.dir, premise=args.premise, **_config_from(args))
+    print(project.root)
+    return EXIT_OK
+
+
 COMMANDS = {
     "generate": _cmd_generate,
-    "new": None,
+    "new": _cmd_new,
     "run": _cmd_run,
     "status": _cmd_status,
     "stages": _cmd_stages,
@@ -394,20 +400,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if args.command == "new":
-            import novelkit as nk
-
-            project = nk.new_project(args.dir, premise=args.premise, **_config_from(args))
-            print(project.root)
-            return EXIT_OK
-        handler = COMMANDS[args.command]
-        assert handler is not None
-        return handler(args)
+        return COMMANDS[args.command](args)
     except _Usage as exc:
         parser.error(str(exc))
-    except errors.ProjectLockedError as exc:
-        sys.stderr.write(f"novelkit: {exc}\n")
-        return EXIT_BAD_INPUT
     except errors.NovelkitError as exc:
         sys.stderr.write(f"novelkit: {exc}\n")
         return EXIT_BAD_INPUT

@@ -122,13 +122,8 @@ def test_stages_lists_the_twelve(capsys: pytest.CaptureFixture[str]) -> None:
     assert len(lines) == 12 and lines[6].split()[:2] == ["7", "draft"]
 
 
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "novelkit.cli", *args]
-
-
-@pytest.mark.slow
-def test_ctrl_c_pauses_then_second_ctrl_c_cancels(tmp_path: Path) -> None:
-    folder = tmp_path / "slow"
+def slow_project(folder: Path) -> None:
+    """A project whose job streams long enough to be interrupted from outside."""
     nk.new_project(
         folder,
         premise=PREMISE,
@@ -136,6 +131,16 @@ def test_ctrl_c_pauses_then_second_ctrl_c_cancels(tmp_path: Path) -> None:
         words_per_chapter=300,
         backend_options={"tokens_per_second": 1500},
     ).close()
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "novelkit.cli", *args]
+
+
+@pytest.mark.slow
+def test_ctrl_c_pauses_then_second_ctrl_c_cancels(tmp_path: Path) -> None:
+    folder = tmp_path / "slow"
+    slow_project(folder)
     with subprocess.Popen(_cli("run", str(folder)), stderr=subprocess.PIPE, text=True) as proc:
         time.sleep(1.5)
         proc.send_signal(signal.SIGINT)
@@ -165,13 +170,7 @@ def test_ctrl_c_pauses_then_second_ctrl_c_cancels(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_pause_and_cancel_a_job_run_by_another_process(tmp_path: Path) -> None:
     folder = tmp_path / "other"
-    nk.new_project(
-        folder,
-        premise=PREMISE,
-        chapters=3,
-        words_per_chapter=300,
-        backend_options={"tokens_per_second": 1500},
-    ).close()
+    slow_project(folder)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with subprocess.Popen(
         _cli("run", str(folder)), stderr=subprocess.PIPE, text=True, env=env

@@ -8,19 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from _tools import STAGE_NAMES
 
 import novelkit as nk
 from novelkit import JobState, StageState
 
-DOWNSTREAM_OF_CHAPTERS = [
-    "scenes",
-    "draft",
-    "continuity",
-    "revision",
-    "polish",
-    "metadata",
-    "assemble",
-]
+DOWNSTREAM_OF_CHAPTERS = STAGE_NAMES[STAGE_NAMES.index("scenes") :]
 
 
 def finished(project: nk.Project) -> nk.Project:
@@ -217,17 +210,7 @@ def test_hand_edit_is_detected_on_open(project: nk.Project) -> None:
         after = states(reopened)
         assert after["characters"] is StageState.SUCCEEDED, "the edit is accepted as the artefact"
         stale = [n for n, s in after.items() if s is StageState.STALE]
-        assert stale == [
-            "structure",
-            "chapters",
-            "scenes",
-            "draft",
-            "continuity",
-            "revision",
-            "polish",
-            "metadata",
-            "assemble",
-        ]
+        assert stale == STAGE_NAMES[STAGE_NAMES.index("structure") :]
         assert (
             json.loads(path.read_text())["characters"][0]["flaw"]
             == "cannot stop counting the tides"
