@@ -6,6 +6,7 @@ import hashlib
 import os
 import re
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,6 +31,7 @@ __all__ = [
     "Relationship",
     "Report",
     "Scene",
+    "StagedFile",
     "Structure",
     "World",
     "write_atomic",
@@ -265,6 +267,16 @@ def parse(model: type[BaseModel], path: Path, data: bytes, chapter: int | None =
         ) from None
     except UnicodeDecodeError:
         raise ArtefactError(f"{path} is not UTF-8 text; fix or delete it") from None
+
+
+@dataclass(frozen=True, eq=False)
+class StagedFile:
+    """An artefact serialised and hashed, on its way to ``path``."""
+
+    relative: str
+    path: Path
+    data: bytes
+    digest: str
 
 
 def write_atomic(path: Path, data: bytes, *, sync_dir: bool = True) -> None:

@@ -20,13 +20,16 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ._artefacts import StagedFile
 from ._errors import BudgetExceededError, JobStateError, NovelkitError
 from ._events import Event, Subscription
-from ._pipeline import Outputs, Stage, StageState
-from ._runner import UnitContext, finish_in_thread
+from ._pipeline import Stage, StageState
+from ._runner import UnitContext, complete
 from ._scheduler import Node, PrioritySlots, unit_graph
 from ._store import CallRecord
 from .llm.base import Request, Retrying
@@ -138,6 +141,17 @@ class _Stop(Exception):
     """Raised inside a unit at a control checkpoint: pause or cancel was requested."""
 
 
+@dataclass(frozen=True)
+class _Produced:
+    """A unit that has run: its fingerprint and its outputs, staged for saving."""
+
+    stage: Stage
+    unit: str
+    fingerprint: str
+    files: list[StagedFile]
+    settle: Callable[[], Awaitable[None]]  # waits until the unit's calls are saved
+
+
 @dataclass
 class _Counters:
     prompt_tokens: int = 0
@@ -189,6 +203,7 @@ class Job:
         self._finished: float | None = None
         self._stage_started: dict[str, float] = {}
         self._running_stages: set[str] = set()
+        self._write_error: BaseException | None = None
         self.version = 0
         """Bumped on every change a view may show (state, progress, streamed text)."""
 
@@ -463,6 +478,11 @@ class Job:
                 await self.project.backend.aclose()  # connections belong to this run's loop
             except Exception:  # closing must never hide how the run ended
                 pass
+        try:
+            await self._drain_writes()  # everything the run queued lands before its final state
+        except Exception as exc:
+            if final is not JobState.FAILED:
+                final, message, error = JobState.FAILED, "failed", f"could not save: {exc}"
         if final is JobState.CANCELLED:
             for name in self._running_stages:
                 self.project._mark_cancelled(name)
@@ -507,14 +527,36 @@ class Job:
                     pass  # the state moved on since the request was written
             if self._snapshot_dirty and time.monotonic() - last_snapshot >= SNAPSHOT_EVERY:
                 last_snapshot = time.monotonic()
-                self._write_snapshot()
+                self._snapshot_dirty = False
+                store.later(self._write_snapshot)
 
     def _write_snapshot(self) -> None:
-        self._snapshot_dirty = False
         try:
             self.project.store.write_snapshot(self.status.to_dict())
         except Exception:  # the snapshot is a convenience for other processes, never fatal
             pass
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def _write(self, fn: Callable[..., object], /, *args: Any, **kwargs: Any) -> None:
+        """Queue a store write on the writer thread; writes land in the order they are queued.
+
+        The event loop never waits for an fsync; a failed write fails the run at its end.
+        """
+        future = self.project.store.later(fn, *args, **kwargs)
+        future.add_done_callback(self._note_write)
+
+    def _note_write(self, future: Future[object]) -> None:
+        exc = future.exception()
+        if exc is not None and self._write_error is None:
+            self._write_error = exc
+
+    async def _drain_writes(self) -> None:
+        """Wait for every write queued so far; raise the first that failed."""
+        await complete(asyncio.wrap_future(self.project.store.later(lambda: None)))
+        if self._write_error is not None:
+            error, self._write_error = self._write_error, None
+            raise error
 
     async def _execute(self) -> None:
         project = self.project
@@ -532,60 +574,76 @@ class Job:
             return
         stages = list(project.pipeline)
         self._planned = {s.name: len(project._pending_units(s)) for s in stages}
-        # stages before the first per-chapter one decide how many chapters there are: run them
-        # in order, then let every later unit start as soon as what it reads is done
-        first = next((i for i, s in enumerate(stages) if s.per_chapter), len(stages))
-        for stage in stages[:first]:
-            units = project._pending_units(stage)
-            self._planned[stage.name] = len(units)
-            await self._run_stage(stage, units)
-        if first < len(stages):
-            await self._run_graph(stages[first:])
+        await self._run_graph(stages)
 
     async def _run_graph(self, stages: list[Stage]) -> None:
+        """Run every unit as soon as the units it reads are ready, within ``concurrency``."""
         project = self.project
-        units = {s.name: project.units_of(s) for s in stages}
-        nodes = unit_graph(stages, units)
+        nodes: dict[tuple[str, str], Node] = {}
+        units: dict[str, list[str]] = {}
         # the sequential chain (the draft) is the critical path: it gets a lane of its own so
         # parallel units never make it wait; together they stay within `concurrency`
         concurrency = project.config.concurrency
         chained = any(s.per_chapter and not s.parallel for s in stages)
         shared = PrioritySlots(concurrency - 1 if chained and concurrency > 1 else concurrency)
         lane = PrioritySlots(1) if chained and concurrency > 1 else shared
-        remaining = {s.name: len(units[s.name]) for s in stages}
+        remaining: dict[str, int] = {}
         started: set[str] = set()
         failed: list[BaseException] = []
-        for stage in stages:
-            pending = self._planned.get(stage.name, 0)
-            total = len(units[stage.name])
-            if self._live is not None:
-                state = self._live.get(stage.name, [StageState.PENDING])[0]
-                self._set_live(
-                    stage.name,
-                    StageState.SUCCEEDED if not pending else state,
-                    total - pending,
-                    total,
-                )
+        tasks: list[asyncio.Task[Any]] = []
+
+        def add(part: list[Stage]) -> None:
+            units.update({s.name: project.units_of(s) for s in part})
+            for key, node in unit_graph(stages[: stages.index(part[-1]) + 1], units).items():
+                if key in nodes:
+                    continue  # already running
+                nodes[key] = node
+                remaining[node.stage.name] = remaining.get(node.stage.name, 0) + 1
+                tasks.append(self._track(run(node)))
+            for stage in part:
+                pending = self._planned.get(stage.name, 0)
+                total = len(units[stage.name])
+                if self._live is not None:
+                    state = self._live.get(stage.name, [StageState.PENDING])[0]
+                    self._set_live(
+                        stage.name,
+                        StageState.SUCCEEDED if not pending else state,
+                        total - pending,
+                        total,
+                    )
 
         def finish(node: Node, ok: bool) -> None:
-            node.ok = ok
+            node.ok = node.saved = ok
+            node.ready.set()
             node.done.set()
             name = node.stage.name
             remaining[name] -= 1
             if remaining[name] == 0 and name in started and not failed and self._stop is None:
                 if all(n.ok for n in nodes.values() if n.stage.name == name):
-                    try:
-                        self._stage_event(node.stage, "succeeded")
-                        project._clear_cancelled(name)
-                    except Exception as exc:  # a failed write fails the job, never hangs it
-                        failed.append(exc)
+                    self._stage_event(node.stage, "succeeded")
+                    self._write(project._clear_cancelled, name)
                     self._running_stages.discard(name)
+
+        def fail(stage: Stage, exc: BaseException) -> None:
+            failed.append(exc)
+            self._stage_event(stage, "failed")
+
+        async def save_in_order(node: Node, produced: _Produced) -> bool:
+            # a unit is marked done only after the units it read from: a crash never leaves
+            # a dependant done on top of inputs that were not saved
+            for dep in node.deps:
+                await nodes[dep].done.wait()
+            if not all(nodes[d].saved for d in node.deps):
+                project._discard_staged(produced.files)
+                return False
+            await self._save(produced)
+            return True
 
         async def run(node: Node) -> None:
             ok = False
             try:
                 for dep in node.deps:
-                    await nodes[dep].done.wait()
+                    await nodes[dep].ready.wait(node.priority)
                 if failed or self._stop is not None or not all(nodes[d].ok for d in node.deps):
                     return
                 stage, unit = node.stage, node.unit
@@ -601,28 +659,49 @@ class Job:
                         started.add(stage.name)
                         self._begin_stage(stage, remaining[stage.name])
                     try:
-                        await self._run_unit(stage, unit)
+                        produced = await self._produce(stage, unit)
                     except (_Stop, asyncio.CancelledError):
                         raise
                     except BaseException as exc:
-                        failed.append(exc)
-                        try:
-                            self._stage_event(stage, "failed")
-                        except Exception:  # the first error is the one to report
-                            pass
+                        fail(stage, exc)
                         raise
-                    ok = True
                 finally:
                     slots.release()
+                # dependants may start from the staged outputs while they are saved; the save
+                # completes even if the job is paused or cancelled meanwhile (it was paid for)
+                node.ok = True
+                node.ready.set()
+                try:
+                    ok = await complete(save_in_order(node, produced))
+                except asyncio.CancelledError:
+                    raise
+                except BaseException as exc:
+                    fail(stage, exc)
+                    raise
             finally:
                 finish(node, ok)  # dependants must always hear about this node
 
-        tasks = [self._track(run(node)) for node in nodes.values()]
+        # the stages before the first per-chapter one decide how many chapters there are: the
+        # per-chapter units join the graph as soon as those are ready (saved or not)
+        first = next((i for i, s in enumerate(stages) if s.per_chapter), len(stages))
+        if first:
+            add(stages[:first])
+        if first < len(stages):
+            planning = list(nodes.values())
+            for node in planning:
+                await node.ready.wait()
+            if not failed and self._stop is None and all(n.ok for n in planning):
+                later = stages[first:]
+                self._planned.update({s.name: len(project._pending_units(s)) for s in later})
+                add(later)
         results = await asyncio.gather(*tasks, return_exceptions=True)
         if failed:
             raise failed[0]
         if any(isinstance(r, BaseException) for r in results) or self._stop is not None:
             raise _Stop()
+        unsaved = [f"{n.stage.name} {n.unit}" for n in nodes.values() if not n.saved]
+        if unsaved:  # never report success for work that is not on disk
+            raise NovelkitError(f"units were not saved: {', '.join(unsaved)}; resume to retry")
 
     def _begin_stage(self, stage: Stage, units: int) -> None:
         self._current_stage = stage.name
@@ -631,7 +710,8 @@ class Job:
         self._done.setdefault(stage.name, 0)
         if self._live is not None and stage.name in self._live:
             self._live[stage.name][0] = StageState.RUNNING
-        self.project.store.append_event(
+        self._write(
+            self.project.store.append_event,
             "stage",
             {"stage": stage.name, "state": "running", "units": units},
             self.id,
@@ -688,7 +768,7 @@ class Job:
                     raise
         self._stage_event(stage, "succeeded")
         self._running_stages.discard(stage.name)
-        self.project._clear_cancelled(stage.name)
+        self._write(self.project._clear_cancelled, stage.name)
         self._current_stage = None
         self._snapshot_dirty = True
 
@@ -697,7 +777,9 @@ class Job:
             self._live[stage.name][0] = StageState(state)
             if state == "succeeded":
                 self._live[stage.name][1] = self._live[stage.name][2]
-        self.project.store.append_event("stage", {"stage": stage.name, "state": state}, self.id)
+        self._write(
+            self.project.store.append_event, "stage", {"stage": stage.name, "state": state}, self.id
+        )
 
     def _set_live(self, name: str, state: StageState, done: int, total: int) -> None:
         if self._live is not None:
@@ -712,17 +794,17 @@ class Job:
         return task
 
     async def _run_unit(self, stage: Stage, unit: str) -> None:
+        await self._save(await self._produce(stage, unit))
+
+    async def _produce(self, stage: Stage, unit: str) -> _Produced:
+        """Run the unit: its calls are saved and its outputs readable, but not yet on disk."""
         project = self.project
         store = project.store
         if self._stop is not None:
             raise _Stop()
         fingerprint = project.fingerprint(stage, unit, self._variant, self._params)
         self._current = (stage.name, unit)
-        with store.transaction(durable=False):  # only views need to know a unit started
-            store.set_unit(stage.name, unit, "running", variant=self._variant, job_id=self.id)
-            store.append_event(
-                "unit", {"stage": stage.name, "unit": unit, "state": "running"}, self.id
-            )
+        self._write(self._mark_running, stage, unit)
         ctx = UnitContext(
             stage=stage,
             unit=unit,
@@ -734,14 +816,18 @@ class Job:
             hooks=_Hooks(self),
             variant=self._variant,
             params=self._params,
+            unsaved=project.unsaved,
         )
         try:
-            outputs = await stage.run(ctx, unit)
-        except (_Stop, asyncio.CancelledError):
-            store.set_unit(stage.name, unit, "pending", variant=self._variant, job_id=self.id)
-            raise
-        except BudgetExceededError:
-            store.set_unit(stage.name, unit, "pending", variant=self._variant, job_id=self.id)
+            try:
+                outputs = await stage.run(ctx, unit)
+            except BaseException:
+                await ctx.settle()  # the calls it finished are saved before it is given up
+                raise
+        except (_Stop, asyncio.CancelledError, BudgetExceededError):
+            self._write(
+                store.set_unit, stage.name, unit, "pending", variant=self._variant, job_id=self.id
+            )
             raise
         except NovelkitError as exc:
             self._unit_failed(stage, unit, str(exc))
@@ -751,18 +837,36 @@ class Job:
             raise NovelkitError(
                 f"stage {stage.name!r} unit {unit} failed: {type(exc).__name__}: {exc}"
             ) from exc
-        if stage.parallel:  # other units stream meanwhile: keep the fsyncs off the loop
-            await finish_in_thread(self._save_unit, stage, unit, fingerprint, outputs)
-        else:  # the critical path: a hop to a thread and back costs more than it saves
-            self._save_unit(stage, unit, fingerprint, outputs)
+        files = project._stage_outputs(outputs, self._variant)
+        return _Produced(stage, unit, fingerprint, files, ctx.settle)
+
+    async def _save(self, produced: _Produced) -> None:
+        """Write the unit's artefacts and mark it done, on the writer thread; always completes.
+
+        Its calls are saved first: a unit is never marked done before the calls it paid for.
+        """
+        try:
+            await produced.settle()
+        except BaseException:
+            self.project._discard_staged(produced.files)
+            raise
+        await complete(asyncio.wrap_future(self.project.store.later(self._save_unit, produced)))
         self._snapshot_dirty = True
 
-    def _save_unit(self, stage: Stage, unit: str, fingerprint: str, outputs: Outputs) -> None:
-        """Write the unit's artefacts and mark it done, off the event loop (fsync blocks)."""
+    def _mark_running(self, stage: Stage, unit: str) -> None:
+        store = self.project.store
+        with store.transaction(durable=False):  # only views need to know a unit started
+            store.set_unit(stage.name, unit, "running", variant=self._variant, job_id=self.id)
+            store.append_event(
+                "unit", {"stage": stage.name, "unit": unit, "state": "running"}, self.id
+            )
+
+    def _save_unit(self, produced: _Produced) -> None:
         project = self.project
         store = project.store
+        stage, unit = produced.stage, produced.unit
         try:
-            hashes = project._write_outputs(outputs, self._variant)
+            hashes = project._flush_outputs(produced.files)
         except OSError as exc:
             reason = "the disk is full" if exc.errno == errno.ENOSPC else str(exc)
             message = (
@@ -777,7 +881,7 @@ class Job:
                 unit,
                 "done",
                 variant=self._variant,
-                fingerprint=fingerprint,
+                fingerprint=produced.fingerprint,
                 outputs=hashes,
                 job_id=self.id,
             )
@@ -807,15 +911,19 @@ class Job:
             )
 
     def _unit_failed(self, stage: Stage, unit: str, message: str) -> None:
+        self._write(self._record_failure, stage, unit, message)
+
+    def _record_failure(self, stage: Stage, unit: str, message: str) -> None:
         store = self.project.store
-        store.set_unit(
-            stage.name, unit, "failed", variant=self._variant, error=message, job_id=self.id
-        )
-        store.append_event(
-            "unit",
-            {"stage": stage.name, "unit": unit, "state": "failed", "error": message},
-            self.id,
-        )
+        with store.transaction():
+            store.set_unit(
+                stage.name, unit, "failed", variant=self._variant, error=message, job_id=self.id
+            )
+            store.append_event(
+                "unit",
+                {"stage": stage.name, "unit": unit, "state": "failed", "error": message},
+                self.id,
+            )
 
     def _overall(self) -> float:
         total = sum(self._planned.values())
@@ -865,7 +973,8 @@ class _Hooks:
             f"{chunk.reason}"
         )
         job._snapshot_dirty = True
-        job.project.store.append_event(
+        job._write(
+            job.project.store.append_event,
             "retry",
             {
                 "stage": stage,
@@ -880,16 +989,17 @@ class _Hooks:
             durable=False,
         )
 
+    def on_usage(self, record: CallRecord) -> None:
+        c = self.job._counters
+        c.prompt_tokens += record.prompt_tokens
+        c.completion_tokens += record.completion_tokens
+        c.cost += record.cost
+        row = c.by_stage.setdefault(record.stage, [0.0, 0.0])
+        row[0] += record.prompt_tokens + record.completion_tokens
+        row[1] += record.cost
+
     def on_call(self, record: CallRecord, cached: bool) -> None:
         job = self.job
-        if not cached:
-            c = job._counters
-            c.prompt_tokens += record.prompt_tokens
-            c.completion_tokens += record.completion_tokens
-            c.cost += record.cost
-            row = c.by_stage.setdefault(record.stage, [0.0, 0.0])
-            row[0] += record.prompt_tokens + record.completion_tokens
-            row[1] += record.cost
         job.project.store.append_event(
             "call",
             {

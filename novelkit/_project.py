@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from . import _artefacts as a
+from ._artefacts import StagedFile
 from ._config import NovelConfig, load_config, validate_config
 from ._errors import (
     ArtefactError,
@@ -103,6 +104,8 @@ class Project:
         self._backend = backend
         self._job: Job | None = None
         self._hash_cache: dict[Path, tuple[int, int, str]] = {}
+        # outputs a running job has produced but not yet saved: dependants read them from here
+        self.unsaved: dict[Path, StagedFile] = {}
         self._guard = threading.RLock()
         self.problems: list[str] = []
         self._recover()
@@ -245,9 +248,11 @@ class Project:
         except PipelineError:
             return list(range(1, self.config.chapters + 1))
         path = self.root / "artefacts" / outline.output_paths(SINGLE)[0]
-        if path.exists() and outline.model is a.Outline:
+        staged = self.unsaved.get(path)  # a running job's new outline counts before it is saved
+        if (staged or path.exists()) and outline.model is a.Outline:
             try:
-                parsed: a.Outline = a.parse(a.Outline, path, path.read_bytes())
+                data = staged.data if staged else path.read_bytes()
+                parsed: a.Outline = a.parse(a.Outline, path, data)
                 return [plan.number for plan in parsed.chapters]
             except ArtefactError:
                 pass
@@ -259,6 +264,9 @@ class Project:
         return [unit_name(n) for n in self.chapter_numbers()]
 
     def _file_hash(self, path: Path) -> str:
+        staged = self.unsaved.get(path)
+        if staged is not None:
+            return staged.digest
         try:
             st = path.stat()
         except FileNotFoundError:
@@ -746,21 +754,46 @@ class Project:
     def _variant_dir(self, variant: str) -> Path:
         return self.root / "artefacts" / ("variants/" + variant if variant else "")
 
+    def _stage_outputs(
+        self, outputs: Mapping[str, BaseModel | str], variant: str = ""
+    ) -> list[StagedFile]:
+        """Serialise a unit's outputs and make them readable before they are on disk.
+
+        A dependent unit may start from these bytes while :meth:`_flush_outputs` saves them.
+        """
+        base = self._variant_dir(variant)
+        staged: list[StagedFile] = []
+        for relative, value in outputs.items():
+            data = value.encode("utf-8") if isinstance(value, str) else a.serialize(value)
+            staged.append(StagedFile(relative, base / relative, data, a.sha256(data)))
+        for file in staged:
+            self.unsaved[file.path] = file
+        return staged
+
+    def _flush_outputs(self, staged: list[StagedFile]) -> dict[str, str]:
+        """Write staged outputs atomically; their hashes by relative path."""
+        try:
+            folders: set[Path] = set()
+            for file in staged:
+                a.write_atomic(file.path, file.data, sync_dir=False)
+                st = file.path.stat()
+                self._hash_cache[file.path] = (st.st_mtime_ns, st.st_size, file.digest)
+                folders.add(file.path.parent)
+            for folder in folders:  # one directory fsync per folder makes the renames durable
+                a.fsync_dir(folder)
+        finally:
+            self._discard_staged(staged)  # on disk now, or never: readers go to the file
+        return {file.relative: file.digest for file in staged}
+
+    def _discard_staged(self, staged: list[StagedFile]) -> None:
+        for file in staged:
+            if self.unsaved.get(file.path) is file:
+                del self.unsaved[file.path]
+
     def _write_outputs(
         self, outputs: Mapping[str, BaseModel | str], variant: str = ""
     ) -> dict[str, str]:
-        base = self._variant_dir(variant)
-        hashes: dict[str, str] = {}
-        folders: set[Path] = set()
-        for relative, value in outputs.items():
-            data = value.encode("utf-8") if isinstance(value, str) else a.serialize(value)
-            path = base / relative
-            a.write_atomic(path, data, sync_dir=False)
-            folders.add(path.parent)
-            hashes[relative] = a.sha256(data)
-        for folder in folders:  # one directory fsync per folder makes the renames durable
-            a.fsync_dir(folder)
-        return hashes
+        return self._flush_outputs(self._stage_outputs(outputs, variant))
 
     def save_artefact(
         self, stage: str | int, value: BaseModel | str, chapter: int | None = None

@@ -8,17 +8,18 @@ chunk, the ledger commit, and continuation of responses cut at the token limit.
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from ._artefacts import parse
+from ._artefacts import StagedFile, parse
 from ._errors import ArtefactError, BackendError
 from ._pipeline import SINGLE, Stage, chapter_of, unit_name
 from ._store import CallRecord, Store
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = ["RunHooks", "UnitContext"]
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 SYSTEM = (
     "You are a novelist's collaborator working through a structured pipeline. Follow the task, "
@@ -50,6 +52,7 @@ class RunHooks(Protocol):
     def chunk_checkpoint(self) -> None: ...
     def on_delta(self, stage: str, unit: str, text: str) -> None: ...
     def on_retry(self, stage: str, unit: str, chunk: Retrying) -> None: ...
+    def on_usage(self, record: CallRecord) -> None: ...
     def on_call(self, record: CallRecord, cached: bool) -> None: ...
     def check_budget(self, request: Request, expected_tokens: int) -> None: ...
 
@@ -68,6 +71,7 @@ class UnitContext:
         hooks: RunHooks,
         variant: str = "",
         params: dict[str, Any] | None = None,
+        unsaved: Mapping[Path, StagedFile] | None = None,
     ) -> None:
         self.stage = stage
         self.unit = unit
@@ -79,6 +83,9 @@ class UnitContext:
         self.hooks = hooks
         self.variant = variant
         self.params = params or {}
+        # outputs of units that finished but are still being saved (see Project._stage_outputs)
+        self.unsaved: Mapping[Path, StagedFile] = unsaved if unsaved is not None else {}
+        self._commits: list[asyncio.Future[None]] = []
 
     @property
     def chapter(self) -> int:
@@ -95,8 +102,9 @@ class UnitContext:
         unit = unit_name(chapter) if chapter is not None else SINGLE
         relative = source.output_paths(unit)[index]
         path = self.root / "artefacts" / relative
+        staged = self.unsaved.get(path)
         try:
-            data = path.read_bytes()
+            data = staged.data if staged is not None else path.read_bytes()
         except FileNotFoundError:
             raise ArtefactError(
                 f"{relative} is missing; run stage {source.name!r} first"
@@ -110,7 +118,8 @@ class UnitContext:
     def exists(self, stage: str, chapter: int | None = None) -> bool:
         source = self.pipeline.get(stage)
         unit = unit_name(chapter) if chapter is not None else SINGLE
-        return (self.root / "artefacts" / source.output_paths(unit)[0]).exists()
+        path = self.root / "artefacts" / source.output_paths(unit)[0]
+        return path in self.unsaved or path.exists()
 
     # -- calling the model ------------------------------------------------------------------
 
@@ -204,7 +213,9 @@ class UnitContext:
         key = request.key
         cached = self.store.call(key)
         if cached is not None:
-            self.hooks.on_call(cached, True)
+            self._commits.append(
+                asyncio.wrap_future(self.store.later(self.hooks.on_call, cached, True))
+            )
             return cached.response, cached.finish_reason
         self.hooks.check_budget(request, expected_tokens)
         started = time.perf_counter()
@@ -248,11 +259,36 @@ class UnitContext:
             cost=self.price(model, done.usage.prompt_tokens, done.usage.completion_tokens),
             job_id=self.hooks.job_id,
         )
-        # one small WAL append: cheaper inline than a hop to a thread and back
-        with self.store.transaction():
-            self.store.save_call(record)
-            self.hooks.on_call(record, False)
+        self.hooks.on_usage(record)  # counted at once, so the next budget check sees it
+        # saved on the store's writer thread while the unit goes on; the memo knows the response
+        # meanwhile, and settle() makes sure it is on disk before the unit can be marked done
+        self.store.hold_call(record)
+        self._commits.append(asyncio.wrap_future(self.store.later(self._commit_call, record)))
         return response, done.finish_reason
+
+    def _commit_call(self, record: CallRecord) -> None:
+        try:
+            with self.store.transaction():
+                self.store.save_call(record)
+                self.hooks.on_call(record, False)
+        finally:
+            self.store.release_call(record)
+
+    async def settle(self) -> None:
+        """Wait until every call this unit finished is saved; a cancellation waits for it too."""
+        commits, self._commits = self._commits, []
+        if not commits:
+            return
+        results = await complete(asyncio.gather(*commits, return_exceptions=True))
+        for result in results:
+            if isinstance(result, OSError):
+                reason = "the disk is full" if result.errno == errno.ENOSPC else str(result)
+                raise ArtefactError(
+                    f"could not save a response of stage {self.stage.name!r} unit {self.unit}: "
+                    f"{reason}. Earlier work is intact; free space, then resume."
+                ) from None
+            if isinstance(result, BaseException):
+                raise result
 
     def price(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
         price = self.config.prices.get(model)
@@ -261,22 +297,19 @@ class UnitContext:
         return (prompt_tokens * price.prompt + completion_tokens * price.completion) / 1_000_000
 
 
-async def finish_in_thread(fn: Callable[..., None], *args: Any) -> None:
-    """Run a durable write in a thread, so fsyncs of artefact files never stall other streams.
-
-    Once started it always completes: a cancellation (pause now, cancel) waits for the write
-    to finish before it propagates, so work that was paid for is never half-saved.
-    """
-    future = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+async def complete(awaitable: Awaitable[T]) -> T:
+    """Await ``awaitable`` to the end: a cancellation (pause now, cancel) waits for it first."""
+    future = asyncio.ensure_future(awaitable)
     cancelled = False
     while not future.done():
         try:
             await asyncio.shield(future)
         except asyncio.CancelledError:
             cancelled = True  # keep waiting, however often we are asked to stop
-    future.result()  # a failed write is reported rather than the cancellation
+    result = future.result()  # a failed write is reported rather than the cancellation
     if cancelled:
         raise asyncio.CancelledError()
+    return result
 
 
 @functools.lru_cache(maxsize=64)

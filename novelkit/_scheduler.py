@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ._pipeline import Stage
 
-__all__ = ["Node", "PrioritySlots", "unit_graph"]
+__all__ = ["Gate", "Node", "PrioritySlots", "unit_graph"]
 
 Key = tuple[str, str]
 
@@ -29,8 +29,10 @@ class Node:
     unit: str
     priority: tuple[int, int]
     deps: list[Key] = field(default_factory=list)
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-    ok: bool = False
+    ready: Gate = field(default_factory=lambda: Gate())  # outputs readable (maybe unsaved)
+    done: asyncio.Event = field(default_factory=asyncio.Event)  # finished: saved, skipped or failed
+    ok: bool = False  # its outputs exist (on disk or staged)
+    saved: bool = False  # its outputs are on disk and it is marked done
 
 
 def unit_graph(stages: Sequence[Stage], units: dict[str, list[str]]) -> dict[Key, Node]:
@@ -67,6 +69,36 @@ def unit_graph(stages: Sequence[Stage], units: dict[str, list[str]]) -> dict[Key
             nodes[(stage.name, unit)] = node
             previous = unit
     return nodes
+
+
+class Gate:
+    """An event whose waiters wake lowest priority value first.
+
+    ``asyncio.Event`` wakes waiters in arrival order; when a draft finishes, the next draft
+    (the critical path) should run before the checks of the chapter just written.
+    """
+
+    def __init__(self) -> None:
+        self._open = False
+        self._waiters: list[tuple[tuple[int, int], int, asyncio.Future[None]]] = []
+        self._counter = itertools.count()
+
+    def is_set(self) -> bool:
+        return self._open
+
+    async def wait(self, priority: tuple[int, int] = (0, 0)) -> None:
+        if self._open:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (priority, next(self._counter), future))
+        await future
+
+    def set(self) -> None:
+        self._open = True
+        while self._waiters:
+            _, _, future = heapq.heappop(self._waiters)
+            if not future.done():
+                future.set_result(None)
 
 
 class PrioritySlots:

@@ -13,16 +13,19 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ._errors import ProjectError, ProjectLockedError
 from ._events import Event, EventBus
 
 __all__ = ["CallRecord", "ProjectLock", "Store"]
+
+T = TypeVar("T")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -85,6 +88,9 @@ class Store:
         self._lock = threading.RLock()
         self._local = threading.local()
         self._pending: list[Event] = []
+        self._held: dict[str, CallRecord] = {}
+        self._writer: ThreadPoolExecutor | None = None
+        self._writer_guard = threading.Lock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = self._connect()
@@ -110,11 +116,27 @@ class Store:
         return db
 
     def close(self) -> None:
+        with self._writer_guard:
+            writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.shutdown(wait=True)  # queued writes land before the connection goes
         with self._lock:
             self._closed = True
             self._db.close()
 
     _closed = False
+
+    def later(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        """Run ``fn(*args, **kwargs)`` on the store's writer thread, after every write queued before.
+
+        A running job hands its writes here, so its event loop never waits for an fsync.
+        """
+        with self._writer_guard:
+            if self._closed:
+                raise ProjectError(f"the project store {self.path} is closed")
+            if self._writer is None:
+                self._writer = ThreadPoolExecutor(1, thread_name_prefix="novelkit-writer")
+            return self._writer.submit(fn, *args, **kwargs)
 
     # -- transactions and events ------------------------------------------------------------
 
@@ -314,7 +336,18 @@ class Store:
 
     # -- LLM calls: the memo and the ledger -------------------------------------------------
 
+    def hold_call(self, record: CallRecord) -> None:
+        """Let the memo answer with ``record`` while it is being saved (see :meth:`save_call`)."""
+        self._held[record.key] = record
+
+    def release_call(self, record: CallRecord) -> None:
+        if self._held.get(record.key) is record:
+            del self._held[record.key]
+
     def call(self, key: str) -> CallRecord | None:
+        held = self._held.get(key)
+        if held is not None:
+            return held
         row = (
             self._reader()
             .execute(

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
 import novelkit as nk
 from novelkit import JobState
 from novelkit._scheduler import PrioritySlots, unit_graph
+from novelkit.llm.base import Chunk, Request
+from novelkit.llm.offline import OfflineBackend
 from novelkit.stages import default_stages
 
 
@@ -35,22 +38,56 @@ def test_early_chapters_are_checked_while_later_ones_are_drafted(
     assert drafts == [f"ch{n:02d}" for n in range(1, 7)], "drafts run in chapter order"
 
 
-def test_never_more_units_in_flight_than_concurrency(
+class PeakBackend:
+    """The offline backend, counting how many requests are in flight at once."""
+
+    name = "peak"
+
+    def __init__(self, **options: Any) -> None:
+        self.inner = OfflineBackend(**options)
+        self.in_flight = 0
+        self.peak = 0
+
+    async def stream(self, request: Request) -> AsyncIterator[Chunk]:
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            async for chunk in self.inner.stream(request):
+                yield chunk
+        finally:
+            self.in_flight -= 1
+
+    async def aclose(self) -> None:
+        return None
+
+
+def test_never_more_requests_in_flight_than_concurrency(
     make_project: Callable[..., nk.Project],
 ) -> None:
-    project = make_project(chapters=6, concurrency=2, backend_options={"latency": 0.005})
+    backend = PeakBackend(latency=0.005)
+    project = make_project(chapters=6, concurrency=2, backend_instance=backend)
     assert project.start().wait(60) is JobState.SUCCEEDED
-    running = 0
-    peak = 0
-    for stage, _unit, state in unit_events(project):
-        if stage == "assemble":
-            continue
-        if state == "running":
-            running += 1
-        elif state in ("done", "failed", "pending"):
-            running -= 1
-        peak = max(peak, running)
-    assert peak == 2
+    assert backend.peak == 2
+
+
+def test_a_unit_is_marked_done_only_after_the_units_it_read(
+    make_project: Callable[..., nk.Project],
+) -> None:
+    # dependants start from outputs still being saved, but a crash must never leave a unit
+    # done on top of inputs that are not: done marks follow the dependency order
+    project = make_project(chapters=6, concurrency=4, backend_options={"latency": 0.002})
+    assert project.start().wait(60) is JobState.SUCCEEDED
+    done = {
+        (e.data["stage"], e.data["unit"]): e.seq
+        for e in project.store.events_since(0, 100_000)
+        if e.type == "unit" and e.data["state"] == "done"
+    }
+    stages = list(project.pipeline)
+    nodes = unit_graph(stages, {s.name: project.units_of(s) for s in stages})
+    assert set(done) == set(nodes)
+    for key, node in nodes.items():
+        for dep in node.deps:
+            assert done[dep] < done[key], f"{key} was marked done before {dep}"
 
 
 def test_graph_edges_follow_inputs_and_the_draft_chain() -> None:

@@ -13,15 +13,17 @@ from .. import _artefacts as a
 from .._pipeline import Outputs, Stage
 from .._runner import UnitContext
 
+# each pattern starts with a lookahead for its first letter: the scan skips most positions fast
 _SPEECH = re.compile(
+    r"(?=[A-Zsarwm])(?:"
     r"\b([A-Z][a-z]{2,})\s+(?:said|asked|replied|whispered|shouted|called|muttered|answered)\b"
-    r"|\b(?:said|asked|replied|whispered|shouted|muttered|answered)\s+([A-Z][a-z]{2,})\b"
+    r"|\b(?:said|asked|replied|whispered|shouted|muttered|answered)\s+([A-Z][a-z]{2,})\b)"
 )
 _ACTS = re.compile(
-    r"\b([A-Z][a-z]{2,})\s+(?:said|asked|walked|took|turned|crossed|laughed|shook|waited|"
+    r"(?=[A-Z])\b([A-Z][a-z]{2,})\s+(?:said|asked|walked|took|turned|crossed|laughed|shook|waited|"
     r"stood|went|looked|smiled|opened|ran|reached|counted|set|poured)\b"
 )
-_CAPITALISED = re.compile(r"(?<![.!?“\"]\s)(?<!^)\b([A-Z][a-z]{3,})\b", re.MULTILINE)
+_CAPITALISED = re.compile(r"\b(?=[A-Z])(?<![.!?“\"]\s)(?<!^)([A-Z][a-z]{3,})\b", re.MULTILINE)
 _NOT_NAMES = {
     "Then",
     "There",
@@ -102,7 +104,7 @@ def check_chapter(chapter: int, text: str, cast: a.Cast, world: a.World) -> list
             )
             break
 
-    candidates = {m.group(1) for m in _CAPITALISED.finditer(text)} - known - _NOT_NAMES
+    candidates = set(_CAPITALISED.findall(text)) - known - _NOT_NAMES
     for word in sorted(candidates):
         for canonical in sorted(known):
             limit = 1 if len(canonical) < 7 else 2

@@ -102,20 +102,22 @@ class Assemble(Stage):
                     for f in report.findings
                     if f.source == "model" and f.quote and f.quote in chapter.text
                 ]
+        targets = {plan.number: plan.target_words for plan in outline.chapters}
+        words = {c.chapter: c.words for c in chapters}  # counted once: it is a regex pass
         lengths = [
             a.ChapterLength(
                 chapter=c.chapter,
                 title=c.title,
-                target_words=outline.chapter(c.chapter).target_words,
-                actual_words=c.words,
-                within_tolerance=abs(c.words - outline.chapter(c.chapter).target_words)
-                <= TOLERANCE * outline.chapter(c.chapter).target_words,
+                target_words=targets[c.chapter],
+                actual_words=words[c.chapter],
+                within_tolerance=abs(words[c.chapter] - targets[c.chapter])
+                <= TOLERANCE * targets[c.chapter],
             )
             for c in chapters
         ]
         report_model = a.Report(
             title=meta.title,
-            total_words=sum(c.words for c in chapters),
+            total_words=sum(words.values()),
             chapters=lengths,
             repeated_12gram_share=round(repeated_ngram_share([c.text for c in chapters]), 4),
             missing_chapters=missing,
