@@ -105,11 +105,19 @@ def check_chapter(chapter: int, text: str, cast: a.Cast, world: a.World) -> list
             break
 
     candidates = set(_CAPITALISED.findall(text)) - known - _NOT_NAMES
+    by_length: dict[int, list[str]] = {}  # bible names of four letters or more, by length
+    for name in known:
+        if len(name) >= 4:
+            by_length.setdefault(len(name), []).append(name)
     for word in sorted(candidates):
-        for canonical in sorted(known):
+        near = sorted(  # only names whose length is within the edit limit can match
+            canonical
+            for size in range(len(word) - 2, len(word) + 3)
+            for canonical in by_length.get(size, ())
+            if abs(len(word) - size) <= (1 if size < 7 else 2)
+        )
+        for canonical in near:
             limit = 1 if len(canonical) < 7 else 2
-            if abs(len(word) - len(canonical)) > limit or len(canonical) < 4 or word == canonical:
-                continue
             if _distance(word, canonical) <= limit:
                 is_place = canonical in place_words
                 entry = (

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections import Counter
+from dataclasses import dataclass
 
 from .. import _artefacts as a
 from .._pipeline import Outputs, Stage, unit_name
@@ -12,6 +14,8 @@ from .._runner import UnitContext
 from .continuity import check_chapter
 
 TOLERANCE = 0.10
+REPORT_NGRAM = 12  # the report counts repeated 12-grams
+_NGRAM_WORD = re.compile(r"[\w'’]+")
 
 
 class Metadata(Stage):
@@ -47,14 +51,41 @@ class Metadata(Stage):
         return {self.path: meta.model_copy(update=fixed)}
 
 
-def repeated_ngram_share(texts: list[str], n: int = 12) -> float:
+@dataclass(frozen=True)
+class NgramProfile:
+    """One text's word n-grams: how many, which, and those it repeats itself."""
+
+    total: int
+    distinct: frozenset[tuple[str, ...]]
+    repeated: dict[tuple[str, ...], int]  # n-gram → count, for those seen more than once
+
+
+@functools.lru_cache(maxsize=512)
+def ngram_profile(text: str, n: int) -> NgramProfile:
+    """Cached by text: polish profiles each chapter when it is written, assemble only adds up."""
+    words = _NGRAM_WORD.findall(text.lower())
+    counts = Counter(zip(*(words[i:] for i in range(n)), strict=False))
+    return NgramProfile(
+        total=max(0, len(words) - n + 1),
+        distinct=frozenset(counts),
+        repeated={gram: count for gram, count in counts.items() if count > 1},
+    )
+
+
+def repeated_ngram_share(texts: list[str], n: int = REPORT_NGRAM) -> float:
     """Share of word n-grams that occur more than once across the whole manuscript."""
-    counts: Counter[tuple[str, ...]] = Counter()
-    for text in texts:
-        words = re.findall(r"[\w'’]+", text.lower())
-        counts.update(zip(*(words[i:] for i in range(n)), strict=False))
-    total = sum(counts.values())
-    repeated = sum(count for count in counts.values() if count > 1)
+    profiles = [ngram_profile(text, n) for text in texts]
+    seen: set[tuple[str, ...]] = set()
+    shared: set[tuple[str, ...]] = set()  # in more than one text
+    for profile in profiles:
+        shared |= seen & profile.distinct
+        seen |= profile.distinct
+    repeated = 0
+    for profile in profiles:
+        counts = profile.repeated
+        repeated += sum(counts.get(gram, 1) for gram in shared & profile.distinct)
+        repeated += sum(count for gram, count in counts.items() if gram not in shared)
+    total = sum(profile.total for profile in profiles)
     return repeated / total if total else 0.0
 
 

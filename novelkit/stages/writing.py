@@ -11,6 +11,7 @@ from .._runner import UnitContext
 from ..llm.base import count_tokens
 from ..llm.offline import motifs
 from .continuity import check_chapter
+from .finishing import REPORT_NGRAM, ngram_profile
 
 TOLERANCE = 0.10
 MAX_EXTENSIONS = 2
@@ -104,8 +105,8 @@ class Draft(Stage):
         context = self.context(ctx, unit)
         target = int(context["target_words"])
         text = await ctx.text("draft", context, expected_tokens=int(target * 1.4))
+        words = a.count_words(text)
         for _ in range(MAX_EXTENSIONS):
-            words = a.count_words(text)
             if words >= target * (1 - TOLERANCE):
                 break
             extend = {
@@ -122,7 +123,8 @@ class Draft(Stage):
                 ),
             )
             text = text.rstrip() + "\n\n" + (await ctx.complete(request)).strip()
-        if a.count_words(text) > target * (1 + TOLERANCE):
+            words = a.count_words(text)
+        if words > target * (1 + TOLERANCE):
             text = trim_to_length(text, target)
         plan = context["plan"]
         chapter = a.ChapterText(chapter=ctx.chapter, title=plan["title"], text=_clean(text))
@@ -221,6 +223,9 @@ class Polish(Stage):
         polished = a.ChapterText(
             chapter=ctx.chapter, title=revised.title, text=remove_repeats(_clean(text))
         )
+        ngram_profile(
+            polished.text, REPORT_NGRAM
+        )  # profiled now, while other chapters are still being written
         return {self.output_paths(unit)[0]: polished}
 
 
