@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -29,7 +29,7 @@ from ._artefacts import StagedFile
 from ._errors import BudgetExceededError, JobStateError, NovelkitError
 from ._events import Event, Subscription
 from ._pipeline import Stage, StageState
-from ._runner import UnitContext, complete
+from ._runner import UnitContext, check_commits, complete
 from ._scheduler import Node, PrioritySlots, unit_graph
 from ._store import CallRecord
 from .llm.base import Request, Retrying
@@ -149,7 +149,7 @@ class _Produced:
     unit: str
     fingerprint: str
     files: list[StagedFile]
-    settle: Callable[[], Awaitable[None]]  # waits until the unit's calls are saved
+    commits: list[Future[None]]  # the writes of its calls, queued before its save
 
 
 @dataclass
@@ -204,6 +204,7 @@ class Job:
         self._stage_started: dict[str, float] = {}
         self._running_stages: set[str] = set()
         self._write_error: BaseException | None = None
+        self._save_error: BaseException | None = None  # the first unit save that failed
         self.version = 0
         """Bumped on every change a view may show (state, progress, streamed text)."""
 
@@ -452,6 +453,7 @@ class Job:
             self._loop = asyncio.get_running_loop()
             self._started = time.time()
             self._finished = None
+            self._save_error = None
             self._load_counters()
             self._live = {name: list(row) for name, row in self.project.stage_states().items()}
             self._set_state(JobState.RUNNING, "running")
@@ -628,23 +630,14 @@ class Job:
             failed.append(exc)
             self._stage_event(stage, "failed")
 
-        async def save_in_order(node: Node, produced: _Produced) -> bool:
-            # a unit is marked done only after the units it read from: a crash never leaves
-            # a dependant done on top of inputs that were not saved
-            for dep in node.deps:
-                await nodes[dep].done.wait()
-            if not all(nodes[d].saved for d in node.deps):
-                project._discard_staged(produced.files)
-                return False
-            await self._save(produced)
-            return True
-
         async def run(node: Node) -> None:
             ok = False
             try:
                 for dep in node.deps:
                     await nodes[dep].ready.wait(node.priority)
-                if failed or self._stop is not None or not all(nodes[d].ok for d in node.deps):
+                if failed or self._save_error or self._stop is not None:
+                    return
+                if not all(nodes[d].ok for d in node.deps):
                     return
                 stage, unit = node.stage, node.unit
                 if not project._needs_run(stage, unit):
@@ -653,7 +646,7 @@ class Job:
                 slots = lane if stage.per_chapter and not stage.parallel else shared
                 await slots.acquire(node.priority)
                 try:
-                    if failed or self._stop is not None:
+                    if failed or self._save_error or self._stop is not None:
                         return
                     if stage.name not in started:
                         started.add(stage.name)
@@ -669,10 +662,15 @@ class Job:
                     slots.release()
                 # dependants may start from the staged outputs while they are saved; the save
                 # completes even if the job is paused or cancelled meanwhile (it was paid for)
+                # queued now, behind the saves of what it read (the writer keeps that order),
+                # so it overlaps whatever runs next; dependants may start from the staged
+                # outputs meanwhile. The save completes even if the job is paused or cancelled.
+                after = [nodes[d].saving for d in node.deps]
+                node.saving = self._queue_save(produced, [f for f in after if f is not None])
                 node.ok = True
                 node.ready.set()
                 try:
-                    ok = await complete(save_in_order(node, produced))
+                    ok = await complete(asyncio.wrap_future(node.saving))
                 except asyncio.CancelledError:
                     raise
                 except BaseException as exc:
@@ -695,6 +693,8 @@ class Job:
                 self._planned.update({s.name: len(project._pending_units(s)) for s in later})
                 add(later)
         results = await asyncio.gather(*tasks, return_exceptions=True)
+        if self._save_error is not None:  # the cause: units that read its outputs fail after it
+            raise self._save_error
         if failed:
             raise failed[0]
         if any(isinstance(r, BaseException) for r in results) or self._stop is not None:
@@ -838,20 +838,36 @@ class Job:
                 f"stage {stage.name!r} unit {unit} failed: {type(exc).__name__}: {exc}"
             ) from exc
         files = project._stage_outputs(outputs, self._variant)
-        return _Produced(stage, unit, fingerprint, files, ctx.settle)
+        return _Produced(stage, unit, fingerprint, files, ctx.take_commits())
 
     async def _save(self, produced: _Produced) -> None:
-        """Write the unit's artefacts and mark it done, on the writer thread; always completes.
+        """Write the unit's artefacts and mark it done; always completes once started."""
+        if not await complete(asyncio.wrap_future(self._queue_save(produced, []))):
+            raise NovelkitError(f"stage {produced.stage.name!r} unit {produced.unit} was not saved")
 
-        Its calls are saved first: a unit is never marked done before the calls it paid for.
+    def _queue_save(self, produced: _Produced, after: list[Future[bool]]) -> Future[bool]:
+        """Queue the unit's save on the writer, which runs it after ``after`` and its calls.
+
+        The future says whether it was saved: not when a save it comes after did not succeed
+        (a crash must never leave a unit done on top of inputs that are not).
         """
+        return self.project.store.later(self._save_after, produced, after)
+
+    def _save_after(self, produced: _Produced, after: list[Future[bool]]) -> bool:
+        # on the writer thread: everything queued before this has run, so these are done
         try:
-            await produced.settle()
-        except BaseException:
+            check_commits(produced.commits, produced.stage.name, produced.unit)
+            if not all(f.exception() is None and f.result() for f in after):
+                self.project._discard_staged(produced.files)
+                return False
+            self._save_unit(produced)
+        except BaseException as exc:
             self.project._discard_staged(produced.files)
+            if self._save_error is None:
+                self._save_error = exc
             raise
-        await complete(asyncio.wrap_future(self.project.store.later(self._save_unit, produced)))
         self._snapshot_dirty = True
+        return True
 
     def _mark_running(self, stage: Stage, unit: str) -> None:
         store = self.project.store

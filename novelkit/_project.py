@@ -335,7 +335,7 @@ class Project:
         self, stage: Stage, unit: str, variant: str = "", params: dict[str, Any] | None = None
     ) -> bool:
         return not self._unit_fresh(
-            stage, unit, self.store.units(stage.name, variant).get(unit), variant, params
+            stage, unit, self.store.unit(stage.name, unit, variant), variant, params
         )
 
     def _pending_units(self, stage: Stage) -> list[str]:
@@ -814,7 +814,7 @@ class Project:
             value = target.model.model_validate(value.model_dump())
         self._check_writable("edit artefacts")
         hashes = self._write_outputs({relative: value})
-        record = self.store.units(target.name).get(unit)
+        record = self.store.unit(target.name, unit)
         outputs = {**(record["outputs"] if record else {}), **hashes}
         fingerprint = record["fingerprint"] if record else self.fingerprint(target, unit)
         self.store.set_unit(target.name, unit, "done", fingerprint=fingerprint, outputs=outputs)

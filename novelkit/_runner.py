@@ -14,6 +14,7 @@ import json
 import re
 import time
 from collections.abc import Awaitable, Mapping
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from ._config import NovelConfig
     from ._pipeline import Pipeline
 
-__all__ = ["RunHooks", "UnitContext"]
+__all__ = ["RunHooks", "UnitContext", "check_commits", "complete"]
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -85,7 +86,7 @@ class UnitContext:
         self.params = params or {}
         # outputs of units that finished but are still being saved (see Project._stage_outputs)
         self.unsaved: Mapping[Path, StagedFile] = unsaved if unsaved is not None else {}
-        self._commits: list[asyncio.Future[None]] = []
+        self._commits: list[Future[None]] = []  # the writer's futures: no loop wake-up each
 
     @property
     def chapter(self) -> int:
@@ -213,9 +214,7 @@ class UnitContext:
         key = request.key
         cached = self.store.call(key)
         if cached is not None:
-            self._commits.append(
-                asyncio.wrap_future(self.store.later(self.hooks.on_call, cached, True))
-            )
+            self._commits.append(self.store.later(self.hooks.on_call, cached, True))
             return cached.response, cached.finish_reason
         self.hooks.check_budget(request, expected_tokens)
         started = time.perf_counter()
@@ -263,7 +262,7 @@ class UnitContext:
         # saved on the store's writer thread while the unit goes on; the memo knows the response
         # meanwhile, and settle() makes sure it is on disk before the unit can be marked done
         self.store.hold_call(record)
-        self._commits.append(asyncio.wrap_future(self.store.later(self._commit_call, record)))
+        self._commits.append(self.store.later(self._commit_call, record))
         return response, done.finish_reason
 
     def _commit_call(self, record: CallRecord) -> None:
@@ -274,21 +273,18 @@ class UnitContext:
         finally:
             self.store.release_call(record)
 
+    def take_commits(self) -> list[Future[None]]:
+        """The writes of the calls finished so far (the unit's save is queued after them)."""
+        commits, self._commits = self._commits, []
+        return commits
+
     async def settle(self) -> None:
         """Wait until every call this unit finished is saved; a cancellation waits for it too."""
-        commits, self._commits = self._commits, []
-        if not commits:
-            return
-        results = await complete(asyncio.gather(*commits, return_exceptions=True))
-        for result in results:
-            if isinstance(result, OSError):
-                reason = "the disk is full" if result.errno == errno.ENOSPC else str(result)
-                raise ArtefactError(
-                    f"could not save a response of stage {self.stage.name!r} unit {self.unit}: "
-                    f"{reason}. Earlier work is intact; free space, then resume."
-                ) from None
-            if isinstance(result, BaseException):
-                raise result
+        commits = self.take_commits()
+        pending = [asyncio.wrap_future(c) for c in commits if not c.done()]
+        if pending:
+            await complete(asyncio.gather(*pending, return_exceptions=True))
+        check_commits(commits, self.stage.name, self.unit)
 
     def price(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
         price = self.config.prices.get(model)
@@ -310,6 +306,19 @@ async def complete(awaitable: Awaitable[T]) -> T:
     if cancelled:
         raise asyncio.CancelledError()
     return result
+
+
+def check_commits(commits: list[Future[None]], stage: str, unit: str) -> None:
+    """Raise the first failure among finished call writes, saying what to do about it."""
+    for error in (c.exception() for c in commits):
+        if isinstance(error, OSError):
+            reason = "the disk is full" if error.errno == errno.ENOSPC else str(error)
+            raise ArtefactError(
+                f"could not save a response of stage {stage!r} unit {unit}: {reason}. "
+                "Earlier work is intact; free space, then resume."
+            ) from None
+        if error is not None:
+            raise error
 
 
 @functools.lru_cache(maxsize=64)

@@ -12,6 +12,7 @@ import asyncio
 import heapq
 import itertools
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,7 @@ class Node:
     done: asyncio.Event = field(default_factory=asyncio.Event)  # finished: saved, skipped or failed
     ok: bool = False  # its outputs exist (on disk or staged)
     saved: bool = False  # its outputs are on disk and it is marked done
+    saving: Future[bool] | None = None  # its save, queued on the store's writer
 
 
 def unit_graph(stages: Sequence[Stage], units: dict[str, list[str]]) -> dict[Key, Node]:

@@ -272,6 +272,25 @@ class Store:
             for r in rows
         }
 
+    def unit(self, stage: str, unit: str, variant: str = "") -> dict[str, Any] | None:
+        row = (
+            self._reader()
+            .execute(
+                "SELECT state, fingerprint, outputs, error FROM units "
+                "WHERE stage = ? AND unit = ? AND variant = ?",
+                (stage, unit, variant),
+            )
+            .fetchone()
+        )
+        if row is None:
+            return None
+        return {
+            "state": row[0],
+            "fingerprint": row[1],
+            "outputs": json.loads(row[2]),
+            "error": row[3],
+        }
+
     def all_units(self, variant: str = "") -> dict[str, dict[str, dict[str, Any]]]:
         rows = (
             self._reader()

@@ -53,18 +53,27 @@ class Metadata(Stage):
 
 @dataclass(frozen=True)
 class NgramProfile:
-    """One text's word n-grams: how many, which, and those it repeats itself."""
+    """One text's word n-grams (as space-joined strings): how many, which, which repeat in it."""
 
     total: int
-    distinct: frozenset[tuple[str, ...]]
-    repeated: dict[tuple[str, ...], int]  # n-gram → count, for those seen more than once
+    distinct: frozenset[str]
+    repeated: dict[str, int]  # n-gram → count, for those seen more than once
 
 
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=128)
+def chapter_words(text: str) -> int:
+    """Cached by text, like :func:`ngram_profile`."""
+    return a.count_words(text)
+
+
+@functools.lru_cache(maxsize=128)
 def ngram_profile(text: str, n: int) -> NgramProfile:
-    """Cached by text: polish profiles each chapter when it is written, assemble only adds up."""
+    """Cached by text: polish profiles each chapter when it is written, assemble only adds up.
+
+    N-grams are kept as strings, whose hashes Python caches, so adding up is cheap set algebra.
+    """
     words = _NGRAM_WORD.findall(text.lower())
-    counts = Counter(zip(*(words[i:] for i in range(n)), strict=False))
+    counts = Counter(map(" ".join, zip(*(words[i:] for i in range(n)), strict=False)))
     return NgramProfile(
         total=max(0, len(words) - n + 1),
         distinct=frozenset(counts),
@@ -75,8 +84,8 @@ def ngram_profile(text: str, n: int) -> NgramProfile:
 def repeated_ngram_share(texts: list[str], n: int = REPORT_NGRAM) -> float:
     """Share of word n-grams that occur more than once across the whole manuscript."""
     profiles = [ngram_profile(text, n) for text in texts]
-    seen: set[tuple[str, ...]] = set()
-    shared: set[tuple[str, ...]] = set()  # in more than one text
+    seen: set[str] = set()
+    shared: set[str] = set()  # in more than one text
     for profile in profiles:
         shared |= seen & profile.distinct
         seen |= profile.distinct
@@ -134,7 +143,7 @@ class Assemble(Stage):
                     if f.source == "model" and f.quote and f.quote in chapter.text
                 ]
         targets = {plan.number: plan.target_words for plan in outline.chapters}
-        words = {c.chapter: c.words for c in chapters}  # counted once: it is a regex pass
+        words = {c.chapter: chapter_words(c.text) for c in chapters}
         lengths = [
             a.ChapterLength(
                 chapter=c.chapter,

@@ -11,7 +11,7 @@ from .._runner import UnitContext
 from ..llm.base import count_tokens
 from ..llm.offline import motifs
 from .continuity import check_chapter
-from .finishing import REPORT_NGRAM, ngram_profile
+from .finishing import REPORT_NGRAM, chapter_words, ngram_profile
 
 TOLERANCE = 0.10
 MAX_EXTENSIONS = 2
@@ -223,9 +223,9 @@ class Polish(Stage):
         polished = a.ChapterText(
             chapter=ctx.chapter, title=revised.title, text=remove_repeats(_clean(text))
         )
-        ngram_profile(
-            polished.text, REPORT_NGRAM
-        )  # profiled now, while other chapters are still being written
+        # profiled now, while other chapters are still being written: assemble only adds up
+        chapter_words(polished.text)
+        ngram_profile(polished.text, REPORT_NGRAM)
         return {self.output_paths(unit)[0]: polished}
 
 
