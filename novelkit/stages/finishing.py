@@ -81,6 +81,21 @@ def ngram_profile(text: str, n: int) -> NgramProfile:
     )
 
 
+_checked: dict[tuple[int, str, str, str], list[a.Finding]] = {}
+
+
+def final_findings(chapter: int, text: str, cast: a.Cast, world: a.World) -> list[a.Finding]:
+    """:func:`check_chapter` of a chapter's final text, cached like :func:`ngram_profile`."""
+    key = (chapter, text, cast.model_dump_json(), world.model_dump_json())
+    found = _checked.get(key)
+    if found is None:
+        found = check_chapter(chapter, text, cast, world)
+        if len(_checked) >= 128:
+            _checked.pop(next(iter(_checked)), None)
+        _checked[key] = found
+    return [finding.model_copy() for finding in found]
+
+
 def repeated_ngram_share(texts: list[str], n: int = REPORT_NGRAM) -> float:
     """Share of word n-grams that occur more than once across the whole manuscript."""
     profiles = [ngram_profile(text, n) for text in texts]
@@ -134,7 +149,7 @@ class Assemble(Stage):
 
         open_findings: list[a.Finding] = []
         for chapter in chapters:
-            open_findings += check_chapter(chapter.chapter, chapter.text, cast, world)
+            open_findings += final_findings(chapter.chapter, chapter.text, cast, world)
             if ctx.exists("continuity", chapter.chapter):
                 report: a.ContinuityReport = ctx.read("continuity", chapter.chapter)
                 open_findings += [

@@ -11,7 +11,7 @@ from .._runner import UnitContext
 from ..llm.base import count_tokens
 from ..llm.offline import motifs
 from .continuity import check_chapter
-from .finishing import REPORT_NGRAM, chapter_words, ngram_profile
+from .finishing import REPORT_NGRAM, chapter_words, final_findings, ngram_profile
 
 TOLERANCE = 0.10
 MAX_EXTENSIONS = 2
@@ -206,7 +206,8 @@ def remove_repeats(text: str) -> str:
 class Polish(Stage):
     name = "polish"
     description = "Line edit each chapter; repeated sentences removed."
-    inputs = ("revision",)
+    # the cast and places are not in the prompt: they check the final text (see below)
+    inputs = ("revision", "characters", "world")
     per_chapter = True
     parallel = True
     path = "10-polish/{ch}.md"
@@ -223,9 +224,11 @@ class Polish(Stage):
         polished = a.ChapterText(
             chapter=ctx.chapter, title=revised.title, text=remove_repeats(_clean(text))
         )
-        # profiled now, while other chapters are still being written: assemble only adds up
+        # the report's figures for this chapter, worked out now while other chapters are still
+        # being written: assemble then only adds them up
         chapter_words(polished.text)
         ngram_profile(polished.text, REPORT_NGRAM)
+        final_findings(ctx.chapter, polished.text, ctx.read("characters"), ctx.read("world"))
         return {self.output_paths(unit)[0]: polished}
 
 
