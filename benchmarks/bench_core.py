@@ -125,18 +125,19 @@ def orchestration(tmp: Path) -> dict[str, Any]:
     calls = project.store.call_count()
     project.close()
 
-    # per-call overhead with a zero-latency backend: wall time not spent inside the backend
-    commits: list[float] = []
-    original = _store.Store.save_call
+    # per-call overhead with a zero-latency backend. A call costs time on the event loop (memo
+    # lookup, budget check, streaming bookkeeping) and on the store's writer thread (its
+    # durable commit, which the unit no longer waits for): both are timed, per call
+    commits: dict[str, float] = {}
+    original = _runner.UnitContext._commit_call
 
-    def timed_save(self: _store.Store, record: _store.CallRecord) -> None:
+    def timed_commit(self: _runner.UnitContext, record: _store.CallRecord) -> None:
         t0 = time.perf_counter()
         original(self, record)
-        commits.append(time.perf_counter() - t0)
+        commits[record.key] = time.perf_counter() - t0
 
-    _store.Store.save_call = timed_save  # type: ignore[method-assign]
-    # the call path alone: memo lookup, budget check, streaming bookkeeping, durable commit
-    path_times: list[float] = []
+    _runner.UnitContext._commit_call = timed_commit  # type: ignore[method-assign]
+    path_times: dict[str, float] = {}
     original_call = _runner.UnitContext._call
 
     async def timed_call(self: _runner.UnitContext, request: Request, expected: int) -> Any:
@@ -145,7 +146,7 @@ def orchestration(tmp: Path) -> dict[str, Any]:
         t0 = time.perf_counter()
         result = await original_call(self, request, expected)
         inside = sum(backend.spent[before:])  # type: ignore[attr-defined]
-        path_times.append(time.perf_counter() - t0 - inside)
+        path_times[request.key] = time.perf_counter() - t0 - inside
         return result
 
     _runner.UnitContext._call = timed_call  # type: ignore[method-assign]
@@ -164,7 +165,7 @@ def orchestration(tmp: Path) -> dict[str, Any]:
         zero_calls = project.store.call_count()
         project.close()
     finally:
-        _store.Store.save_call = original  # type: ignore[method-assign]
+        _runner.UnitContext._commit_call = original  # type: ignore[method-assign]
         _runner.UnitContext._call = original_call  # type: ignore[method-assign]
     overhead = (zero_wall - sum(fast.spent)) / zero_calls
     return {
@@ -176,8 +177,11 @@ def orchestration(tmp: Path) -> dict[str, Any]:
         "ratio": round(wall / bound, 3),
         "ratio_vs_nominal_20ms": round(wall / (bound_calls * latency), 3),
         "per_call_overhead_ms_mean": round(overhead * 1000, 3),
-        "call_path_overhead_ms_median": round(statistics.median(path_times) * 1000, 3),
-        "durable_commit_ms_median": round(statistics.median(commits) * 1000, 3),
+        "call_path_overhead_ms_median": round(statistics.median(path_times.values()) * 1000, 3),
+        "durable_commit_ms_median": round(statistics.median(commits.values()) * 1000, 3),
+        "call_with_commit_ms_median": round(
+            statistics.median(path_times[k] + commits[k] for k in commits) * 1000, 3
+        ),
     }
 
 
@@ -342,9 +346,10 @@ def main() -> None:
         f"(goal <= 1.10); against a nominal 20 ms per call {o['ratio_vs_nominal_20ms']}x"
     )
     print(
-        f"per-call overhead: call path median {o['call_path_overhead_ms_median']} ms (goal <= 2 ms); "
-        f"all non-backend time / calls {o['per_call_overhead_ms_mean']} ms; "
-        f"durable commit median {o['durable_commit_ms_median']} ms"
+        f"per-call overhead incl. its durable commit: median {o['call_with_commit_ms_median']} ms "
+        f"(goal <= 2 ms): on the loop {o['call_path_overhead_ms_median']} ms, commit on the "
+        f"writer {o['durable_commit_ms_median']} ms; all non-backend time / calls "
+        f"{o['per_call_overhead_ms_mean']} ms"
     )
     print(
         f"context: prompt tokens {k['prompt_tokens']} for {k['chapters']} chapters: k = {k['k']} (goal <= 1.1); "

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import errno
+import functools
 import logging
 import threading
 import time
@@ -23,7 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._artefacts import StagedFile
 from ._errors import BudgetExceededError, JobStateError, NovelkitError
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ControlResult", "Job", "JobState", "JobStatus", "StageStatus"]
 
+T = TypeVar("T")
 log = logging.getLogger("novelkit")
 
 PREVIEW_CHARS = 2000
@@ -141,6 +143,13 @@ class _Stop(Exception):
     """Raised inside a unit at a control checkpoint: pause or cancel was requested."""
 
 
+def _run_into(result: Future[T], fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> None:
+    try:
+        result.set_result(fn(*args, **kwargs))
+    except BaseException as exc:
+        result.set_exception(exc)
+
+
 @dataclass(frozen=True)
 class _Produced:
     """A unit that has run: its fingerprint and its outputs, staged for saving."""
@@ -204,6 +213,8 @@ class Job:
         self._stage_started: dict[str, float] = {}
         self._running_stages: set[str] = set()
         self._write_error: BaseException | None = None
+        self._outbox: list[Callable[[], None]] = []  # writes waiting for the loop to idle
+        self._loop_thread: int | None = None
         self._save_error: BaseException | None = None  # the first unit save that failed
         self.version = 0
         """Bumped on every change a view may show (state, progress, streamed text)."""
@@ -451,6 +462,7 @@ class Job:
             if self._state is not JobState.QUEUED or generation != self._generation:
                 return  # paused, cancelled or relaunched before it began
             self._loop = asyncio.get_running_loop()
+            self._loop_thread = threading.get_ident()
             self._started = time.time()
             self._finished = None
             self._save_error = None
@@ -530,7 +542,7 @@ class Job:
             if self._snapshot_dirty and time.monotonic() - last_snapshot >= SNAPSHOT_EVERY:
                 last_snapshot = time.monotonic()
                 self._snapshot_dirty = False
-                store.later(self._write_snapshot)
+                self._later(self._write_snapshot)
 
     def _write_snapshot(self) -> None:
         try:
@@ -545,8 +557,28 @@ class Job:
 
         The event loop never waits for an fsync; a failed write fails the run at its end.
         """
-        future = self.project.store.later(fn, *args, **kwargs)
-        future.add_done_callback(self._note_write)
+        self._later(fn, *args, **kwargs).add_done_callback(self._note_write)
+
+    def _later(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        """Run ``fn`` on the store's writer thread, handed over when the event loop next idles.
+
+        Handing it over at once would wake the writer while the unit that queued it is still on
+        its way to its next request, and the two would take turns holding the GIL.
+        """
+        loop = self._loop
+        if loop is None or threading.get_ident() != self._loop_thread:
+            return self.project.store.later(fn, *args, **kwargs)  # not from the loop: at once
+        result: Future[T] = Future()
+        self._outbox.append(functools.partial(_run_into, result, fn, *args, **kwargs))
+        if len(self._outbox) == 1:
+            loop.call_soon(self._hand_over)
+        return result
+
+    def _hand_over(self) -> None:
+        outbox, self._outbox = self._outbox, []
+        store = self.project.store
+        for write in outbox:
+            store.later(write)
 
     def _note_write(self, future: Future[object]) -> None:
         exc = future.exception()
@@ -555,6 +587,7 @@ class Job:
 
     async def _drain_writes(self) -> None:
         """Wait for every write queued so far; raise the first that failed."""
+        self._hand_over()
         await complete(asyncio.wrap_future(self.project.store.later(lambda: None)))
         if self._write_error is not None:
             error, self._write_error = self._write_error, None
@@ -817,6 +850,7 @@ class Job:
             variant=self._variant,
             params=self._params,
             unsaved=project.unsaved,
+            later=self._later,
         )
         try:
             try:
@@ -851,7 +885,7 @@ class Job:
         The future says whether it was saved: not when a save it comes after did not succeed
         (a crash must never leave a unit done on top of inputs that are not).
         """
-        return self.project.store.later(self._save_after, produced, after)
+        return self._later(self._save_after, produced, after)
 
     def _save_after(self, produced: _Produced, after: list[Future[bool]]) -> bool:
         # on the writer thread: everything queued before this has run, so these are done

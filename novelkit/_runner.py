@@ -13,7 +13,7 @@ import functools
 import json
 import re
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -42,6 +42,10 @@ SYSTEM = (
     "answer with the requested output only."
 )
 MAX_CONTINUATIONS = 4
+
+
+class Later(Protocol):
+    def __call__(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]: ...
 
 
 class RunHooks(Protocol):
@@ -73,6 +77,7 @@ class UnitContext:
         variant: str = "",
         params: dict[str, Any] | None = None,
         unsaved: Mapping[Path, StagedFile] | None = None,
+        later: Later | None = None,
     ) -> None:
         self.stage = stage
         self.unit = unit
@@ -86,6 +91,7 @@ class UnitContext:
         self.params = params or {}
         # outputs of units that finished but are still being saved (see Project._stage_outputs)
         self.unsaved: Mapping[Path, StagedFile] = unsaved if unsaved is not None else {}
+        self.later: Later = later or store.later  # how writes reach the store's writer thread
         self._commits: list[Future[None]] = []  # the writer's futures: no loop wake-up each
 
     @property
@@ -214,7 +220,7 @@ class UnitContext:
         key = request.key
         cached = self.store.call(key)
         if cached is not None:
-            self._commits.append(self.store.later(self.hooks.on_call, cached, True))
+            self._commits.append(self.later(self.hooks.on_call, cached, True))
             return cached.response, cached.finish_reason
         self.hooks.check_budget(request, expected_tokens)
         started = time.perf_counter()
@@ -262,7 +268,7 @@ class UnitContext:
         # saved on the store's writer thread while the unit goes on; the memo knows the response
         # meanwhile, and settle() makes sure it is on disk before the unit can be marked done
         self.store.hold_call(record)
-        self._commits.append(self.store.later(self._commit_call, record))
+        self._commits.append(self.later(self._commit_call, record))
         return response, done.finish_reason
 
     def _commit_call(self, record: CallRecord) -> None:
