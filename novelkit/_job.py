@@ -214,6 +214,7 @@ class Job:
         self._running_stages: set[str] = set()
         self._write_error: BaseException | None = None
         self._outbox: list[Callable[[], None]] = []  # writes waiting for the loop to idle
+        self._hand_over_due = False
         self._loop_thread: int | None = None
         self._save_error: BaseException | None = None  # the first unit save that failed
         self.version = 0
@@ -461,6 +462,7 @@ class Job:
         with self._cond:
             if self._state is not JobState.QUEUED or generation != self._generation:
                 return  # paused, cancelled or relaunched before it began
+            self._hand_over()  # anything an earlier run queued after its last drain
             self._loop = asyncio.get_running_loop()
             self._loop_thread = threading.get_ident()
             self._started = time.time()
@@ -570,11 +572,13 @@ class Job:
             return self.project.store.later(fn, *args, **kwargs)  # not from the loop: at once
         result: Future[T] = Future()
         self._outbox.append(functools.partial(_run_into, result, fn, *args, **kwargs))
-        if len(self._outbox) == 1:
+        if not self._hand_over_due:
+            self._hand_over_due = True
             loop.call_soon(self._hand_over)
         return result
 
     def _hand_over(self) -> None:
+        self._hand_over_due = False
         outbox, self._outbox = self._outbox, []
         store = self.project.store
         for write in outbox:
@@ -634,7 +638,9 @@ class Job:
                     continue  # already running
                 nodes[key] = node
                 remaining[node.stage.name] = remaining.get(node.stage.name, 0) + 1
-                tasks.append(self._track(run(node)))
+                task = self._track(run(node))
+                task.add_done_callback(functools.partial(unstarted, node))
+                tasks.append(task)
             for stage in part:
                 pending = self._planned.get(stage.name, 0)
                 total = len(units[stage.name])
@@ -658,6 +664,10 @@ class Job:
                     self._stage_event(node.stage, "succeeded")
                     self._write(project._clear_cancelled, name)
                     self._running_stages.discard(name)
+
+        def unstarted(node: Node, task: asyncio.Task[Any]) -> None:
+            if not node.done.is_set():  # cancelled before its first step: run() never began
+                finish(node, False)
 
         def fail(stage: Stage, exc: BaseException) -> None:
             failed.append(exc)

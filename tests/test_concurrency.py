@@ -146,3 +146,25 @@ def test_a_hand_edit_shows_as_stale_without_any_event(project: nk.Project) -> No
     path = project.root / "artefacts" / "01-premise.json"
     path.write_text(path.read_text().replace('"tense": "past"', '"tense": "present"'))
     assert {s.name: s.state for s in project.stages}["world"] is nk.StageState.STALE
+
+
+@pytest.mark.parametrize("action", ["pause_now", "cancel"])
+def test_stopping_while_the_first_units_are_being_set_up_never_hangs(
+    make_project: Factory, action: str
+) -> None:
+    # a unit whose task is cancelled before its first step never runs its own clean-up: the
+    # graph must still hear that it ended, or the job stays pausing or cancelling for ever
+    project = make_project(backend_options={"tokens_per_second": 20000})
+    job = project.start()
+    for attempt in range(40):
+        time.sleep(attempt % 5 * 0.002)  # stop at different points of the start-up
+        if action == "pause_now":
+            job.pause(now=True)
+            assert job.wait(10) is JobState.PAUSED, job.state
+            job.resume()
+        else:
+            job.cancel()
+            assert job.wait(10) is JobState.CANCELLED, job.state
+            job = project.start()
+    job.cancel()
+    assert job.wait(10) in (JobState.CANCELLED, JobState.SUCCEEDED)
