@@ -123,6 +123,8 @@ class Call:
     fault: str | None = None
     finished: bool = False  # the whole answer was streamed with a finish reason
     text: str = ""
+    arrived: float = 0.0  # time.monotonic() when the request came in
+    peer: str = ""  # the client's host:port: the same for requests on one kept-alive connection
 
 
 def answer(messages: list[dict[str, Any]], seed: int) -> str:
@@ -266,8 +268,10 @@ class FakeServer:
         return None
 
     async def _begin(self, request: Request, path: str) -> tuple[Call, dict[str, Any]]:
+        arrived = time.monotonic()
         body = await request.json()
-        call = Call(path=path, body=body, headers=dict(request.headers))
+        peer = f"{request.client.host}:{request.client.port}" if request.client else ""
+        call = Call(path=path, body=body, headers=dict(request.headers), arrived=arrived, peer=peer)
         with self._lock:
             self.calls.append(call)
         return call, body
@@ -285,13 +289,16 @@ class FakeServer:
         return [text[i : i + size] for i in range(0, len(text), size)] or [""]
 
     @asynccontextmanager
-    async def _pace(self) -> AsyncIterator[None]:
+    async def _pace(self, call: Call) -> AsyncIterator[None]:
+        """The first byte of the answer goes out ``latency`` after the request came in: the time
+        this one-threaded fake spent writing the answer is part of it, as in a real server that
+        serves many requests at once."""
         with self._lock:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             if self.latency:
-                await asyncio.sleep(self.latency)
+                await asyncio.sleep(max(0.0, call.arrived + self.latency - time.monotonic()))
             yield
         finally:
             with self._lock:
@@ -401,7 +408,7 @@ class FakeOpenAIServer(FakeServer):
         stop_at = int(len(text) * fault.at) if fault else len(text)
         if kind in ("cut", "truncate", "stream_error", "length"):
             text = text[:stop_at]
-        async with self._pace():
+        async with self._pace(call):
             yield chunk({"role": "assistant", "content": ""})
             for piece in self._pieces(text, self.chunk_chars):
                 yield chunk({"content": piece})
@@ -497,7 +504,7 @@ class FakeAnthropicServer(FakeServer):
         prompt = count_tokens(system if isinstance(system, str) else json.dumps(system)) + sum(
             count_tokens(str(m.get("content", ""))) for m in body.get("messages", [])
         )
-        async with self._pace():
+        async with self._pace(call):
             yield event(
                 "message_start",
                 {

@@ -11,7 +11,7 @@ import pytest
 from fake_llm_servers import FakeAnthropicServer, Sleeps, prompt_request, text_of
 
 from novelkit._config import NovelConfig
-from novelkit._errors import BackendConfigError, ConfigError, TransientBackendError
+from novelkit._errors import BackendConfigError, BackendError, ConfigError, TransientBackendError
 from novelkit.llm import make_backend
 from novelkit.llm._ratelimit import RateLimiter
 from novelkit.llm._retry import RetryPolicy
@@ -88,6 +88,78 @@ def test_turns_alternate_even_when_the_conversation_does_not() -> None:
     body = AnthropicBackend(model="m", api_key="k").body(request)
     assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user"]
     assert body["messages"][0]["content"].endswith("\n\none more thing")
+
+
+def test_calls_share_one_kept_alive_connection(fake: FakeAnthropicServer) -> None:
+    target = backend(fake)
+
+    async def go() -> None:
+        try:
+            for unit in ("u1", "u2", "u3"):
+                assert [c async for c in target.stream(prompt_request(unit=unit))]
+        finally:
+            await target.aclose()
+
+    asyncio.run(go())
+    assert fake.completed == 3 and len({call.peer for call in fake.calls}) == 1
+
+
+def mocked(*events: dict[str, Any]) -> tuple[AnthropicBackend, list[Any]]:
+    """A backend whose SDK client is answered with ``events`` as one event stream."""
+    import anthropic
+    import httpx2
+
+    sent: list[httpx2.Request] = []
+    body = b"".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events)
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        sent.append(request)
+        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+
+    class Mocked(AnthropicBackend):
+        def _new_client(self) -> anthropic.AsyncAnthropic:
+            return anthropic.AsyncAnthropic(
+                api_key="k",
+                base_url=self.base_url,
+                max_retries=0,
+                http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(handler)),
+            )
+
+    target = Mocked(model="m", api_key="k", base_url="http://127.0.0.1:9", extra_body={"top_k": 5})
+    return target, sent
+
+
+def test_cached_prompt_tokens_count_and_extra_body_is_sent() -> None:
+    usage = {"input_tokens": 5, "cache_creation_input_tokens": 2, "cache_read_input_tokens": 7}
+    target, sent = mocked(
+        {"type": "message_start", "message": {"model": "m-2025", "usage": usage}},
+        {"type": "ping"},
+        {"type": "content_block_delta", "delta": {"type": "text_delta", "text": "Hi"}},
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn"},
+            "usage": {"output_tokens": 3},
+        },
+        {"type": "message_stop"},
+    )
+    [chunks] = run(target, prompt_request(model="m"))
+    done = chunks[-1]
+    assert text_of(chunks) == "Hi" and isinstance(done, Done) and done.model == "m-2025"
+    assert (done.usage.prompt_tokens, done.usage.completion_tokens) == (14, 3)
+    [request] = sent
+    assert request.headers["authorization"] == "Bearer k"  # how this SDK sends the key
+    assert "anthropic-version" in request.headers
+    assert json.loads(request.content)["top_k"] == 5
+
+
+def test_a_stream_error_that_is_not_transient_fails_without_retry() -> None:
+    error = {"type": "invalid_request_error", "message": "prompt is too long"}
+    target, sent = mocked(
+        {"type": "message_start", "message": {}}, {"type": "error", "error": error}
+    )
+    with pytest.raises(BackendError, match="invalid_request_error: prompt is too long") as caught:
+        run(target, prompt_request(model="m"))
+    assert not isinstance(caught.value, TransientBackendError) and len(sent) == 1
 
 
 def test_base_url_with_v1_is_accepted(fake: FakeAnthropicServer) -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from fake_llm_servers import FakeOpenAIServer, Sleeps, answer, prompt_request, t
 from novelkit._config import NovelConfig
 from novelkit._errors import BackendConfigError, BackendError, ConfigError, TransientBackendError
 from novelkit.llm import make_backend
+from novelkit.llm._http import sse_events
 from novelkit.llm._ratelimit import RateLimiter
 from novelkit.llm._retry import RetryPolicy
 from novelkit.llm.base import Chunk, Delta, Done, Message, Request, Retrying
@@ -136,9 +138,107 @@ def test_official_api_gets_max_completion_tokens_and_options_pass_through() -> N
     assert body["extra_body"] == {"top_k": 20}
 
 
+def test_extra_body_is_merged_into_the_request_json(fake: FakeOpenAIServer) -> None:
+    run(backend(fake, extra_body={"top_k": 20, "temperature": 0.3}), prompt_request())
+    body = fake.calls[0].body
+    assert body["top_k"] == 20 and body["temperature"] == 0.3  # extra_body wins, as in the SDK
+    assert "extra_body" not in body and body["messages"][0]["role"] == "system"
+
+
+def test_calls_share_one_kept_alive_connection(fake: FakeOpenAIServer) -> None:
+    target = backend(fake)
+
+    async def go() -> None:
+        try:
+            for unit in ("u1", "u2", "u3"):
+                assert [c async for c in target.stream(prompt_request(unit=unit))]
+        finally:
+            await target.aclose()
+
+    asyncio.run(go())
+    assert fake.completed == 3
+    assert len({call.peer for call in fake.calls}) == 1  # the stream was read to its end
+
+
+def test_a_compressed_event_stream_is_decoded() -> None:
+    import httpx2
+    import openai
+
+    chunks = [{"choices": [{"delta": {"content": "Hello"}}]}]
+    chunks.append({"choices": [{"delta": {}, "finish_reason": "stop"}], "model": "m"})
+    sse = b"".join(f"data: {json.dumps(c)}\n\n".encode() for c in chunks) + b"data: [DONE]\n\n"
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        assert request.headers["authorization"] == "Bearer k"
+        headers = {"content-type": "text/event-stream", "content-encoding": "gzip"}
+        return httpx2.Response(200, headers=headers, content=gzip.compress(sse))
+
+    class Mocked(OpenAIBackend):
+        def _new_client(self) -> openai.AsyncOpenAI:
+            transport = httpx2.MockTransport(handler)
+            return openai.AsyncOpenAI(
+                api_key="k",
+                base_url=self.base_url,
+                max_retries=0,
+                http_client=httpx2.AsyncClient(transport=transport),
+            )
+
+    target = Mocked(model="m", api_key="k", base_url="http://127.0.0.1:9/v1")
+    [received] = run(target, prompt_request(model="m"))
+    assert text_of(received) == "Hello"
+    assert isinstance(received[-1], Done) and received[-1].model == "m"
+
+
 def test_per_request_model_wins(fake: FakeOpenAIServer) -> None:
     run(backend(fake), prompt_request(model="fake-model-2"))
     assert fake.calls[0].body["model"] == "fake-model-2"
+
+
+# -- the event stream --------------------------------------------------------------------------
+
+SSE = (
+    b'event: x\r\ndata: {"a": 1}\r\n\r\n: a comment\n\ndata: {"b":\ndata: 2}\n\n'
+    b'retry: 5\rdata: {"c": 3}\r\rdata: [DONE]\n\n'
+)
+
+
+def events(pieces: list[bytes]) -> list[dict[str, Any]]:
+    async def body() -> AsyncIterator[bytes]:
+        for piece in pieces:
+            yield piece
+
+    async def go() -> list[dict[str, Any]]:
+        return [event async for event in sse_events(body())]
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, len(SSE)])
+def test_events_survive_any_split_of_the_body(size: int) -> None:
+    pieces = [SSE[i : i + size] for i in range(0, len(SSE), size)]
+    assert events(pieces) == [{"a": 1}, {"b": 2}, {"c": 3}]
+
+
+def test_the_body_is_read_to_its_end_after_done() -> None:
+    read: list[bytes] = []
+
+    async def body() -> AsyncIterator[bytes]:
+        for piece in (b'data: {"a": 1}\n\n', b"data: [DONE]\n\n", b"data: ignored\n\n"):
+            read.append(piece)
+            yield piece
+
+    async def go() -> list[dict[str, Any]]:
+        return [event async for event in sse_events(body())]
+
+    assert asyncio.run(go()) == [{"a": 1}]
+    assert len(read) == 3  # so the connection can be reused
+
+
+def test_a_cut_or_malformed_event_is_a_transient_error() -> None:
+    with pytest.raises(TransientBackendError, match="middle of an event"):
+        events([b'data: {"a": 1}\n\ndata: {"b"'])
+    with pytest.raises(TransientBackendError, match="malformed event"):
+        events([b"data: {nope\n\n"])
 
 
 # -- faults ------------------------------------------------------------------------------------

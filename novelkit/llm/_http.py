@@ -1,4 +1,5 @@
-"""Pieces the HTTP backends (openai, anthropic) share: settings, prompts, per-loop clients."""
+"""Pieces the HTTP backends (openai, anthropic) share: settings, prompts, per-loop clients, and
+the server-sent event stream of a response read as plain JSON."""
 
 from __future__ import annotations
 
@@ -7,24 +8,29 @@ import functools
 import json
 import os
 import ssl
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from .._errors import BackendConfigError, ConfigError
+from .._errors import BackendConfigError, ConfigError, TransientBackendError
 from .base import Message, Request
 
 if TYPE_CHECKING:
+    import httpx2
+
     from .._config import NovelConfig
 
 __all__ = [
     "COMMON_OPTIONS",
     "LoopBound",
+    "body_bytes",
     "check_base_url",
     "public_url",
     "read_key",
     "resolve_credentials",
     "shared_ssl_context",
+    "sse_events",
+    "wire_body",
     "with_schema_instruction",
 ]
 
@@ -168,3 +174,74 @@ def resolve_credentials(
             )
         api_key = LOCAL_KEY
     return config.model, base_url, key_setting, api_key
+
+
+def wire_body(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON to send: ``extra_body`` merged over the rest, as the SDKs' ``create`` does."""
+    extra = body.get("extra_body")
+    wire = {key: value for key, value in body.items() if key != "extra_body"}
+    return {**wire, **extra} if extra else wire
+
+
+def body_bytes(response: httpx2.Response) -> AsyncIterator[bytes]:
+    """The body as it arrives, without the decoding layer (one generator step per event) when
+    the server did not compress it, as event streams rarely are; a body already read (a mock
+    transport's) comes from memory."""
+    identity = response.headers.get("content-encoding", "identity") == "identity"
+    if identity and not response.is_stream_consumed:
+        return response.aiter_raw()
+    return response.aiter_bytes()
+
+
+async def sse_events(body: AsyncIterator[bytes]) -> AsyncIterator[dict[str, Any]]:
+    """The JSON payloads of a server-sent event stream, up to its end or ``data: [DONE]``.
+
+    Event names are not needed (both APIs repeat them in the payload's ``type``). After
+    ``[DONE]`` the body is still read to its end (normally just the chunked terminator), so
+    the connection goes back to the pool instead of being closed.
+    """
+    data: list[bytes] = []
+    pending = b""
+    done = False
+    async for piece in body:
+        if done:
+            continue
+        lines = (pending + piece).splitlines(keepends=True)
+        # an unterminated last line, or a CR that may be the first half of CRLF, waits for more
+        pending = lines.pop() if lines and not lines[-1].endswith(b"\n") else b""
+        for line in lines:
+            event = _sse_line(line.rstrip(b"\r\n"), data)
+            if event is _DONE:
+                done = True
+                break
+            if event is not None:
+                yield event
+    if done:
+        return
+    if pending:
+        _sse_line(pending.rstrip(b"\r\n"), data)
+    if data and data != [b"[DONE]"]:
+        raise TransientBackendError("the stream ended in the middle of an event")
+
+
+_DONE: dict[str, Any] = {}
+
+
+def _sse_line(line: bytes, data: list[bytes]) -> dict[str, Any] | None:
+    """Take one line; the event's payload (or ``_DONE``) when a blank line ends the event."""
+    if line.startswith(b"data:"):
+        data.append(line[5:].lstrip())
+        return None
+    if line or not data:
+        return None  # comments, event names, retry hints; or a blank line with nothing pending
+    payload = b"\n".join(data)
+    data.clear()
+    if payload == b"[DONE]":
+        return _DONE
+    try:
+        parsed = json.loads(payload)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise TransientBackendError(
+            f"the stream sent a malformed event: {payload[:200]!r}"
+        ) from None
+    return parsed if isinstance(parsed, dict) else None

@@ -19,11 +19,14 @@ from . import check_options
 from ._http import (
     COMMON_OPTIONS,
     LoopBound,
+    body_bytes,
     check_base_url,
     environ_or_default,
     public_url,
     resolve_credentials,
     shared_ssl_context,
+    sse_events,
+    wire_body,
     with_schema_instruction,
 )
 from ._ratelimit import LIMIT_OPTIONS, RateLimiter
@@ -31,6 +34,7 @@ from ._retry import RETRY_OPTIONS, RetryPolicy, error_for_status, with_retries
 from .base import Chunk, Delta, Done, Request, Usage, count_tokens
 
 if TYPE_CHECKING:
+    import httpx2
     from anthropic import AsyncAnthropic
 
     from .._config import NovelConfig
@@ -132,7 +136,8 @@ class AnthropicBackend:
         return client
 
     def body(self, request: Request) -> dict[str, Any]:
-        """The keyword arguments of ``messages.create`` for ``request``."""
+        """The request body for ``POST /v1/messages``, in the form of ``messages.create``'s
+        keyword arguments (``extra_body`` is merged in when it is sent)."""
         system: list[str] = []
         turns: list[dict[str, str]] = []
         for message in with_schema_instruction(request):
@@ -174,23 +179,34 @@ class AnthropicBackend:
             stopped = False
             served_by = model
             try:
-                stream = await client.messages.create(**body)
-                async with stream:
-                    async for event in stream:
-                        if event.type == "message_start":
-                            served_by = event.message.model or served_by
-                            prompt_tokens = _input_tokens(event.message.usage)
-                        elif event.type == "content_block_delta":
-                            if event.delta.type == "text_delta" and event.delta.text:
-                                parts.append(event.delta.text)
-                                yield Delta(event.delta.text)
-                        elif event.type == "message_delta":
-                            stop_reason = event.delta.stop_reason or stop_reason
-                            completion_tokens = event.usage.output_tokens
-                            if event.usage.input_tokens is not None:
-                                prompt_tokens = _input_tokens(event.usage)
-                        elif event.type == "message_stop":
+                response = await _post_stream(anthropic, client, wire_body(body))
+                try:
+                    async for event in sse_events(body_bytes(response)):
+                        kind = event.get("type")
+                        if kind == "content_block_delta":
+                            delta = event.get("delta") or {}
+                            if delta.get("type") == "text_delta" and delta.get("text"):
+                                parts.append(delta["text"])
+                                yield Delta(delta["text"])
+                        elif kind == "message_start":
+                            message = event.get("message") or {}
+                            served_by = message.get("model") or served_by
+                            prompt_tokens = _input_tokens(message.get("usage") or {})
+                        elif kind == "message_delta":
+                            stop_reason = (event.get("delta") or {}).get(
+                                "stop_reason"
+                            ) or stop_reason
+                            usage = event.get("usage") or {}
+                            if usage.get("output_tokens") is not None:
+                                completion_tokens = int(usage["output_tokens"])
+                            if usage.get("input_tokens") is not None:
+                                prompt_tokens = _input_tokens(usage)
+                        elif kind == "message_stop":
                             stopped = True
+                        elif kind == "error":
+                            raise _stream_error(event.get("error"))
+                finally:
+                    await response.aclose()
             except anthropic.APIStatusError as exc:
                 raise self._status_error(exc, model) from None
             except anthropic.APITimeoutError:
@@ -224,10 +240,6 @@ class AnthropicBackend:
 
     def _status_error(self, exc: Any, model: str) -> BackendError:
         detail = str(exc.api_message or exc.message)
-        if exc.status_code < 400:  # an `event: error` inside a 200 stream
-            if exc.type in _TRANSIENT_TYPES:
-                return TransientBackendError(f"the stream reported {exc.type}: {detail}")
-            return BackendError(f"the stream reported {exc.type}: {detail}")
         return error_for_status(
             exc.status_code,
             detail,
@@ -241,12 +253,40 @@ class AnthropicBackend:
         await self._clients.aclose()
 
 
-def _input_tokens(usage: Any) -> int:
+def _input_tokens(usage: Mapping[str, Any]) -> int:
     """All prompt tokens: fresh, written to and read from the prompt cache."""
     return sum(
-        getattr(usage, name, None) or 0
+        int(usage.get(name) or 0)
         for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
     )
+
+
+def _stream_error(error: Any) -> BackendError:
+    """An ``event: error`` inside a 200 stream: overloaded and the like are retried."""
+    error = error if isinstance(error, dict) else {}
+    kind = str(error.get("type") or "error")
+    detail = str(error.get("message") or "no detail given")
+    if kind in _TRANSIENT_TYPES:
+        return TransientBackendError(f"the stream reported {kind}: {detail}")
+    return BackendError(f"the stream reported {kind}: {detail}")
+
+
+async def _post_stream(
+    anthropic: Any, client: AsyncAnthropic, body: dict[str, Any]
+) -> httpx2.Response:
+    """POST the message through the SDK's own request path (auth and version headers, base_url,
+    timeouts, status errors) and return the response with its body unread: its event stream
+    is read as plain JSON, without a model object per event."""
+    import httpx2  # the SDK's own HTTP library, loaded with it
+
+    response: httpx2.Response = await client.post(
+        "/v1/messages",
+        cast_to=httpx2.Response,
+        body=body,
+        stream=True,
+        stream_cls=anthropic.AsyncStream,
+    )
+    return response
 
 
 async def _close_client(client: AsyncAnthropic) -> None:

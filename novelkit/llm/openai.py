@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import json
 import re
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -27,11 +26,14 @@ from . import check_options
 from ._http import (
     COMMON_OPTIONS,
     LoopBound,
+    body_bytes,
     check_base_url,
     environ_or_default,
     public_url,
     resolve_credentials,
     shared_ssl_context,
+    sse_events,
+    wire_body,
     with_schema_instruction,
 )
 from ._ratelimit import LIMIT_OPTIONS, RateLimiter
@@ -39,6 +41,7 @@ from ._retry import RETRY_OPTIONS, RetryPolicy, error_for_status, with_retries
 from .base import Chunk, Delta, Done, Request, Usage, count_tokens
 
 if TYPE_CHECKING:
+    import httpx2
     from openai import AsyncOpenAI
 
     from .._config import NovelConfig
@@ -174,7 +177,9 @@ class OpenAIBackend:
         return client
 
     def body(self, request: Request) -> dict[str, Any]:
-        """The keyword arguments of ``chat.completions.create`` for ``request``."""
+        """The request body for ``POST /chat/completions``, in the form of
+        ``chat.completions.create``'s keyword arguments (``extra_body`` is merged in when it is
+        sent)."""
         structured = request.json_schema is not None and self.structured_output != "none"
         # a continuation must extend the partial text, not start a fresh JSON object
         constrain = structured and request.task != "continue"
@@ -224,11 +229,9 @@ class OpenAIBackend:
             usage: Usage | None = None
             served_by = model
             try:
-                # the SDK sends the request and maps HTTP errors; the SSE body is read here as
-                # plain JSON, which costs a fraction of building a model object per chunk
-                raw = client.chat.completions.with_streaming_response.create(**_untyped(body))
-                async with raw as response:
-                    async for chunk in _sse_events(response.iter_lines()):
+                response = await _post_stream(openai, client, wire_body(body))
+                try:
+                    async for chunk in sse_events(body_bytes(response)):
                         if "error" in chunk:
                             error = chunk["error"]
                             message = error.get("message") if isinstance(error, dict) else error
@@ -247,6 +250,8 @@ class OpenAIBackend:
                                 yield Delta(content)
                             if choice.get("finish_reason"):
                                 finish = choice["finish_reason"]
+                finally:
+                    await response.aclose()
             except _transport_errors() as exc:  # the connection dropped while reading the body
                 raise TransientBackendError(
                     f"lost the connection to {public_url(self.base_url)} mid-stream ({exc!r})"
@@ -262,10 +267,6 @@ class OpenAIBackend:
                 raise TransientBackendError(
                     f"lost the connection to {public_url(self.base_url)} ({cause!r}); is the "
                     "server running and `base_url` right?"
-                ) from None
-            except openai.APIError as exc:  # an error event inside the stream
-                raise TransientBackendError(
-                    f"the stream reported an error: {exc.message}"
                 ) from None
             if finish is None:
                 raise TransientBackendError(
@@ -305,17 +306,26 @@ class OpenAIBackend:
         await self._clients.aclose()
 
 
-def _untyped(body: dict[str, Any]) -> dict[str, Any]:
-    """Send ``response_format`` as it is: the SDK's recursive transform of a large JSON schema
-    costs milliseconds a call and changes nothing on the wire."""
-    kwargs = dict(body)
-    response_format = kwargs.pop("response_format", None)
-    if response_format is not None:
-        kwargs["extra_body"] = {
-            **(kwargs.get("extra_body") or {}),
-            "response_format": response_format,
-        }
-    return kwargs
+async def _post_stream(openai: Any, client: AsyncOpenAI, body: dict[str, Any]) -> httpx2.Response:
+    """POST the chat completion through the SDK's own request path (auth, base_url, timeouts,
+    status errors) and return the response with its body unread.
+
+    ``chat.completions.create`` would first walk every message through the SDK's recursive
+    TypedDict transform, which costs milliseconds a call and changes nothing for plain
+    role/content dicts; ``client.post(..., cast_to=httpx2.Response)`` is how the SDK's README
+    ("Undocumented endpoints") gets the response itself.
+    """
+    import httpx2  # the SDK's own HTTP library, loaded with it
+
+    response: httpx2.Response = await client.post(
+        "/chat/completions",
+        cast_to=httpx2.Response,
+        body=body,
+        options={"security": {"bearer_auth": True}},
+        stream=True,
+        stream_cls=openai.AsyncStream,
+    )
+    return response
 
 
 @functools.cache
@@ -329,31 +339,6 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
             continue
         found.append(module.TransportError)
     return tuple(found)
-
-
-async def _sse_events(lines: AsyncIterator[str]) -> AsyncIterator[dict[str, Any]]:
-    """The JSON payloads of a server-sent event stream, up to ``data: [DONE]``."""
-    data: list[str] = []
-    async for line in lines:
-        if line.startswith("data:"):
-            data.append(line[5:].lstrip())
-            continue
-        if line or not data:
-            continue  # comments, event names, retry hints; or a blank line with nothing pending
-        payload = "\n".join(data)
-        data.clear()
-        if payload == "[DONE]":
-            return
-        try:
-            parsed = json.loads(payload)
-        except json.JSONDecodeError:
-            raise TransientBackendError(
-                f"the stream sent a malformed event: {payload[:200]!r}"
-            ) from None
-        if isinstance(parsed, dict):
-            yield parsed
-    if data and data != ["[DONE]"]:
-        raise TransientBackendError("the stream ended in the middle of an event")
 
 
 def _schema_name(name: str | None) -> str:
