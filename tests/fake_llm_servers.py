@@ -570,6 +570,19 @@ PREMISE_CONTEXT = {
 }
 
 
+def stream_in_one_loop(backend: Any, units: tuple[str, ...] = ("u1", "u2", "u3")) -> None:
+    """Stream one request per unit, one after another on one event loop, then close."""
+
+    async def go() -> None:
+        try:
+            for unit in units:
+                assert [chunk async for chunk in backend.stream(prompt_request(unit=unit))]
+        finally:
+            await backend.aclose()
+
+    asyncio.run(go())
+
+
 def prompt_request(
     task: str = "premise",
     context: dict[str, Any] | None = None,

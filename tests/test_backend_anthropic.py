@@ -8,7 +8,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fake_llm_servers import FakeAnthropicServer, Sleeps, prompt_request, text_of
+from fake_llm_servers import (
+    FakeAnthropicServer,
+    Sleeps,
+    prompt_request,
+    stream_in_one_loop,
+    text_of,
+)
 
 from novelkit._config import NovelConfig
 from novelkit._errors import BackendConfigError, BackendError, ConfigError, TransientBackendError
@@ -91,16 +97,7 @@ def test_turns_alternate_even_when_the_conversation_does_not() -> None:
 
 
 def test_calls_share_one_kept_alive_connection(fake: FakeAnthropicServer) -> None:
-    target = backend(fake)
-
-    async def go() -> None:
-        try:
-            for unit in ("u1", "u2", "u3"):
-                assert [c async for c in target.stream(prompt_request(unit=unit))]
-        finally:
-            await target.aclose()
-
-    asyncio.run(go())
+    stream_in_one_loop(backend(fake))
     assert fake.completed == 3 and len({call.peer for call in fake.calls}) == 1
 
 

@@ -12,7 +12,14 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from fake_llm_servers import FakeOpenAIServer, Sleeps, answer, prompt_request, text_of
+from fake_llm_servers import (
+    FakeOpenAIServer,
+    Sleeps,
+    answer,
+    prompt_request,
+    stream_in_one_loop,
+    text_of,
+)
 
 from novelkit._config import NovelConfig
 from novelkit._errors import BackendConfigError, BackendError, ConfigError, TransientBackendError
@@ -146,16 +153,7 @@ def test_extra_body_is_merged_into_the_request_json(fake: FakeOpenAIServer) -> N
 
 
 def test_calls_share_one_kept_alive_connection(fake: FakeOpenAIServer) -> None:
-    target = backend(fake)
-
-    async def go() -> None:
-        try:
-            for unit in ("u1", "u2", "u3"):
-                assert [c async for c in target.stream(prompt_request(unit=unit))]
-        finally:
-            await target.aclose()
-
-    asyncio.run(go())
+    stream_in_one_loop(backend(fake))
     assert fake.completed == 3
     assert len({call.peer for call in fake.calls}) == 1  # the stream was read to its end
 
