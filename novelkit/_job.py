@@ -499,18 +499,22 @@ class Job:
         except Exception as exc:
             if final is not JobState.FAILED:
                 final, message, error = JobState.FAILED, "failed", f"could not save: {exc}"
-        if final is JobState.CANCELLED:
-            for name in self._running_stages:
-                self.project._mark_cancelled(name)
-        self._running_stages.clear()
-        self._live = None
-        self._current_stage = None
-        self._finished = time.time()
-        try:
-            self._set_state(final, message, error)
-            self.project.store.take_control(self.id)  # nothing left to act on them
-        except Exception:  # the state is set in memory; on reopen the store shows interrupted
-            log.exception("novelkit: could not record that job %s is %s", self.id, final.value)
+        with self._cond:  # a cancel() may have come in while the run was winding down
+            now: JobState = self._state
+            if now is JobState.CANCELLING and final is not JobState.FAILED:
+                final, message = JobState.CANCELLED, "cancelled"
+            if final is JobState.CANCELLED:
+                for name in self._running_stages:
+                    self.project._mark_cancelled(name)
+            self._running_stages.clear()
+            self._live = None
+            self._current_stage = None
+            self._finished = time.time()
+            try:
+                self._set_state(final, message, error)
+                self.project.store.take_control(self.id)  # nothing left to act on them
+            except Exception:  # the state is set in memory; on reopen the store shows interrupted
+                log.exception("novelkit: could not record that job %s is %s", self.id, final.value)
 
     _current_stage: str | None = None
 
@@ -631,8 +635,14 @@ class Job:
         failed: list[BaseException] = []
         tasks: list[asyncio.Task[Any]] = []
 
+        to_run: set[tuple[str, str]] = set()  # not done when the graph was built: run them
+
         def add(part: list[Stage]) -> None:
             units.update({s.name: project.units_of(s) for s in part})
+            for stage in part:
+                todo = project._pending_units(stage)
+                self._planned[stage.name] = len(todo)
+                to_run.update((stage.name, unit) for unit in todo)
             for key, node in unit_graph(stages[: stages.index(part[-1]) + 1], units).items():
                 if key in nodes:
                     continue  # already running
@@ -683,7 +693,8 @@ class Job:
                 if not all(nodes[d].ok for d in node.deps):
                     return
                 stage, unit = node.stage, node.unit
-                if not project._needs_run(stage, unit):
+                # a unit done before the run may have gone stale as this run redid its inputs
+                if (stage.name, unit) not in to_run and not project._needs_run(stage, unit):
                     ok = True
                     return
                 slots = lane if stage.per_chapter and not stage.parallel else shared
@@ -732,9 +743,7 @@ class Job:
             for node in planning:
                 await node.ready.wait()
             if not failed and self._stop is None and all(n.ok for n in planning):
-                later = stages[first:]
-                self._planned.update({s.name: len(project._pending_units(s)) for s in later})
-                add(later)
+                add(stages[first:])
         results = await asyncio.gather(*tasks, return_exceptions=True)
         if self._save_error is not None:  # the cause: units that read its outputs fail after it
             raise self._save_error
