@@ -110,6 +110,19 @@ def idle_call_time(latency: float, samples: int = 100) -> float:
     return asyncio.run(measure())
 
 
+def timed_run(folder: Path, backend: CannedBackend) -> tuple[float, int, float]:
+    """A full 24-chapter run: its wall time, its calls and its critical path in calls."""
+    project = nk.new_project(
+        folder, premise=PREMISE, chapters=24, words_per_chapter=1000, backend_instance=backend
+    )
+    started = time.perf_counter()
+    assert project.start().wait() is nk.JobState.SUCCEEDED
+    took = time.perf_counter() - started
+    calls, bound_calls = project.store.call_count(), critical_path_calls(project)
+    project.close()
+    return took, calls, bound_calls
+
+
 def orchestration(tmp: Path, runs: int = 5) -> dict[str, Any]:
     """The same 24-chapter run ``runs`` times, each in a new project: the median is reported,
     since one run on a shared 2-core machine moves by several per cent either way."""
@@ -118,20 +131,8 @@ def orchestration(tmp: Path, runs: int = 5) -> dict[str, Any]:
     per_call = idle_call_time(latency)
     walls: list[float] = []
     for run in range(runs):
-        backend = CannedBackend(responses, latency)
-        project = nk.new_project(
-            tmp / f"orch-{run}",
-            premise=PREMISE,
-            chapters=24,
-            words_per_chapter=1000,
-            backend_instance=backend,
-        )
-        started = time.perf_counter()
-        assert project.start().wait() is nk.JobState.SUCCEEDED
-        walls.append(time.perf_counter() - started)
-        bound_calls = critical_path_calls(project)
-        calls = project.store.call_count()
-        project.close()
+        took, calls, bound_calls = timed_run(tmp / f"orch-{run}", CannedBackend(responses, latency))
+        walls.append(took)
     wall = statistics.median(walls)
     bound = bound_calls * per_call
 
@@ -162,18 +163,7 @@ def orchestration(tmp: Path, runs: int = 5) -> dict[str, Any]:
     _runner.UnitContext._call = timed_call  # type: ignore[method-assign]
     try:
         fast = CannedBackend(responses, 0.0)
-        project = nk.new_project(
-            tmp / "zero",
-            premise=PREMISE,
-            chapters=24,
-            words_per_chapter=1000,
-            backend_instance=fast,
-        )
-        started = time.perf_counter()
-        assert project.start().wait() is nk.JobState.SUCCEEDED
-        zero_wall = time.perf_counter() - started
-        zero_calls = project.store.call_count()
-        project.close()
+        zero_wall, zero_calls, _ = timed_run(tmp / "zero", fast)
     finally:
         _runner.UnitContext._commit_call = original  # type: ignore[method-assign]
         _runner.UnitContext._call = original_call  # type: ignore[method-assign]
