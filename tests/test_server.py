@@ -14,8 +14,9 @@ from _tools import STAGE_NAMES
 from starlette.testclient import TestClient
 
 import novelkit as nk
+from novelkit._events import Event
 from novelkit.server import create_app, create_key
-from novelkit.server.feed import RESYNC, ClientQueue, Outgoing
+from novelkit.server.feed import RESYNC, Client, ClientQueue, Outgoing, ProjectFeed
 from novelkit.server.limits import RateLimit
 
 PREMISE = "A lighthouse keeper finds a letter from her drowned brother, dated after his death."
@@ -475,32 +476,67 @@ def test_ws_frame_over_limit_closes_1009(tmp_path: Path) -> None:
 # -- the per-client queue -----------------------------------------------------------------------
 
 
-def test_queue_coalesces_progress_and_deltas() -> None:
-    queue = ClientQueue(maxsize=10)
-    for i in range(100):
-        queue.put(
-            Outgoing({"type": "progress", "stage": "draft", "done": i, "seq": i}, "progress:draft")
-        )
-        queue.put(
-            Outgoing(
-                {"type": "delta", "stage": "draft", "unit": "ch01", "text": "ab", "seq": None},
-                "delta:draft:ch01",
-            )
-        )
-    assert len(queue) == 2
-    assert queue.coalesced == 198 and queue.overflows == 0
+def _progress(i: int) -> Outgoing:
+    return Outgoing({"type": "progress", "stage": "draft", "done": i, "seq": i}, "progress:draft")
 
-    async def drain() -> list[Any]:
-        return [await queue.get(), await queue.get()]
 
+def _ab() -> Outgoing:
+    return Outgoing(
+        {"type": "delta", "stage": "draft", "unit": "ch01", "text": "ab", "seq": None},
+        "delta:draft:ch01",
+    )
+
+
+def test_queue_coalesces_deltas_at_once_and_progress_once_behind() -> None:
     import asyncio
 
-    first, second = asyncio.run(drain())
-    assert isinstance(first, Outgoing) and isinstance(second, Outgoing)
-    assert first.payload["done"] == 99
-    assert (
-        second.payload["text"] == ("ab" * 100)[-2000:] and second.payload.get("truncated") is None
-    )
+    queue = ClientQueue(maxsize=10)  # behind from 5 waiting messages on
+    for i in range(100):
+        queue.put(_progress(i))
+        queue.put(_ab())
+    assert len(queue) == 5 and queue.coalesced == 195 and queue.overflows == 0
+
+    async def drain() -> list[Any]:
+        return [await queue.get() for _ in range(len(queue))]
+
+    sent = asyncio.run(drain())
+    assert all(isinstance(m, Outgoing) for m in sent)
+    assert [m.payload.get("done") for m in sent[:-1]] == [0, 1, 2, 99]  # then only the newest
+    assert sent[-1].payload["text"] == "ab" * 100 and sent[-1].payload.get("truncated") is None
+
+
+def test_queue_of_a_client_that_keeps_up_loses_no_seq() -> None:
+    import asyncio
+
+    queue = ClientQueue(maxsize=1000)
+
+    async def scenario() -> list[int]:
+        done = []
+        for start in range(0, 300, 30):  # batches, as the feed reads them from the store
+            for i in range(start, start + 30):
+                queue.put(_progress(i))
+            while len(queue):
+                message = await queue.get()
+                assert isinstance(message, Outgoing)
+                done.append(message.payload["done"])
+        return done
+
+    assert asyncio.run(scenario()) == list(range(300))
+    assert queue.coalesced == 0
+
+
+def test_queue_keeps_only_the_tail_of_a_long_delta() -> None:
+    import asyncio
+
+    queue = ClientQueue()
+    for _ in range(1500):
+        queue.put(_ab())
+
+    async def first() -> Any:
+        return await queue.get()
+
+    merged = asyncio.run(first())
+    assert merged.payload["text"] == ("ab" * 1500)[-2000:] and merged.payload["truncated"] is True
 
 
 def test_queue_overflow_becomes_one_resync_and_stays_bounded() -> None:
@@ -515,6 +551,121 @@ def test_queue_overflow_becomes_one_resync_and_stays_bounded() -> None:
         return await queue.get()
 
     assert asyncio.run(first()) == RESYNC
+
+
+# -- the live feed ----------------------------------------------------------------------------
+
+
+def _follow(project: nk.Project, publish: Callable[[], None], *, wait: float) -> list[Any]:
+    """What one feed client is sent while ``publish`` runs on another thread."""
+    import asyncio
+    import threading
+
+    async def scenario() -> list[Any]:
+        feed = ProjectFeed(project, _no_status, delta_interval=0.05)
+        feed.start()
+        client = Client(1000)
+        feed.add(client)
+        sent: list[Any] = []
+
+        async def read() -> None:  # a client that keeps up, as a connected socket would
+            while True:
+                sent.append(await client.queue.get())
+
+        reader = asyncio.create_task(read())
+        publisher = threading.Thread(target=publish)
+        publisher.start()
+        await asyncio.to_thread(publisher.join)
+        await asyncio.sleep(wait)
+        reader.cancel()
+        await feed.stop()
+        return sent
+
+    return asyncio.run(scenario())
+
+
+async def _no_status() -> dict[str, Any]:
+    return {}
+
+
+def _delta(project: nk.Project, unit: str, text: str) -> None:
+    project.store.publish_ephemeral(
+        Event("delta", {"stage": "draft", "unit": unit, "text": text}, job_id="j")
+    )
+
+
+def test_feed_merges_deltas_and_sends_a_units_text_before_its_events(
+    make_project: Callable[..., nk.Project],
+) -> None:
+    project = make_project()
+
+    def publish() -> None:
+        for i in range(100):
+            _delta(project, "ch01", f"a{i} ")
+            _delta(project, "ch02", f"b{i} ")
+        project.store.append_event("unit", {"stage": "draft", "unit": "ch01", "state": "done"})
+        _delta(project, "ch02", "tail")
+
+    sent = _follow(project, publish, wait=0.3)
+    payloads = [m.payload for m in sent if isinstance(m, Outgoing)]
+    kinds = [(p["type"], p.get("unit")) for p in payloads]
+    assert kinds == [("delta", "ch01"), ("unit", "ch01"), ("delta", "ch02")]
+    assert payloads[0]["text"] == "".join(f"a{i} " for i in range(100))
+    assert payloads[2]["text"] == "".join(f"b{i} " for i in range(100)) + "tail"
+    assert payloads[1]["seq"] is not None and payloads[0]["seq"] is None
+
+
+def test_feed_sends_a_stream_a_few_times_a_second_not_per_chunk(
+    make_project: Callable[..., nk.Project],
+) -> None:
+    project = make_project()
+
+    def publish() -> None:
+        for i in range(40):
+            _delta(project, "ch01", f"{i},")
+            time.sleep(0.01)  # 0.4 s of streaming at 100 chunks a second
+
+    sent = _follow(project, publish, wait=0.2)
+    texts = [m.payload["text"] for m in sent if isinstance(m, Outgoing)]
+    assert 2 <= len(texts) <= 14  # one message per 50 ms flush, give or take a scheduler
+    assert "".join(texts) == "".join(f"{i}," for i in range(40))
+
+
+def test_feed_stops_when_its_last_client_leaves(env: Env) -> None:
+    sidecar = env.client.app.state.sidecar  # type: ignore[attr-defined]
+    with _ws(env, "done") as first, _ws(env, "done") as second:
+        first.receive_json()
+        second.receive_json()
+        assert len(sidecar._feeds["done"].clients) == 2
+    deadline = time.monotonic() + 5
+    while "done" in sidecar._feeds and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert "done" not in sidecar._feeds
+    with _ws(env, "done") as again:  # a new client gets a new feed
+        assert again.receive_json()["type"] == "status_update"
+
+
+def test_a_job_in_another_process_streams_its_status(env: Env) -> None:
+    import subprocess
+    import sys
+
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "novelkit.cli", "run", str(env.root / "slow")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        with _ws(env, "slow") as ws:
+            ws.receive_json()
+            seen: list[dict[str, Any]] = []
+            while not any(m["type"] == "job" and m["state"] == "succeeded" for m in seen):
+                seen.append(ws.receive_json())
+    finally:
+        assert runner.wait(60) == 0
+    seqs = [m["seq"] for m in seen if m.get("seq") is not None]
+    assert seqs == list(range(seqs[0], seqs[-1] + 1))  # read from the store in order, no gaps
+    previews = [m["status"]["preview"] for m in seen if m["type"] == "status_update"]
+    assert any(previews)  # the other process's snapshot: its streamed text
 
 
 def test_rate_limit_answers_429_with_retry_after(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from ..export import export_formats
 from .auth import KeyStore, TicketBook, keys_path_for
 from .endpoint import routes_for
 from .errors import exception_handlers
-from .feed import ProjectFeed
+from .feed import Client, ProjectFeed
 from .idempotency import IdempotencyCache
 from .limits import (
     DEFAULT_MAX_BODY,
@@ -84,7 +84,8 @@ class Sidecar:
     def __repr__(self) -> str:
         return f"<Sidecar {str(self.root)!r}>"
 
-    async def feed(self, project_id: str, project: Project) -> ProjectFeed:
+    async def join(self, project_id: str, project: Project, client: Client) -> ProjectFeed:
+        """The project's live feed with ``client`` registered (started for the first client)."""
         feed = self._feeds.get(project_id)
         loop = asyncio.get_running_loop()
         if feed is not None and feed._loop is not loop:  # a new event loop (tests): start afresh
@@ -92,11 +93,21 @@ class Sidecar:
             feed = None
         if feed is None:
             feed = ProjectFeed(
-                project, lambda: self.status.get(project), stall_timeout=self.stall_timeout
+                project,
+                lambda: self.status.get(project, fresh=True),
+                stall_timeout=self.stall_timeout,
             )
             feed.start()
             self._feeds[project_id] = feed
+        feed.add(client)
         return feed
+
+    async def leave(self, project_id: str, feed: ProjectFeed, client: Client) -> None:
+        """Unregister ``client``; the last one to leave stops the feed (no idle polling)."""
+        feed.remove(client)
+        if not feed.clients and self._feeds.get(project_id) is feed:
+            del self._feeds[project_id]
+            await feed.stop()
 
     def changed(self, project: Project) -> None:
         """After a control call: fresh status next time; the live feed looks at the store now."""

@@ -2,10 +2,13 @@
 
 The feed takes persisted events from the project's event bus (a job in this process) and
 catches up from the store by ``seq`` (a job in another process, or anything the bus missed),
-so every client sees persisted events in ``seq`` order without gaps. Each client owns a
-bounded queue: ``progress``, ``delta`` and ``status_update`` messages are coalesced (a slow
-client gets fewer, fresher ones); when a queue is full anyway it is emptied and the client is
-sent one ``resync`` instead, so memory stays bounded and nobody else waits.
+so every client sees persisted events in ``seq`` order without gaps. Streamed text (``delta``)
+is merged per stage and unit and sent at most once per ``delta_interval``, one message
+serialised once for every client; an event about a unit first flushes that unit's text, so
+nobody sees text after the event that ends it. Each client owns a bounded queue:
+``progress``, ``delta`` and ``status_update`` messages are coalesced (a slow client gets
+fewer, fresher ones); when a queue is full anyway it is emptied and the client is sent one
+``resync`` instead, so memory stays bounded and nobody else waits.
 """
 
 from __future__ import annotations
@@ -30,7 +33,6 @@ log = logging.getLogger("novelkit.server")
 
 DELTA_TAIL = 2000
 RESYNC = "resync"
-_IDLE, _LATER, _NOW = 0, 1, 2
 
 
 class Outgoing:
@@ -70,10 +72,16 @@ class Outgoing:
 
 
 class ClientQueue:
-    """Bounded, coalescing, never blocks the producer."""
+    """Bounded, coalescing, never blocks the producer.
 
-    def __init__(self, maxsize: int = 1000) -> None:
+    Deltas and status updates replace or extend a queued one of the same key at once; a
+    persisted ``progress`` event (it has a ``seq``) does so only once the client is behind
+    (``backlog`` messages waiting), so a client that keeps up never misses a seq.
+    """
+
+    def __init__(self, maxsize: int = 1000, backlog: int = 64) -> None:
         self.maxsize = maxsize
+        self.backlog = min(backlog, maxsize // 2)
         self._items: dict[int, Outgoing] = {}
         self._by_key: dict[str, int] = {}
         self._next = 0
@@ -86,7 +94,11 @@ class ClientQueue:
         return len(self._items)
 
     def put(self, message: Outgoing) -> None:
-        if message.key is not None and message.key in self._by_key:
+        if (
+            message.key is not None
+            and message.key in self._by_key
+            and (message.payload.get("seq") is None or len(self._items) >= self.backlog)
+        ):
             older = self._items.pop(self._by_key.pop(message.key))
             message = older.merged_with(message)
             self.coalesced += 1
@@ -135,7 +147,7 @@ StatusFn = Callable[[], Awaitable[dict[str, Any]]]
 
 
 class ProjectFeed:
-    """Persisted events in order, deltas as they come, status updates after state changes."""
+    """Persisted events in order, deltas a few times a second, status updates after changes."""
 
     def __init__(
         self,
@@ -161,7 +173,10 @@ class ProjectFeed:
         self._snapshot: dict[str, Any] | None = None
         self._inbox: list[Event] = []
         self._inbox_lock = threading.Lock()
-        self._scheduled = _IDLE
+        self._drain_scheduled = False  # persisted events wait in the inbox; a drain is on its way
+        self._flush_scheduled = False  # deltas wait; a flush is armed
+        self._deltas: dict[tuple[Any, Any], Outgoing] = {}  # (stage, unit) → text merged so far
+        self._stopped = False
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -170,6 +185,7 @@ class ProjectFeed:
         self._poller = asyncio.create_task(self._poll())
 
     async def stop(self) -> None:
+        self._stopped = True  # a drain or flush already scheduled on the loop does nothing
         if self._subscription is not None:
             self._subscription.close()
         for task in (self._poller, self._status_task):
@@ -189,52 +205,84 @@ class ProjectFeed:
     # -- intake -----------------------------------------------------------------------------
 
     def _from_bus(self, event: Event) -> None:
-        """On the bus thread: batch events, wake the loop at most once per batch.
+        """On the bus thread: queue the event, wake the loop at most once per batch.
 
-        Persisted events are handed over at once; deltas wait up to ``delta_interval`` so a
-        fast stream becomes a few merged messages per second instead of one per token.
+        A persisted event is drained at once; the first delta of a batch arms a flush
+        ``delta_interval`` later, so a fast stream costs the loop a few wake-ups a second.
         """
         loop = self._loop
         if loop is None or loop.is_closed():
             return
         with self._inbox_lock:
             self._inbox.append(event)
-            urgent = event.seq is not None
-            if self._scheduled == _NOW or (self._scheduled == _LATER and not urgent):
-                return
-            self._scheduled = _NOW if urgent else _LATER
-        try:
-            if urgent:
-                loop.call_soon_threadsafe(self._drain)
+            if event.seq is not None:
+                if self._drain_scheduled:
+                    return
+                self._drain_scheduled = True
+                callback = self._drain
             else:
-                loop.call_soon_threadsafe(loop.call_later, self.delta_interval, self._drain)
+                if self._flush_scheduled:
+                    return
+                self._flush_scheduled = True
+                callback = self._arm_flush
+        try:
+            loop.call_soon_threadsafe(callback)
         except RuntimeError:
             pass  # the loop closed between the check and the call: the server is stopping
+
+    def _arm_flush(self) -> None:
+        assert self._loop is not None
+        self._loop.call_later(self.delta_interval, self._flush)
 
     def _drain(self) -> None:
         with self._inbox_lock:
             events, self._inbox = self._inbox, []
-            self._scheduled = _IDLE
-        pending: dict[str, Outgoing] = {}  # deltas merged per stage/unit until the next event
+            self._drain_scheduled = False
+        if self._stopped:
+            return
         for event in events:
             if event.seq is None:
-                message = Outgoing.from_event(event)
-                key = message.key or ""
-                pending[key] = pending[key].merged_with(message) if key in pending else message
-                continue
-            for message in pending.values():
-                self._fan_out(message)
-            pending.clear()
-            if event.seq == self.last_seq + 1:
+                self._merge_delta(event)
+            elif event.seq == self.last_seq + 1:
                 self._publish(event)
             elif event.seq > self.last_seq:
                 self._wake.set()  # a gap: read the missing events from the store in order
-        for message in pending.values():
+
+    def _flush(self) -> None:
+        with self._inbox_lock:
+            self._flush_scheduled = False
+        self._drain()
+        deltas, self._deltas = self._deltas, {}
+        for message in deltas.values():
             self._fan_out(message)
+
+    def _merge_delta(self, event: Event) -> None:
+        message = Outgoing.from_event(event)
+        where = (event.data.get("stage"), event.data.get("unit"))
+        pending = self._deltas.get(where)
+        self._deltas[where] = message if pending is None else pending.merged_with(message)
+
+    def _flush_deltas_before(self, event: Event) -> None:
+        """Text streamed for a unit goes out before any event that says the unit, its stage or
+        the job has moved on."""
+        if not self._deltas:
+            return
+        stage, unit = event.data.get("stage"), event.data.get("unit")
+        if event.type == "job":
+            due = list(self._deltas)
+        elif unit is not None:
+            due = [(stage, unit)] if (stage, unit) in self._deltas else []
+        elif event.type == "stage":
+            due = [where for where in self._deltas if where[0] == stage]
+        else:
+            return
+        for where in due:
+            self._fan_out(self._deltas.pop(where))
 
     def _publish(self, event: Event) -> None:
         assert event.seq is not None
         self.last_seq = event.seq
+        self._flush_deltas_before(event)
         self._fan_out(Outgoing.from_event(event))
         if event.type in ("job", "stage"):
             self.schedule_status()
@@ -277,12 +325,18 @@ class ProjectFeed:
             self._drop_stalled()
 
     def _follow_remote_snapshot(self) -> None:
-        """The job's throttled snapshot (written by whichever process runs it) → status updates."""
+        """A job in another process: its throttled snapshot (status, preview) → status updates.
+
+        A job in this process needs none: its deltas and events come over the bus.
+        """
         if not self.clients:
             return
         snapshot = self.project.store.snapshot()
-        if snapshot != self._snapshot:
-            self._snapshot = snapshot
+        if snapshot == self._snapshot:
+            return
+        self._snapshot = snapshot
+        job = self.project.job
+        if job is None or not (job.local and job.state.active):
             self.schedule_status()
 
     def _drop_stalled(self) -> None:

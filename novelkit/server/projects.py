@@ -106,10 +106,11 @@ class StatusCache:
         self.max_age = max_age
         self._cached: dict[int, tuple[float, dict[str, Any]]] = {}
 
-    async def get(self, project: Project) -> dict[str, Any]:
+    async def get(self, project: Project, *, fresh: bool = False) -> dict[str, Any]:
+        """``fresh=True`` after an event: a status computed before it may not show it."""
         now = time.monotonic()
         hit = self._cached.get(id(project))
-        if hit is not None and now - hit[0] < self.max_age:
+        if not fresh and hit is not None and now - hit[0] < self.max_age:
             return hit[1]
         status = _status(project)
         self._cached[id(project)] = (now, status)

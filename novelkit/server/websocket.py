@@ -109,23 +109,33 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         await _deny(websocket, error)
         return
     await websocket.accept(subprotocol=PROTOCOL if speaks else None)
-    feed = await sidecar.feed(project_id, project)
-    session = _Session(websocket, sidecar, feed, project)
-    await session.run(int(since_raw) if since_raw is not None else None)
+    client = Client(sidecar.ws_queue_size)
+    feed = await sidecar.join(project_id, project, client)
+    last = feed.last_seq  # replayed from the store up to here; what follows comes live
+    try:
+        await _Session(websocket, sidecar, feed, project, client).run(
+            int(since_raw) if since_raw is not None else None, last
+        )
+    finally:
+        await sidecar.leave(project_id, feed, client)
 
 
 class _Session:
     def __init__(
-        self, websocket: WebSocket, sidecar: Sidecar, feed: ProjectFeed, project: Project
+        self,
+        websocket: WebSocket,
+        sidecar: Sidecar,
+        feed: ProjectFeed,
+        project: Project,
+        client: Client,
     ) -> None:
         self.websocket = websocket
         self.sidecar = sidecar
         self.feed = feed
         self.project = project
-        self.client = Client(sidecar.ws_queue_size)
+        self.client = client
 
-    async def run(self, since: int | None) -> None:
-        last = self.feed.add(self.client)
+    async def run(self, since: int | None, last: int) -> None:
         try:
             await self._replay(since, last)
             await self._send(Outgoing({"type": "status_update", "status": await self._status()}))
@@ -145,8 +155,6 @@ class _Session:
                     log.debug("novelkit sidecar: a WebSocket ended: %r", task.exception())
         except (WebSocketDisconnect, OSError, RuntimeError):
             pass  # the peer went away mid-replay
-        finally:
-            self.feed.remove(self.client)
 
     async def _status(self) -> dict[str, Any]:
         return await self.sidecar.status.get(self.project)
