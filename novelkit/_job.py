@@ -870,6 +870,7 @@ class Job:
             params=self._params,
             unsaved=project.unsaved,
             later=self._later,
+            parsed=project._parsed,
         )
         try:
             try:

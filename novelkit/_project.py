@@ -105,6 +105,7 @@ class Project:
         self._job: Job | None = None
         self._hash_cache: dict[Path, tuple[int, int, str]] = {}
         self._numbers: tuple[object, list[int]] = (None, [])  # the outline's chapters, by version
+        self._parsed: dict[Path, tuple[object, Any]] = {}  # UnitContext.read(..., shared=True)
         # outputs a running job has produced but not yet saved: dependants read them from here
         self.unsaved: dict[Path, StagedFile] = {}
         self._guard = threading.RLock()

@@ -11,6 +11,7 @@ import asyncio
 import errno
 import functools
 import json
+import os
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -42,6 +43,7 @@ SYSTEM = (
     "answer with the requested output only."
 )
 MAX_CONTINUATIONS = 4
+SHARED_READS = 1024  # parsed artefacts kept for read(..., shared=True); then it starts afresh
 
 
 class Later(Protocol):
@@ -78,6 +80,7 @@ class UnitContext:
         params: dict[str, Any] | None = None,
         unsaved: Mapping[Path, StagedFile] | None = None,
         later: Later | None = None,
+        parsed: dict[Path, tuple[object, Any]] | None = None,
     ) -> None:
         self.stage = stage
         self.unit = unit
@@ -92,6 +95,8 @@ class UnitContext:
         # outputs of units that finished but are still being saved (see Project._stage_outputs)
         self.unsaved: Mapping[Path, StagedFile] = unsaved if unsaved is not None else {}
         self.later: Later = later or store.later  # how writes reach the store's writer thread
+        # what read(..., shared=True) parsed, by path: (the file's version, the object)
+        self.parsed: dict[Path, tuple[object, Any]] = parsed if parsed is not None else {}
         self._commits: list[Future[None]] = []  # the writer's futures: no loop wake-up each
 
     @property
@@ -103,24 +108,42 @@ class UnitContext:
 
     # -- reading material -------------------------------------------------------------------
 
-    def read(self, stage: str, chapter: int | None = None, index: int = 0) -> Any:
-        """The typed artefact of ``stage`` (for a per-chapter stage, of ``chapter``)."""
+    def read(
+        self, stage: str, chapter: int | None = None, index: int = 0, *, shared: bool = False
+    ) -> Any:
+        """The typed artefact of ``stage`` (for a per-chapter stage, of ``chapter``).
+
+        Each call parses the file into a new object, which the caller may change. With
+        ``shared=True`` every unit gets the same object while the file is unchanged, parsed
+        once: the cast or the outline that each chapter reads. Never modify a shared object.
+        """
         source = self.pipeline.get(stage)
         unit = unit_name(chapter) if chapter is not None else SINGLE
         relative = source.output_paths(unit)[index]
         path = self.root / "artefacts" / relative
         staged = self.unsaved.get(path)
+        model = source.model if index == 0 else None
+        version: object = None
         try:
+            if shared and model is not None:
+                version = staged.digest if staged is not None else _file_version(path)
+                hit = self.parsed.get(path)
+                if hit is not None and hit[0] == version:
+                    return hit[1]
             data = staged.data if staged is not None else path.read_bytes()
         except FileNotFoundError:
             raise ArtefactError(
                 f"{relative} is missing; run stage {source.name!r} first"
                 + (f" for chapter {chapter}" if chapter else "")
             ) from None
-        model = source.model if index == 0 else None
         if model is None:
             return data.decode("utf-8")
-        return parse(model, path, data, chapter)
+        value = parse(model, path, data, chapter)
+        if version is not None:
+            if len(self.parsed) >= SHARED_READS:
+                self.parsed.clear()
+            self.parsed[path] = (version, value)
+        return value
 
     def exists(self, stage: str, chapter: int | None = None) -> bool:
         source = self.pipeline.get(stage)
@@ -312,6 +335,13 @@ async def complete(awaitable: Awaitable[T]) -> T:
     if cancelled:
         raise asyncio.CancelledError()
     return result
+
+
+def _file_version(path: Path) -> tuple[int, int, int]:
+    """Changes whenever the file does: an atomic write gives it a new inode, an edit in place a
+    new mtime or size."""
+    st = os.stat(path)
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def check_commits(commits: list[Future[None]], stage: str, unit: str) -> None:

@@ -99,3 +99,50 @@ def test_missing_input_and_cycles_are_clear_errors() -> None:
         pipeline.insert(default_stages()[0], after="draft")
     assert len(pipeline) == 12, "a refused change leaves the pipeline as it was"
     assert pipeline.downstream("polish") == ["metadata", "assemble"]
+
+
+def _context(project: nk.Project, stage: str, unit: str) -> UnitContext:
+    return UnitContext(
+        stage=project.pipeline.get(stage),
+        unit=unit,
+        root=project.root,
+        config=project.config,
+        pipeline=project.pipeline,
+        store=project.store,
+        backend=project.backend,
+        hooks=None,  # type: ignore[arg-type]  # reading calls no hook
+        unsaved=project.unsaved,
+        parsed=project._parsed,
+    )
+
+
+def test_shared_reads_parse_once_and_follow_every_change_of_the_file(project: nk.Project) -> None:
+    from novelkit._artefacts import StagedFile, serialize
+
+    for name in ("premise", "world", "characters"):
+        assert project.run_stage(name).wait(60) is JobState.SUCCEEDED
+    draft, scenes = _context(project, "draft", "ch01"), _context(project, "scenes", "ch02")
+    cast = draft.read("characters", shared=True)
+    assert scenes.read("characters", shared=True) is cast  # another unit: the same object
+    fresh = draft.read("characters")
+    assert fresh == cast and fresh is not cast  # without shared: a new object to change at will
+
+    path = project.root / "artefacts" / "03-characters.json"
+    edited = cast.model_copy(deep=True)
+    edited.characters[0].name = "Edited Name"
+    path.write_bytes(serialize(edited))  # by hand, in place: same inode, new size or mtime
+    assert draft.read("characters", shared=True).characters[0].name == "Edited Name"
+
+    staged = cast.model_copy(deep=True)
+    staged.characters[0].name = "Staged Name"
+    data = serialize(staged)
+    project.unsaved[path] = StagedFile("03-characters.json", path, data, "digest-of-staged")
+    try:  # a running job's new version counts before it is saved
+        assert draft.read("characters", shared=True).characters[0].name == "Staged Name"
+    finally:
+        del project.unsaved[path]
+    assert draft.read("characters", shared=True).characters[0].name == "Edited Name"
+
+    path.write_text("{not json")
+    with pytest.raises(nk.ArtefactError, match="03-characters.json"):
+        draft.read("characters", shared=True)  # a broken file is never served from memory

@@ -169,8 +169,8 @@ class Continuity(Stage):
     )
 
     async def run(self, ctx: UnitContext, unit: str) -> Outputs:
-        cast: a.Cast = ctx.read("characters")
-        world: a.World = ctx.read("world")
+        cast: a.Cast = ctx.read("characters", shared=True)
+        world: a.World = ctx.read("world", shared=True)
         draft: a.ChapterText = ctx.read("draft", ctx.chapter)
         context = {
             "unit": unit,

@@ -122,10 +122,10 @@ class Assemble(Stage):
     calls_llm = False
 
     async def run(self, ctx: UnitContext, unit: str) -> Outputs:
-        outline: a.Outline = ctx.read("chapters")
+        outline: a.Outline = ctx.read("chapters", shared=True)
         meta: a.Metadata = ctx.read("metadata")
-        cast: a.Cast = ctx.read("characters")
-        world: a.World = ctx.read("world")
+        cast: a.Cast = ctx.read("characters", shared=True)
+        world: a.World = ctx.read("world", shared=True)
         chapters: list[a.ChapterText] = []
         missing: list[int] = []
         for plan in outline.chapters:

@@ -86,8 +86,8 @@ class Structure(Stage):
         context = {
             "premise": premise.premise,
             "logline": premise.logline,
-            "cast": names(ctx.read("characters")),
-            "locations": places(ctx.read("world")),
+            "cast": names(ctx.read("characters", shared=True)),
+            "locations": places(ctx.read("world", shared=True)),
         }
         return {self.path: await ctx.json("structure", context, a.Structure)}
 
@@ -141,13 +141,13 @@ class Scenes(Stage):
     )
 
     async def run(self, ctx: UnitContext, unit: str) -> Outputs:
-        outline: a.Outline = ctx.read("chapters")
+        outline: a.Outline = ctx.read("chapters", shared=True)
         plan = outline.chapter(ctx.chapter)
         context: dict[str, Any] = {
             "unit": unit,
             "plan": plan.model_dump(),
-            "cast": names(ctx.read("characters")),
-            "locations": places(ctx.read("world")),
+            "cast": names(ctx.read("characters", shared=True)),
+            "locations": places(ctx.read("world", shared=True)),
         }
         scenes = await ctx.json("scenes", context, a.ChapterScenes)
         if scenes.chapter != ctx.chapter:

@@ -20,8 +20,8 @@ ENDING_WORDS = 150
 
 
 def last_words(text: str, count: int) -> str:
-    words = text.split()
-    return " ".join(words[-count:])
+    words = text.rsplit(None, count)  # splits from the end: the rest of the text stays whole
+    return " ".join(words[1:] if len(words) > count else words)
 
 
 def trim_to_length(text: str, target: int) -> str:
@@ -64,11 +64,11 @@ class Draft(Stage):
         return [self.output_paths(prev)[1]]
 
     def context(self, ctx: UnitContext, unit: str) -> dict[str, Any]:
-        premise: a.Premise = ctx.read("premise")
-        cast: a.Cast = ctx.read("characters")
-        outline: a.Outline = ctx.read("chapters")
+        premise: a.Premise = ctx.read("premise", shared=True)
+        cast: a.Cast = ctx.read("characters", shared=True)
+        outline: a.Outline = ctx.read("chapters", shared=True)
         plan = outline.chapter(ctx.chapter)
-        scenes: a.ChapterScenes = ctx.read("scenes", ctx.chapter)
+        scenes: a.ChapterScenes = ctx.read("scenes", ctx.chapter, shared=True)
         present = {name for scene in scenes.scenes for name in scene.cast} | {plan.pov}
         summaries = []
         for prev in range(max(1, ctx.chapter - RECENT_SUMMARIES), ctx.chapter):
@@ -228,7 +228,8 @@ class Polish(Stage):
         # being written: assemble then only adds them up
         chapter_words(polished.text)
         ngram_profile(polished.text, REPORT_NGRAM)
-        final_findings(ctx.chapter, polished.text, ctx.read("characters"), ctx.read("world"))
+        cast, world = ctx.read("characters", shared=True), ctx.read("world", shared=True)
+        final_findings(ctx.chapter, polished.text, cast, world)
         return {self.output_paths(unit)[0]: polished}
 
 
