@@ -456,6 +456,19 @@ def test_log_redaction_hides_tickets_and_keys() -> None:
     )
     RedactSecrets().filter(access)
     assert "nk_SECRET" not in access.getMessage()
+    key, ticket = "nk_" + "A1b2-C3d4_" * 4 + "xyz", "t_" + "Q9w8-E7r6_" * 3 + "zz"
+    misplaced = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", f"/api/v2/projects?x-api-key={key}&t={ticket}", "1.1", 401),
+        None,
+    )
+    RedactSecrets().filter(misplaced)  # under any parameter name, a key is still hidden
+    line = misplaced.getMessage()
+    assert key not in line and ticket not in line and "x-api-key=nk_[redacted]" in line
 
 
 def test_serve_refuses_a_public_host_without_keys(tmp_path: Path) -> None:
