@@ -631,6 +631,28 @@ def test_feed_sends_a_stream_a_few_times_a_second_not_per_chunk(
     assert "".join(texts) == "".join(f"{i}," for i in range(40))
 
 
+def test_feed_drops_a_client_whose_socket_stopped_draining(
+    make_project: Callable[..., nk.Project],
+) -> None:
+    import asyncio
+
+    project = make_project()
+
+    async def scenario() -> tuple[bool, bool, bool]:
+        feed = ProjectFeed(project, _no_status, poll_interval=0.02, stall_timeout=0.2)
+        feed.start()
+        stuck, reading = Client(1000), Client(1000)
+        feed.add(stuck)
+        feed.add(reading)
+        stuck.sending_since = time.monotonic()  # a send that never completes
+        await asyncio.sleep(0.6)
+        result = (stuck.killed.is_set(), stuck in feed.clients, reading.killed.is_set())
+        await feed.stop()
+        return result
+
+    assert asyncio.run(scenario()) == (True, False, False)
+
+
 def test_feed_stops_when_its_last_client_leaves(env: Env) -> None:
     sidecar = env.client.app.state.sidecar  # type: ignore[attr-defined]
     with _ws(env, "done") as first, _ws(env, "done") as second:

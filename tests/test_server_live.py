@@ -313,3 +313,38 @@ def test_schemathesis_all_checks(live: Live, tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+def test_heartbeat_drops_a_peer_that_stops_answering(tmp_path: Path) -> None:
+    nk.new_project(tmp_path / "quiet", premise=PREMISE, chapters=3, words_per_chapter=300).close()
+    handle = serve_in_thread(tmp_path, port=0, rate_limit=None, heartbeat=0.3)
+    try:
+        live = Live(handle, tmp_path)
+        feeds = handle.app.state.sidecar._feeds
+        dead = _stalled_socket(live, "quiet")  # never reads, so never answers a ping
+        try:
+
+            async def scenario() -> None:
+                async with connect(  # a live peer: the websockets client answers pings
+                    f"{live.ws_url}/api/v2/projects/quiet/ws", subprotocols=live.subprotocols()
+                ) as ws:
+                    await ws.recv()
+                    deadline = time.monotonic() + 10
+                    while time.monotonic() < deadline:
+                        feed = feeds.get("quiet")
+                        if feed is not None and len(feed.clients) == 1:
+                            break
+                        await asyncio.sleep(0.05)
+                    await asyncio.sleep(1.0)  # several heartbeats later
+                    assert feeds["quiet"].clients and len(feeds["quiet"].clients) == 1
+                    await ws.send(json.dumps({"type": "ping", "id": "alive"}))
+                    while (reply := json.loads(await ws.recv()))["type"] != "pong":
+                        pass
+                    assert reply["id"] == "alive"  # the peer that answers stays connected
+
+            asyncio.run(scenario())
+        finally:
+            dead.close()
+        live.http.close()
+    finally:
+        handle.stop()

@@ -456,6 +456,19 @@ def test_log_redaction_hides_tickets_and_keys() -> None:
     )
     RedactSecrets().filter(access)
     assert "nk_SECRET" not in access.getMessage()
+    key, ticket = "nk_" + "A1b2-C3d4_" * 4 + "xyz", "t_" + "Q9w8-E7r6_" * 3 + "zz"
+    misplaced = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", f"/api/v2/projects?x-api-key={key}&t={ticket}", "1.1", 401),
+        None,
+    )
+    RedactSecrets().filter(misplaced)  # under any parameter name, a key is still hidden
+    line = misplaced.getMessage()
+    assert key not in line and ticket not in line and "x-api-key=nk_[redacted]" in line
 
 
 def test_serve_refuses_a_public_host_without_keys(tmp_path: Path) -> None:
@@ -468,3 +481,101 @@ def test_serve_refuses_a_public_host_without_keys(tmp_path: Path) -> None:
         check_exposure(tmp_path, "0.0.0.0")
     create_key(tmp_path, "read")
     check_exposure(tmp_path, "0.0.0.0")
+
+
+# -- inputs that once reached a 500 ----------------------------------------------------------------
+
+
+def test_non_ascii_digits_are_422_not_500(served: tuple[TestClient, Keys, Path]) -> None:
+    client, keys, _ = served
+    h = {"X-API-Key": keys.write}
+    # '²'.isdigit() is True but int('²') fails; '٣' (Arabic-Indic 3) int()s to 3
+    for query in ("since=%C2%B2", "limit=%C2%B2", "since=%D9%A3", "since=%EF%BC%91"):
+        response = client.get(f"/api/v2/projects/novel/events?{query}", headers=h)
+        assert response.status_code == 422, (query, response.text)
+        assert "non-negative integer" in response.json()["error"]["message"]
+    for stage in ("%C2%B2", "%D9%A3", "012"):
+        response = client.post(
+            f"/api/v2/projects/novel/generate/stages/{stage}", json={"force": True}, headers=h
+        )
+        assert response.status_code == 422, (stage, response.text)
+        assert response.json()["error"]["code"] == "unknown_stage"
+        assert "premise" in response.json()["error"]["message"]
+    sub = ["novelkit.v1", "novelkit.key." + keys.read]
+    for query in ("since=%C2%B2", "since=%D9%A3"):
+        assert _denied(client, f"/api/v2/projects/novel/ws?{query}", subprotocols=sub) == 422
+
+
+def test_deeply_nested_json_is_400_not_500(served: tuple[TestClient, Keys, Path]) -> None:
+    client, keys, root = served
+    nested = b'{"chapters": ' + b"[" * 20_000 + b"]" * 20_000 + b"}"  # under the 64 KiB default
+    with TestClient(create_app(root, rate_limit=None), raise_server_exceptions=False) as roomy:
+        response = roomy.post(
+            "/api/v2/projects/novel/generate/stages/draft",
+            content=nested,
+            headers={"X-API-Key": keys.write, "Content-Type": "application/json"},
+        )
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["code"] == "bad_json"
+        with roomy.websocket_connect(
+            "/api/v2/projects/novel/ws", subprotocols=["novelkit.v1", "novelkit.key." + keys.read]
+        ) as ws:
+            assert ws.receive_json()["type"] == "status_update"
+            ws.send_text('{"type": ' + "[" * 20_000 + "]" * 20_000 + "}")
+            assert ws.receive_json()["error"]["code"] == "bad_message"
+            ws.send_json({"type": "ping", "id": 1})  # the socket is still served
+            pong = ws.receive_json()
+            assert (pong["type"], pong["id"]) == ("pong", 1)
+
+
+# -- the command line ------------------------------------------------------------------------------
+
+
+def test_cli_keys_create_prints_the_key_once_and_stores_only_its_hash(
+    served: tuple[TestClient, Keys, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from novelkit.cli import main
+
+    client, _, root = served
+    assert main(["keys", "create", str(root), "--scope", "read", "--project", "other"]) == 0
+    out, err = capsys.readouterr()
+    key = out.strip()
+    assert key.startswith("nk_") and out == key + "\n"  # stdout holds the key and nothing else
+    assert key not in err and "shown only now" in err
+    assert key not in (root / KEYS_FILE).read_text()
+    me = client.get("/api/v2/whoami", headers={"X-API-Key": key}).json()
+    assert (me["scope"], me["project"]) == ("read", "other")
+    assert client.get("/api/v2/projects/novel", headers={"X-API-Key": key}).status_code == 404
+    with pytest.raises(SystemExit) as bad_scope:
+        main(["keys", "create", str(root), "--scope", "admin"])
+    assert bad_scope.value.code == 2
+    assert main(["keys", "create", str(root), "--scope", "write", "--project", "../x"]) == 2
+    assert "folder name" in capsys.readouterr().err
+
+
+def test_cli_serve_refuses_a_public_host_until_a_key_exists(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+
+    import uvicorn
+
+    from novelkit.cli import main
+
+    served: list[tuple[str, int]] = []
+    # never really listen on 0.0.0.0 from a test; record what would have been served
+    monkeypatch.setattr(
+        uvicorn.Server, "run", lambda self: served.append((self.config.host, self.config.port))
+    )
+    monkeypatch.setattr(gc, "freeze", lambda: None)
+    # uvicorn's dictConfig would stop its loggers propagating (caplog in later tests)
+    monkeypatch.setattr(uvicorn.Config, "configure_logging", lambda self: None)
+    nk.new_project(tmp_path / "novel", premise=PREMISE, chapters=3, words_per_chapter=300).close()
+    for host in ("0.0.0.0", "::", "192.0.2.7"):
+        assert main(["serve", str(tmp_path), "--host", host, "--port", "8799"]) == 2
+        assert "no API key" in capsys.readouterr().err
+    assert served == []
+    assert main(["serve", str(tmp_path), "--host", "127.0.0.1", "--port", "8799"]) == 0
+    create_key(tmp_path, "read")
+    assert main(["serve", str(tmp_path), "--host", "0.0.0.0", "--port", "8799"]) == 0
+    assert served == [("127.0.0.1", 8799), ("0.0.0.0", 8799)]

@@ -26,7 +26,14 @@ if TYPE_CHECKING:
     from .._project import Project
     from .app import Sidecar
 
-__all__ = ["Call", "Endpoint", "authenticate", "reject_secret_query", "routes_for"]
+__all__ = [
+    "Call",
+    "Endpoint",
+    "authenticate",
+    "is_decimal",
+    "reject_secret_query",
+    "routes_for",
+]
 
 URL_SECRETS = frozenset({"key", "api_key", "apikey", "token", "access_token"})
 
@@ -114,6 +121,11 @@ def reject_secret_query(names: Any) -> None:
         )
 
 
+def is_decimal(raw: str, max_digits: int) -> bool:
+    """ASCII digits only: ``str.isdigit()`` also accepts '²' (``int()`` then fails) and '٣'."""
+    return 0 < len(raw) <= max_digits and raw.isascii() and raw.isdigit()
+
+
 def presented_key(headers: Any) -> str | None:
     value = headers.get("authorization")
     if value:
@@ -150,6 +162,10 @@ def parse_body(model: type[BaseModel], raw: bytes, content_type: str | None) -> 
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "bad_json", "the body is not valid JSON") from None
+    except RecursionError:  # json.loads recurses per level; 64 KiB of '[' is enough
+        raise ApiError(
+            400, "bad_json", "the body is nested too deeply; send a flat JSON object"
+        ) from None
     if not isinstance(data, dict):
         raise ApiError(422, "invalid_body", "the body must be a JSON object")
     try:

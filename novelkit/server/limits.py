@@ -150,9 +150,13 @@ SECRET_PARAMS = re.compile(
 )
 
 
+# a key or ticket by its shape, whatever the parameter is called (?x-api-key=nk_…, a path, …)
+SECRET_VALUES = re.compile(r"\b(nk|t)_[A-Za-z0-9_-]{20,}")
+
+
 def redact(text: str) -> str:
     """Hide ticket/key/token values in a URL or log line."""
-    return SECRET_PARAMS.sub(r"\1[redacted]", text)
+    return SECRET_VALUES.sub(r"\1_[redacted]", SECRET_PARAMS.sub(r"\1[redacted]", text))
 
 
 class RedactSecrets(logging.Filter):

@@ -12,7 +12,7 @@ from .._errors import ExportError
 from .._job import ControlResult, Job
 from ..export import export_formats, get_exporter
 from . import models as m
-from .endpoint import Call, Endpoint
+from .endpoint import Call, Endpoint, is_decimal
 from .errors import ApiError
 
 __all__ = ["ENDPOINTS"]
@@ -166,7 +166,7 @@ async def run_stage(call: Call) -> Response:
     stage = call.request.path_params["stage"]
     project = call.project
     names = project.pipeline.names()
-    if stage not in names and not (stage.isdigit() and 1 <= int(stage) <= len(names)):
+    if stage not in names and not (is_decimal(stage, 2) and 1 <= int(stage) <= len(names)):
         raise ApiError(
             422,
             "unknown_stage",
@@ -214,7 +214,7 @@ async def events(call: Call) -> Response:
 def _int_param(raw: str | None, name: str, default: int) -> int:
     if raw is None:
         return default
-    if not raw.isdigit() or len(raw) > 15:  # matches the documented maximum
+    if not is_decimal(raw, 15):  # matches the documented maximum
         raise ApiError(422, "invalid_query", f"{name} must be a non-negative integer")
     return int(raw)
 

@@ -122,11 +122,13 @@ def serve_in_thread(
     port: int = 8765,
     log_level: str = "warning",
     timeout: float = 10.0,
+    heartbeat: float = HEARTBEAT,
     **options: Any,
 ) -> ServerHandle:
     """Start the sidecar in a background thread and return once it accepts connections.
 
-    ``port=0`` picks a free port (see ``handle.url``). Other options go to :func:`create_app`.
+    ``port=0`` picks a free port (see ``handle.url``); a WebSocket peer that does not answer a
+    ping within ``heartbeat`` seconds is dropped. Other options go to :func:`create_app`.
     """
     check_exposure(root, host, options.get("keys_path"))
     app = create_app(root, **options)
@@ -136,6 +138,7 @@ def serve_in_thread(
         port,
         log_level=log_level,
         max_frame=options.get("max_frame", DEFAULT_MAX_FRAME),
+        heartbeat=heartbeat,
         log_config=None,
     )
     server = uvicorn.Server(config)

@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .auth import Principal
-from .endpoint import URL_SECRETS, presented_key
+from .endpoint import URL_SECRETS, is_decimal, presented_key
 from .errors import UNAUTHORIZED_MESSAGE, ApiError, error_body, unauthorized
 from .feed import RESYNC, Client, Outgoing, ProjectFeed
 from .projects import not_found
@@ -103,7 +103,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             raise not_found(project_id)
         project = await anyio.to_thread.run_sync(sidecar.projects.get, project_id)
         since_raw = websocket.query_params.get("since")
-        if since_raw is not None and (not since_raw.isdigit() or len(since_raw) > 15):
+        if since_raw is not None and not is_decimal(since_raw, 15):
             raise ApiError(422, "invalid_query", "since must be a non-negative integer")
     except ApiError as error:
         await _deny(websocket, error)
@@ -226,7 +226,7 @@ class _Session:
     async def _answer(self, raw: str) -> None:
         try:
             request = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested thousands deep
             request = None
         kind = request.get("type") if isinstance(request, dict) else None
         if kind == "ping":
