@@ -666,7 +666,7 @@ class Job:
         def finish(node: Node, ok: bool) -> None:
             node.ok = node.saved = ok
             node.ready.set()
-            node.done.set()
+            node.done = True
             name = node.stage.name
             remaining[name] -= 1
             if remaining[name] == 0 and name in started and not failed and self._stop is None:
@@ -676,7 +676,7 @@ class Job:
                     self._running_stages.discard(name)
 
         def unstarted(node: Node, task: asyncio.Task[Any]) -> None:
-            if not node.done.is_set():  # cancelled before its first step: run() never began
+            if not node.done:  # cancelled before its first step: run() never began
                 finish(node, False)
 
         def fail(stage: Stage, exc: BaseException) -> None:
@@ -714,11 +714,9 @@ class Job:
                         raise
                 finally:
                     slots.release()
-                # dependants may start from the staged outputs while they are saved; the save
-                # completes even if the job is paused or cancelled meanwhile (it was paid for)
-                # queued now, behind the saves of what it read (the writer keeps that order),
-                # so it overlaps whatever runs next; dependants may start from the staged
-                # outputs meanwhile. The save completes even if the job is paused or cancelled.
+                # the save is queued behind the saves of what it read (the writer keeps that
+                # order) and overlaps whatever runs next: dependants start from the staged
+                # outputs meanwhile. It completes even if the job is paused or cancelled.
                 after = [nodes[d].saving for d in node.deps]
                 node.saving = self._queue_save(produced, [f for f in after if f is not None])
                 node.ok = True

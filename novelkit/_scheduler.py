@@ -31,7 +31,7 @@ class Node:
     priority: tuple[int, int]
     deps: list[Key] = field(default_factory=list)
     ready: Gate = field(default_factory=lambda: Gate())  # outputs readable (maybe unsaved)
-    done: asyncio.Event = field(default_factory=asyncio.Event)  # finished: saved, skipped or failed
+    done: bool = False  # finished: saved, skipped or failed
     ok: bool = False  # its outputs exist (on disk or staged)
     saved: bool = False  # its outputs are on disk and it is marked done
     saving: Future[bool] | None = None  # its save, queued on the store's writer
@@ -84,9 +84,6 @@ class Gate:
         self._open = False
         self._waiters: list[tuple[tuple[int, int], int, asyncio.Future[None]]] = []
         self._counter = itertools.count()
-
-    def is_set(self) -> bool:
-        return self._open
 
     async def wait(self, priority: tuple[int, int] = (0, 0)) -> None:
         if self._open:
