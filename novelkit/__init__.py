@@ -29,14 +29,14 @@ _EXPORTS = {
     "Character": "._artefacts",
     "ConfigError": "._errors",
     "ContinuityReport": "._artefacts",
-    "ControlResult": "._job",
+    "ControlResult": "._status",
     "Event": "._events",
     "ExportError": "._errors",
     "Finding": "._artefacts",
     "Job": "._job",
-    "JobState": "._job",
+    "JobState": "._status",
     "JobStateError": "._errors",
-    "JobStatus": "._job",
+    "JobStatus": "._status",
     "Location": "._artefacts",
     "Metadata": "._artefacts",
     "NovelConfig": "._config",
@@ -54,7 +54,7 @@ _EXPORTS = {
     "Scene": "._artefacts",
     "Stage": "._pipeline",
     "StageState": "._pipeline",
-    "StageStatus": "._job",
+    "StageStatus": "._status",
     "Structure": "._artefacts",
     "Subscription": "._events",
     "TransientBackendError": "._errors",
@@ -170,13 +170,7 @@ if _TYPE_CHECKING:
         Event,
         Subscription,
     )
-    from ._job import (
-        ControlResult,
-        Job,
-        JobState,
-        JobStatus,
-        StageStatus,
-    )
+    from ._job import Job
     from ._pipeline import (
         Pipeline,
         Stage,
@@ -189,4 +183,10 @@ if _TYPE_CHECKING:
     )
     from ._runner import (
         UnitContext,
+    )
+    from ._status import (
+        ControlResult,
+        JobState,
+        JobStatus,
+        StageStatus,
     )

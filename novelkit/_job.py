@@ -13,7 +13,6 @@ re-sent on resume). A job run by another process is controlled through the store
 from __future__ import annotations
 
 import asyncio
-import enum
 import errno
 import functools
 import logging
@@ -23,7 +22,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._artefacts import StagedFile
@@ -32,6 +31,7 @@ from ._events import Event, Subscription
 from ._pipeline import Stage, StageState
 from ._runner import UnitContext, check_commits, complete
 from ._scheduler import Node, PrioritySlots, unit_graph
+from ._status import _RESUMABLE, ControlResult, JobState, JobStatus
 from ._store import CallRecord
 from .llm.base import Request, Retrying
 
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from ._events import Callback
     from ._project import Project
 
-__all__ = ["ControlResult", "Job", "JobState", "JobStatus", "StageStatus"]
+__all__ = ["Job"]
 
 T = TypeVar("T")
 log = logging.getLogger("novelkit")
@@ -47,96 +47,6 @@ log = logging.getLogger("novelkit")
 PREVIEW_CHARS = 2000
 CONTROL_POLL = 0.05
 SNAPSHOT_EVERY = 0.25
-
-
-class JobState(enum.Enum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    PAUSING = "pausing"
-    PAUSED = "paused"
-    CANCELLING = "cancelling"
-    CANCELLED = "cancelled"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    INTERRUPTED = "interrupted"
-
-    def __str__(self) -> str:
-        return self.value
-
-    @property
-    def active(self) -> bool:
-        return self in _ACTIVE
-
-
-_ACTIVE = frozenset({JobState.QUEUED, JobState.RUNNING, JobState.PAUSING, JobState.CANCELLING})
-_RESUMABLE = frozenset({JobState.PAUSED, JobState.INTERRUPTED, JobState.FAILED})
-
-
-@dataclass(frozen=True)
-class ControlResult:
-    """What a control request did: ``changed`` is False when the job was already there."""
-
-    changed: bool
-    state: JobState
-    message: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"changed": self.changed, "state": self.state.value, "message": self.message}
-
-
-@dataclass(frozen=True)
-class StageStatus:
-    number: int
-    name: str
-    description: str
-    state: StageState
-    done: int
-    total: int
-    tokens: int = 0
-    cost: float = 0.0
-    elapsed: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "state": self.state.value}
-
-
-@dataclass(frozen=True)
-class JobStatus:
-    """A snapshot of a job; cheap to take, safe to hand to another thread."""
-
-    id: str | None
-    state: JobState | None
-    stage: str | None
-    unit: str | None
-    progress: float
-    message: str
-    error: str | None
-    prompt_tokens: int
-    completion_tokens: int
-    cost: float
-    stages: tuple[StageStatus, ...]
-    preview: str = ""
-    retry: str | None = None
-    elapsed: float = 0.0
-    last_seq: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["state"] = self.state.value if self.state else None
-        out["tokens"] = self.tokens
-        out["stages"] = [s.to_dict() for s in self.stages]
-        return out
-
-    def table(self) -> str:
-        """The plain-text status table (CLI, text/plain repr)."""
-        from ._status_text import render_status
-
-        return render_status(self)
 
 
 class _Stop(Exception):

@@ -25,8 +25,9 @@ from ._errors import (
     ProjectLockedError,
 )
 from ._events import EventBus, Subscription
-from ._job import Job, JobState, JobStatus, StageStatus
+from ._job import Job
 from ._pipeline import SINGLE, Pipeline, Stage, StageState, chapter_of, unit_name
+from ._status import JobState, JobStatus, StageStatus
 from ._store import ProjectLock, Store
 from .stages import default_stages
 

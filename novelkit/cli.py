@@ -222,7 +222,7 @@ class _Progress:
 
 def _follow(job: Any) -> int:
     """Show progress until the job stops; Ctrl-C pauses, a second Ctrl-C cancels."""
-    from ._job import JobState
+    from ._status import JobState
 
     presses = {"count": 0}
 

@@ -9,7 +9,8 @@ import anyio.to_thread
 from starlette.responses import FileResponse, JSONResponse, Response
 
 from .._errors import ExportError
-from .._job import ControlResult, Job
+from .._job import Job
+from .._status import ControlResult
 from ..export import export_formats, get_exporter
 from . import models as m
 from .endpoint import Call, Endpoint, is_decimal

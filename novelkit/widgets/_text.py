@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from html import escape
 from typing import TYPE_CHECKING
 
-from .._status_text import ICONS
+from .._status import ICONS
 
 if TYPE_CHECKING:
-    from .._job import JobStatus
+    from .._status import JobStatus
 
 __all__ = ["ProgressMode", "explain", "one_line", "progress_mode", "render_notice", "render_view"]
 

@@ -29,9 +29,10 @@ except ImportError:
     ) from None
 
 from .._errors import NovelkitError
-from .._job import ControlResult, Job, JobState, JobStatus
+from .._job import Job
 from .._pipeline import StageState
 from .._project import Project
+from .._status import ControlResult, JobState, JobStatus
 from ._text import render_notice, render_view
 
 __all__ = ["JobPanel", "PanelStats", "close_tree", "legal_actions"]
