@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import gc
 import json
 import math
 import os
@@ -171,6 +172,7 @@ def timed_run(folder: Path, backend: CannedBackend) -> tuple[float, int, float]:
     project = nk.new_project(
         folder, premise=PREMISE, chapters=24, words_per_chapter=1000, backend_instance=backend
     )
+    gc.collect()  # the garbage of earlier runs is not this run's to collect (GC stays on)
     started = time.perf_counter()
     assert project.start().wait() is nk.JobState.SUCCEEDED
     took = time.perf_counter() - started

@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -30,7 +30,7 @@ from ._errors import BudgetExceededError, JobStateError, NovelkitError
 from ._events import Event, Subscription
 from ._pipeline import Stage, StageState
 from ._runner import UnitContext, check_commits, complete
-from ._scheduler import Node, PrioritySlots, unit_graph
+from ._scheduler import GraphRun
 from ._status import _RESUMABLE, ControlResult, JobState, JobStatus
 from ._store import CallRecord
 from .llm.base import Request, Retrying
@@ -531,137 +531,17 @@ class Job:
 
     async def _run_graph(self, stages: list[Stage]) -> None:
         """Run every unit as soon as the units it reads are ready, within ``concurrency``."""
-        project = self.project
-        nodes: dict[tuple[str, str], Node] = {}
-        units: dict[str, list[str]] = {}
-        # the sequential chain (the draft) is the critical path: it gets a lane of its own so
-        # parallel units never make it wait; together they stay within `concurrency`
-        concurrency = project.config.concurrency
-        chained = any(s.per_chapter and not s.parallel for s in stages)
-        shared = PrioritySlots(concurrency - 1 if chained and concurrency > 1 else concurrency)
-        lane = PrioritySlots(1) if chained and concurrency > 1 else shared
-        remaining: dict[str, int] = {}
-        started: set[str] = set()
-        failed: list[BaseException] = []
-        tasks: list[asyncio.Task[Any]] = []
-
-        to_run: set[tuple[str, str]] = set()  # not done when the graph was built: run them
-
-        def add(part: list[Stage]) -> None:
-            units.update({s.name: project.units_of(s) for s in part})
-            for stage in part:
-                todo = project._pending_units(stage)
-                self._planned[stage.name] = len(todo)
-                to_run.update((stage.name, unit) for unit in todo)
-            for key, node in unit_graph(stages[: stages.index(part[-1]) + 1], units).items():
-                if key in nodes:
-                    continue  # already running
-                nodes[key] = node
-                remaining[node.stage.name] = remaining.get(node.stage.name, 0) + 1
-                task = self._track(run(node))
-                task.add_done_callback(functools.partial(unstarted, node))
-                tasks.append(task)
-            for stage in part:
-                pending = self._planned.get(stage.name, 0)
-                total = len(units[stage.name])
-                if self._live is not None:
-                    state = self._live.get(stage.name, [StageState.PENDING])[0]
-                    self._set_live(
-                        stage.name,
-                        StageState.SUCCEEDED if not pending else state,
-                        total - pending,
-                        total,
-                    )
-
-        def finish(node: Node, ok: bool) -> None:
-            node.ok = node.saved = ok
-            node.ready.set()
-            node.done = True
-            name = node.stage.name
-            remaining[name] -= 1
-            if remaining[name] == 0 and name in started and not failed and self._stop is None:
-                if all(n.ok for n in nodes.values() if n.stage.name == name):
-                    self._stage_event(node.stage, "succeeded")
-                    self._write(project._clear_cancelled, name)
-                    self._running_stages.discard(name)
-
-        def unstarted(node: Node, task: asyncio.Task[Any]) -> None:
-            if not node.done:  # cancelled before its first step: run() never began
-                finish(node, False)
-
-        def fail(stage: Stage, exc: BaseException) -> None:
-            failed.append(exc)
-            self._stage_event(stage, "failed")
-
-        async def run(node: Node) -> None:
-            ok = False
-            try:
-                for dep in node.deps:
-                    await nodes[dep].ready.wait(node.priority)
-                if failed or self._save_error or self._stop is not None:
-                    return
-                if not all(nodes[d].ok for d in node.deps):
-                    return
-                stage, unit = node.stage, node.unit
-                # a unit done before the run may have gone stale as this run redid its inputs
-                if (stage.name, unit) not in to_run and not project._needs_run(stage, unit):
-                    ok = True
-                    return
-                slots = lane if stage.per_chapter and not stage.parallel else shared
-                await slots.acquire(node.priority)
-                try:
-                    if failed or self._save_error or self._stop is not None:
-                        return
-                    if stage.name not in started:
-                        started.add(stage.name)
-                        self._begin_stage(stage, remaining[stage.name])
-                    try:
-                        produced = await self._produce(stage, unit)
-                    except (_Stop, asyncio.CancelledError):
-                        raise
-                    except BaseException as exc:
-                        fail(stage, exc)
-                        raise
-                finally:
-                    slots.release()
-                # the save is queued behind the saves of what it read (the writer keeps that
-                # order) and overlaps whatever runs next: dependants start from the staged
-                # outputs meanwhile. It completes even if the job is paused or cancelled.
-                after = [nodes[d].saving for d in node.deps]
-                node.saving = self._queue_save(produced, [f for f in after if f is not None])
-                node.ok = True
-                node.ready.set()
-                try:
-                    ok = await complete(asyncio.wrap_future(node.saving))
-                except asyncio.CancelledError:
-                    raise
-                except BaseException as exc:
-                    fail(stage, exc)
-                    raise
-            finally:
-                finish(node, ok)  # dependants must always hear about this node
-
-        # the stages before the first per-chapter one decide how many chapters there are: the
-        # per-chapter units join the graph as soon as those are ready (saved or not)
-        first = next((i for i, s in enumerate(stages) if s.per_chapter), len(stages))
-        if first:
-            add(stages[:first])
-        if first < len(stages):
-            planning = list(nodes.values())
-            for node in planning:
-                await node.ready.wait()
-            if not failed and self._stop is None and all(n.ok for n in planning):
-                add(stages[first:])
-        results = await asyncio.gather(*tasks, return_exceptions=True)
+        run = GraphRun(_GraphWork(self), stages, self.project.config.concurrency, _Stop)
+        outcome = await run.run()
         if self._save_error is not None:  # the cause: units that read its outputs fail after it
             raise self._save_error
-        if failed:
-            raise failed[0]
-        if any(isinstance(r, BaseException) for r in results) or self._stop is not None:
+        if outcome.failures:
+            raise outcome.failures[0]
+        if outcome.interrupted or self._stop is not None:
             raise _Stop()
-        unsaved = [f"{n.stage.name} {n.unit}" for n in nodes.values() if not n.saved]
-        if unsaved:  # never report success for work that is not on disk
-            raise NovelkitError(f"units were not saved: {', '.join(unsaved)}; resume to retry")
+        if outcome.unsaved:  # never report success for work that is not on disk
+            unsaved = ", ".join(outcome.unsaved)
+            raise NovelkitError(f"units were not saved: {unsaved}; resume to retry")
 
     def _begin_stage(self, stage: Stage, units: int) -> None:
         self._current_stage = stage.name
@@ -924,6 +804,56 @@ class Job:
 
     def preview(self) -> str:
         return "".join(self._preview)[-PREVIEW_CHARS:]
+
+
+class _GraphWork:
+    """The job's side of a :class:`~novelkit._scheduler.GraphRun`."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+
+    def plan(self, stage: Stage) -> list[str]:
+        job = self.job
+        todo = job.project._pending_units(stage)
+        job._planned[stage.name] = len(todo)
+        if job._live is not None:
+            total = len(job.project.units_of(stage))
+            state = job._live.get(stage.name, [StageState.PENDING])[0] if todo else None
+            job._set_live(stage.name, state or StageState.SUCCEEDED, total - len(todo), total)
+        return todo
+
+    def units_of(self, stage: Stage) -> list[str]:
+        return self.job.project.units_of(stage)
+
+    def stop_requested(self) -> bool:
+        return self.job._stop is not None
+
+    def save_failed(self) -> bool:
+        return self.job._save_error is not None
+
+    def needs_run(self, stage: Stage, unit: str) -> bool:
+        return self.job.project._needs_run(stage, unit)
+
+    def begin_stage(self, stage: Stage, units: int) -> None:
+        self.job._begin_stage(stage, units)
+
+    def end_stage(self, stage: Stage, ok: bool) -> None:
+        job = self.job
+        if not ok:
+            job._stage_event(stage, "failed")
+            return
+        job._stage_event(stage, "succeeded")
+        job._write(job.project._clear_cancelled, stage.name)
+        job._running_stages.discard(stage.name)
+
+    async def produce(self, stage: Stage, unit: str) -> _Produced:
+        return await self.job._produce(stage, unit)
+
+    def save(self, produced: _Produced, after: list[Future[bool]]) -> Future[bool]:
+        return self.job._queue_save(produced, after)
+
+    def track(self, coro: Awaitable[None]) -> asyncio.Task[None]:
+        return self.job._track(coro)
 
 
 class _Hooks:
