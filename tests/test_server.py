@@ -195,6 +195,43 @@ def test_run_stage_while_a_job_runs_is_409(env: Env) -> None:
     env.wait_state("slow", "cancelled")
 
 
+def test_run_stage_while_another_stage_runs_is_409_and_leaves_it_alone(env: Env) -> None:
+    nk.new_project(
+        env.root / "crawl",
+        premise=PREMISE,
+        chapters=3,
+        words_per_chapter=300,
+        backend_options={"tokens_per_second": 100, "latency": 0.05},  # premise takes ~1 s
+    ).close()
+    base = "/api/v2/projects/crawl/generate/stages"
+    first = env.post(f"{base}/premise", {})
+    assert first.status_code == 202
+    job_id = first.json()["job_id"]
+    deadline = time.monotonic() + 20
+    running = env.get("/api/v2/projects/crawl/generate/status").json()
+    while running["stage"] != "premise" and time.monotonic() < deadline:
+        time.sleep(0.02)
+        running = env.get("/api/v2/projects/crawl/generate/status").json()
+    assert (running["state"], running["stage"], running["id"]) == ("running", "premise", job_id)
+    for stage, body in (("premise", {"force": True}), ("1", {}), ("world", {})):
+        refused = env.post(f"{base}/{stage}", body)
+        assert refused.status_code == 409, refused.text
+        error = refused.json()["error"]
+        assert error["code"] == "illegal_transition" and error["state"] == "running"
+        assert "a job is running" in error["message"]
+    during = env.get("/api/v2/projects/crawl/generate/status").json()
+    assert (during["id"], during["state"]) == (job_id, "running")
+    stages = {s["name"]: s["state"] for s in during["stages"]}
+    assert stages["premise"] == "running" and stages["world"] == "pending"
+    assert env.wait_state("crawl", "succeeded")["state"] == "succeeded"
+    events = env.get("/api/v2/projects/crawl/events?limit=1000").json()["events"]
+    assert {e["job_id"] for e in events if e["type"] == "job"} == {job_id}  # no second job
+    states = [e["state"] for e in events if e["type"] == "job"]
+    assert states == ["queued", "running", "succeeded"]
+    units = [(e["stage"], e["state"]) for e in events if e["type"] == "unit"]
+    assert units.count(("premise", "done")) == 1 and not any(s != "premise" for s, _ in units)
+
+
 def test_stage_by_number(env: Env) -> None:
     response = env.post("/api/v2/projects/done/generate/stages/1", {"force": True})
     assert response.status_code == 202 and "premise" in response.json()["message"]
@@ -297,14 +334,18 @@ def test_idempotency_on_generate_and_export(env: Env) -> None:
     second = env.post("/api/v2/projects/fresh/generate", headers=headers)
     assert first.status_code == second.status_code == 202 and first.json() == second.json()
     env.wait_state("fresh", "succeeded")
+    since = env.get("/api/v2/projects/fresh/events?limit=1").json()["last_seq"]
     exp = {"Idempotency-Key": "exp-1"}
     one = env.post("/api/v2/projects/fresh/export", {"formats": ["md"]}, headers=exp)
     two = env.post("/api/v2/projects/fresh/export", {"formats": ["md"]}, headers=exp)
-    assert one.json() == two.json()
-    assert (
-        env.post("/api/v2/projects/fresh/export", {"formats": ["txt"]}, headers=exp).status_code
-        == 422
-    )
+    assert one.status_code == two.status_code == 200 and one.json() == two.json()
+    assert "idempotent-replayed" not in one.headers
+    assert two.headers["idempotent-replayed"] == "true"
+    other = env.post("/api/v2/projects/fresh/export", {"formats": ["txt"]}, headers=exp)
+    assert other.status_code == 422 and other.json()["error"]["code"] == "idempotency_key_reused"
+    events = env.get(f"/api/v2/projects/fresh/events?since={since}").json()["events"]
+    assert [e["format"] for e in events if e["type"] == "export"] == ["md"]  # ran once
+    assert not (env.root / "fresh" / "exports" / "novel.txt").exists()
 
 
 def test_idempotency_keys_are_per_api_key(env: Env) -> None:

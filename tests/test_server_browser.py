@@ -70,6 +70,8 @@ def test_dashboard_follows_a_job_and_pauses(served: tuple[ServerHandle, str, str
             page.wait_for_function("document.getElementById('preview').textContent.length > 20")
             assert page.locator("#job-state").inner_text() == "running"
             page.click("#btn-pause")
+            # the answer's new state next to the one the page showed when Pause was pressed
+            page.wait_for_selector("#control-result:has-text('running → pausing')")
             page.wait_for_selector("#job-state:has-text('paused')", timeout=20_000)
             assert page.locator("#btn-resume").is_enabled()
             tokens = int(page.locator("#tokens").inner_text().replace(",", ""))

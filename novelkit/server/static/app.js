@@ -4,7 +4,7 @@
 const KEY_STORAGE = "novelkit.key";
 const $ = (id) => document.getElementById(id);
 const state = { key: null, scope: "read", project: null, ws: null, lastSeq: 0, statusTimer: null,
-                reconnect: null, preview: "" };
+                reconnect: null, preview: "", jobState: null };
 
 function apiUrl(path) { return new URL(path, document.baseURI).toString(); }
 
@@ -125,6 +125,7 @@ function onMessage(msg) {
       break;
     case "pong": case "error": break;
     case "job":
+      state.jobState = msg.state;
       $("job-state").textContent = msg.state;
       $("job-state").className = "badge " + msg.state;
       logEvent(`job ${msg.state}${msg.message ? ": " + msg.message : ""}`);
@@ -163,8 +164,8 @@ function setStageState(name, value) {
 }
 
 function renderStatus(s) {
-  const jobState = s.state || "no job";
-  $("job-state").textContent = jobState;
+  state.jobState = s.state || null;
+  $("job-state").textContent = s.state || "no job";
   $("job-state").className = "badge " + (s.state || "");
   $("overall-bar").style.width = `${Math.round(s.progress * 100)}%`;
   $("progress-text").textContent = `${Math.round(s.progress * 100)}%`;
@@ -213,12 +214,20 @@ function renderStatus(s) {
   $("btn-run-stage").disabled = active;
 }
 
+// The REST answer carries only the new state; the old one is the state this page showed.
+function describeControl(before, data) {
+  if (!data.changed) return data.message || `already ${data.state}`;
+  const moved = before === data.state ? data.state : `${before} → ${data.state}`;
+  return data.message && data.message !== data.state ? `${moved} (${data.message})` : moved;
+}
+
 async function control(path, body) {
   const result = $("control-result");
+  const before = state.jobState || "no job";
   try {
     const data = await api(`api/v2/projects/${encodeURIComponent(state.project)}/${path}`,
       { method: "POST", body: body || {} });
-    result.textContent = `${data.message || ""} → ${data.state}`;
+    result.textContent = describeControl(before, data);
     result.className = "muted";
     requestStatus();
   } catch (e) {
