@@ -102,6 +102,7 @@ class Job:
         self._error = error
         self._cond = threading.Condition(threading.RLock())
         self._thread: threading.Thread | None = None
+        self._here = False  # a thread of this process runs the job (or is about to)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop: JobState | None = None  # PAUSED or CANCELLED once requested
@@ -153,12 +154,12 @@ class Job:
         return self._local
 
     def _sync(self) -> None:
-        """Who runs the job now? While a thread here runs it, memory is the truth; otherwise
+        """Who runs the job now? While this process runs it, memory is the truth; otherwise
         the store is, since another process may have resumed or finished it meanwhile."""
-        thread = self._thread
-        if thread is not None and thread.is_alive():
-            self._local = True
-            return
+        with self._cond:
+            if self._here:
+                self._local = True
+                return
         self._local = not self.project._lock.held_elsewhere()
         self._refresh_remote()
 
@@ -213,12 +214,15 @@ class Job:
         row = self.project.store.job(self.id)
         if row is None:
             return
-        self._state = JobState(row["state"])
-        self._message, self._error = row["message"], row["error"]
-        lock = self.project._lock
-        if self._state.active and not lock.held and not lock.held_elsewhere():
-            if self.project._mark_interrupted(self.id):
-                self._state = JobState.INTERRUPTED
+        with self._cond:
+            if self._here:  # a run here began since: the row may predate its states
+                return
+            self._state = JobState(row["state"])
+            self._message, self._error = row["message"], row["error"]
+            lock = self.project._lock
+            if self._state.active and not lock.held and not lock.held_elsewhere():
+                if self.project._mark_interrupted(self.id):
+                    self._state = JobState.INTERRUPTED
 
     # -- control ----------------------------------------------------------------------------
 
@@ -346,18 +350,20 @@ class Job:
         previous = self._thread
         if previous is not None and previous is not threading.current_thread():
             previous.join(timeout=5.0)  # an earlier run's thread may still be tidying up
-        self._stop, self._abort, self._retry = None, False, None
-        self.project.store.take_control(self.id)  # requests aimed at an earlier run are void
-        if self._state is not JobState.QUEUED:
-            self._set_state(JobState.QUEUED, "queued")
-        self._generation += 1
-        self._thread = threading.Thread(
-            target=self._thread_main,
-            args=(self._generation,),
-            name=f"novelkit-job-{self.id}",
-            daemon=True,
-        )
-        self._thread.start()
+        with self._cond:
+            self._here = True  # from now until the run's thread ends, memory is the truth
+            self._stop, self._abort, self._retry = None, False, None
+            self.project.store.take_control(self.id)  # requests aimed at an earlier run are void
+            if self._state is not JobState.QUEUED:
+                self._set_state(JobState.QUEUED, "queued")
+            self._generation += 1
+            self._thread = threading.Thread(
+                target=self._thread_main,
+                args=(self._generation,),
+                name=f"novelkit-job-{self.id}",
+                daemon=True,
+            )
+            self._thread.start()
 
     def _thread_main(self, generation: int) -> None:
         try:
@@ -366,6 +372,7 @@ class Job:
             with self._cond:
                 if generation == self._generation:
                     self._loop = None
+                    self._here = False
             self.project._release(self)
 
     async def _main(self, generation: int) -> None:

@@ -588,19 +588,24 @@ class ProjectLock:
             os.close(fd)
 
     def held_elsewhere(self) -> bool:
-        """True when another process (or another Project object) holds the lock."""
-        if self._fd is not None:
-            return False
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return True
-        else:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            return False
-        finally:
-            os.close(fd)
+        """True when another process (or another Project object) holds the lock.
+
+        It probes by taking the lock for a moment: under the guard, so that a probe from one
+        thread never makes another thread's :meth:`acquire` fail.
+        """
+        with self._guard:
+            if self._fd is not None:
+                return False
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError:
+                return False
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return True
+            else:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                return False
+            finally:
+                os.close(fd)

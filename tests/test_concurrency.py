@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -168,3 +169,65 @@ def test_stopping_while_the_first_units_are_being_set_up_never_hangs(
             job = project.start()
     job.cancel()
     assert job.wait(10) in (JobState.CANCELLED, JobState.SUCCEEDED)
+
+
+def test_reading_the_state_from_other_threads_never_rewinds_a_run(make_project: Factory) -> None:
+    """Views poll ``job.state`` from their own threads (the panel, the sidecar) while runs are
+    paused and resumed: a poll must never write an older state over the run's own, nor make
+    the run look interrupted, nor make its claim of the lock fail."""
+    project = make_project(
+        chapters=6,
+        words_per_chapter=1500,
+        backend_options={"tokens_per_second": 3000, "latency": 0.005},
+    )
+    job = project.start()
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            job.state  # noqa: B018 - reading it is the point
+
+    pollers = [threading.Thread(target=poll) for _ in range(2)]
+    for poller in pollers:
+        poller.start()
+    answers = []
+    try:
+        for _ in range(40):
+            seen = job.streamed_chars
+            deadline = time.monotonic() + 10
+            while job.streamed_chars == seen and time.monotonic() < deadline:
+                time.sleep(0.001)
+            answers.append(job.pause(now=True).state)  # it is streaming: pausing, never paused
+            assert job.wait(10) is JobState.PAUSED
+            assert job.resume().state is JobState.QUEUED
+    finally:
+        stop.set()
+        for poller in pollers:
+            poller.join()
+        job.cancel()
+        job.wait(10)
+    assert answers == [JobState.PAUSING] * 40
+    states = [e["state"] for e in project.events(limit=1000) if e["type"] == "job"]
+    assert "interrupted" not in states
+    assert states.count("pausing") == 40 and states.count("paused") == 40
+
+
+def test_probing_the_lock_never_makes_its_own_claim_fail(tmp_path: Path) -> None:
+    from novelkit._store import ProjectLock
+
+    lock = ProjectLock(tmp_path / "lock")
+    stop = threading.Event()
+
+    def probe() -> None:
+        while not stop.is_set():
+            lock.held_elsewhere()
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    try:
+        for _ in range(2000):
+            lock.acquire()  # raised ProjectLockedError while a probe held the lock for a moment
+            lock.release()
+    finally:
+        stop.set()
+        prober.join()
