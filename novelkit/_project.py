@@ -681,38 +681,8 @@ class Project:
         return job.status if job is not None else self._status_from(None, None)
 
     def _status_from(self, job: Job | None, snapshot: dict[str, Any] | None) -> JobStatus:
-        if snapshot is not None:
-            stages = tuple(
-                StageStatus(
-                    s["number"],
-                    s["name"],
-                    s["description"],
-                    StageState(s["state"]),
-                    s["done"],
-                    s["total"],
-                    s["tokens"],
-                    s["cost"],
-                    s["elapsed"],
-                )
-                for s in snapshot["stages"]
-            )
-            return JobStatus(
-                id=snapshot["id"],
-                state=JobState(snapshot["state"]) if snapshot["state"] else None,
-                stage=snapshot["stage"],
-                unit=snapshot["unit"],
-                progress=snapshot["progress"],
-                message=snapshot["message"],
-                error=snapshot["error"],
-                prompt_tokens=snapshot["prompt_tokens"],
-                completion_tokens=snapshot["completion_tokens"],
-                cost=snapshot["cost"],
-                stages=stages,
-                preview=snapshot["preview"],
-                retry=snapshot["retry"],
-                elapsed=snapshot["elapsed"],
-                last_seq=self.store.last_seq(),
-            )
+        if snapshot is not None:  # the job runs in another process: its latest snapshot
+            return JobStatus.from_dict(snapshot, last_seq=self.store.last_seq())
         stages = self._stage_statuses()
         total = sum(s.total for s in stages)
         progress = sum(s.done for s in stages) / total if total else 0.0

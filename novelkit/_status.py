@@ -63,6 +63,20 @@ class StageStatus:
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "state": self.state.value}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StageStatus:
+        return cls(
+            data["number"],
+            data["name"],
+            data["description"],
+            StageState(data["state"]),
+            data["done"],
+            data["total"],
+            data["tokens"],
+            data["cost"],
+            data["elapsed"],
+        )
+
 
 @dataclass(frozen=True)
 class JobStatus:
@@ -95,6 +109,28 @@ class JobStatus:
         out["tokens"] = self.tokens
         out["stages"] = [s.to_dict() for s in self.stages]
         return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, last_seq: int = 0) -> JobStatus:
+        """The status back from :meth:`to_dict` (a job's snapshot, written by the process that
+        runs it); ``last_seq`` is the reader's own."""
+        return cls(
+            id=data["id"],
+            state=JobState(data["state"]) if data["state"] else None,
+            stage=data["stage"],
+            unit=data["unit"],
+            progress=data["progress"],
+            message=data["message"],
+            error=data["error"],
+            prompt_tokens=data["prompt_tokens"],
+            completion_tokens=data["completion_tokens"],
+            cost=data["cost"],
+            stages=tuple(StageStatus.from_dict(s) for s in data["stages"]),
+            preview=data["preview"],
+            retry=data["retry"],
+            elapsed=data["elapsed"],
+            last_seq=last_seq,
+        )
 
     def table(self) -> str:
         """The plain-text status table (CLI, text/plain repr)."""

@@ -198,3 +198,17 @@ def test_status_reports_tokens_progress_and_stages(project: nk.Project) -> None:
     assert [s.number for s in status.stages] == list(range(1, 13))
     assert "assemble" in status.table()
     assert status.to_dict()["state"] == "succeeded"
+
+
+def test_a_status_snapshot_reads_back_as_the_same_status(slow_project: nk.Project) -> None:
+    """Another process sees a running job through the snapshot it writes: what it reads back
+    must be the status the job reported."""
+    job = slow_project.start()
+    while job.streamed_chars == 0:
+        time.sleep(0.005)
+    status = job.status
+    again = nk.JobStatus.from_dict(status.to_dict(), last_seq=status.last_seq)
+    job.cancel()
+    job.wait(30)
+    assert again.state is JobState.RUNNING and again.preview
+    assert again == status
