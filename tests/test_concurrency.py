@@ -231,3 +231,165 @@ def test_probing_the_lock_never_makes_its_own_claim_fail(tmp_path: Path) -> None
     finally:
         stop.set()
         prober.join()
+
+
+# -- review of e9b9923 (the `_here` flag) --------------------------------------------------
+
+
+def _paused_with_its_thread_ended(make_project: Factory) -> tuple[nk.Project, Job]:
+    project = make_project(**SLOW)
+    job = project.start()
+    time.sleep(0.3)
+    job.pause(now=True)
+    assert job.wait(10) is JobState.PAUSED
+    assert job._thread is not None and not job._thread.is_alive()
+    return project, job
+
+
+def test_a_resume_whose_store_write_fails_leaves_the_job_as_the_store_shows_it(
+    make_project: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``_launch`` sets ``_here`` first; when recording ``queued`` fails (a full disk) no thread
+    ever starts, nothing clears ``_here``, and memory's unrecorded ``queued`` is the truth for
+    ever: ``state`` says queued, ``wait()`` blocks until its timeout, ``resume()`` says
+    "already queued". Before e9b9923 the next read went back to the store (paused)."""
+    import sqlite3
+
+    project, job = _paused_with_its_thread_ended(make_project)
+    original = project.store.update_job
+
+    def full_disk(job_id: str, **fields: object) -> None:
+        if fields.get("state") == "queued":
+            raise sqlite3.OperationalError("database or disk is full")
+        original(job_id, **fields)
+
+    monkeypatch.setattr(project.store, "update_job", full_disk)
+    with pytest.raises(sqlite3.OperationalError):
+        job.resume()
+    monkeypatch.setattr(project.store, "update_job", original)
+    assert project.store.job(job.id)["state"] == "paused"
+    started = time.monotonic()
+    assert job.wait(2) is JobState.PAUSED, "memory keeps the queued state the store never took"
+    assert time.monotonic() - started < 1
+    assert job.resume().changed, "the disk has room again: resuming works"
+    job.cancel()
+    job.wait(10)
+
+
+def test_a_state_read_that_spans_a_whole_run_never_leaves_it_looking_active(
+    make_project: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``_refresh_remote`` reads the row before it takes ``_cond`` and checks ``_here``: if a
+    run begins and ends in between (resumed by another thread, paused at once), the row it
+    applies predates the run's end. A ``wait()`` that did this read then waits on a state no
+    thread will ever change (for ever, without a timeout)."""
+    project, job = _paused_with_its_thread_ended(make_project)
+    original = project.store.job
+    reader: list[int] = []
+    seen: list[dict[str, object] | None] = []
+    ran = threading.Event()
+    errors: list[BaseException] = []
+
+    def another_thread_runs_it() -> None:
+        try:
+            job.resume()
+            deadline = time.monotonic() + 10
+            while original(job.id)["state"] != "running":  # type: ignore[index]
+                assert time.monotonic() < deadline
+                time.sleep(0.005)
+            seen.append(original(job.id))  # what the reader reads while the run goes on …
+            job.pause(now=True)  # … and the run ends before the reader applies it
+            assert job._thread is not None
+            job._thread.join(10)
+            ran.set()
+        except BaseException as exc:
+            errors.append(exc)
+
+    runner = threading.Thread(target=another_thread_runs_it)
+
+    def row_read_mid_run(job_id: str) -> dict[str, object] | None:
+        if threading.get_ident() not in reader:
+            return original(job_id)
+        reader.clear()  # once: this is the read that the run overtakes
+        runner.start()
+        if ran.wait(2):
+            return seen[0]
+        return original(job_id)  # the run could not begin meanwhile: the row is the truth
+
+    monkeypatch.setattr(project.store, "job", row_read_mid_run)
+    outcome: list[JobState] = []
+
+    def view() -> None:
+        reader.append(threading.get_ident())
+        outcome.append(job.wait(3))
+
+    viewer = threading.Thread(target=view)
+    viewer.start()
+    viewer.join(20)
+    runner.join(20)
+    assert not errors, errors
+    assert project.store.job(job.id)["state"] == "paused"
+    assert outcome == [JobState.PAUSED], "the view waited on a run that had already paused"
+    job.cancel()
+
+
+def test_reading_the_state_never_waits_for_a_resume_that_waits_for_the_last_thread(
+    make_project: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``_sync`` now takes ``_cond`` on every read. ``resume()`` holds ``_cond`` while
+    ``_launch`` joins the previous run's thread (up to 5 s), and that thread needs ``_cond``
+    to end: every ``job.state`` / ``project.status()`` elsewhere - the sidecar computes the
+    status on its event loop - now blocks those 5 s too (before e9b9923 it did not)."""
+    original = Job._main
+
+    async def slow_teardown(self: Job, generation: int) -> None:
+        await original(self, generation)
+        time.sleep(0.3)  # asyncio.run's teardown, as on a busy machine: the state is final
+
+    monkeypatch.setattr(Job, "_main", slow_teardown)
+    project = make_project(**SLOW)
+    job = project.start()
+    time.sleep(0.3)
+    job.pause(now=True)
+    deadline = time.monotonic() + 10
+    while job.state is not JobState.PAUSED:  # a client that saw the 'paused' event
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    resumer = threading.Thread(target=job.resume)
+    resumer.start()
+    time.sleep(0.05)  # resume() now holds _cond and joins the previous thread
+    started = time.monotonic()
+    project.status()
+    waited = time.monotonic() - started
+    resumer.join(10)
+    job.cancel()
+    job.wait(10)
+    assert waited < 0.5, f"a status read waited {waited:.1f} s behind resume()"
+
+
+def test_resuming_just_after_the_pause_lands_does_not_stall(
+    make_project: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pre-existing (also at 4879065): resume() holds ``_cond`` while it joins the previous
+    thread, whose last step takes ``_cond``; the join runs out its 5 s timeout."""
+    original = Job._main
+
+    async def slow_teardown(self: Job, generation: int) -> None:
+        await original(self, generation)
+        time.sleep(0.3)
+
+    monkeypatch.setattr(Job, "_main", slow_teardown)
+    project = make_project(**SLOW)
+    job = project.start()
+    time.sleep(0.3)
+    job.pause(now=True)
+    deadline = time.monotonic() + 10
+    while job.state is not JobState.PAUSED:
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    started = time.monotonic()
+    job.resume()
+    took = time.monotonic() - started
+    job.cancel()
+    job.wait(10)
+    assert took < 1.5, f"resume() took {took:.1f} s"

@@ -146,3 +146,28 @@ def test_shared_reads_parse_once_and_follow_every_change_of_the_file(project: nk
     path.write_text("{not json")
     with pytest.raises(nk.ArtefactError, match="03-characters.json"):
         draft.read("characters", shared=True)  # a broken file is never served from memory
+
+
+def test_a_shared_read_after_a_stage_is_replaced_parses_with_the_new_model(
+    project: nk.Project,
+) -> None:
+    """The shared cache is keyed by path and file version only; ``pipeline.replace`` can give
+    the same file a new model (a Cast with one more field), and a shared read then hands out
+    the object parsed with the old one."""
+    from novelkit._artefacts import Cast
+    from novelkit.stages.planning import Characters
+
+    for name in ("premise", "world", "characters"):
+        assert project.run_stage(name).wait(60) is JobState.SUCCEEDED
+    assert type(_context(project, "draft", "ch01").read("characters", shared=True)) is Cast
+
+    class RatedCast(Cast):
+        rating: str = "PG"
+
+    class RatedCharacters(Characters):
+        model = RatedCast
+
+    project.pipeline.replace("characters", RatedCharacters())
+    cast = _context(project, "draft", "ch01").read("characters", shared=True)
+    assert isinstance(cast, RatedCast), type(cast)
+    assert cast.rating == "PG"
