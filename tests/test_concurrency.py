@@ -393,3 +393,43 @@ def test_resuming_just_after_the_pause_lands_does_not_stall(
     job.cancel()
     job.wait(10)
     assert took < 1.5, f"resume() took {took:.1f} s"
+
+
+def test_a_view_reading_as_the_thread_ends_never_keeps_the_lock_of_a_run_whose_end_was_lost(
+    make_project: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the run's final state cannot be recorded, memory has it and the store still says
+    ``pausing`` (on reopen: interrupted). ``_thread_main`` clears ``_here`` before
+    ``Project._release`` looks at the state: a view reading in between writes the store's
+    ``pausing`` over memory, the release sees an active job and keeps the lock, and the job
+    stays pausing for ever in this process (``wait()`` hangs, ``cancel()`` sticks at
+    cancelling). At 4879065 the release came first and the next read showed interrupted."""
+    import sqlite3
+
+    project = make_project(**SLOW)
+    original_update = project.store.update_job
+
+    def final_state_lost(job_id: str, **fields: object) -> None:
+        if fields.get("state") == "paused":
+            raise sqlite3.OperationalError("disk I/O error")
+        original_update(job_id, **fields)
+
+    monkeypatch.setattr(project.store, "update_job", final_state_lost)
+    original_release = project._release
+
+    def a_view_reads_first(job: Job) -> None:
+        view = threading.Thread(target=lambda: job.state)
+        view.start()
+        view.join(10)
+        original_release(job)
+
+    monkeypatch.setattr(project, "_release", a_view_reads_first)
+    job = project.start()
+    time.sleep(0.3)
+    job.pause(now=True)
+    assert job._thread is not None
+    job._thread.join(10)
+    monkeypatch.setattr(project.store, "update_job", original_update)
+    assert project.store.job(job.id)["state"] == "pausing"
+    assert not project._lock.held, "the lock outlived the run"
+    assert job.wait(2) is JobState.INTERRUPTED
