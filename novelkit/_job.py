@@ -156,10 +156,9 @@ class Job:
     def _sync(self) -> None:
         """Who runs the job now? While this process runs it, memory is the truth; otherwise
         the store is, since another process may have resumed or finished it meanwhile."""
-        with self._cond:
-            if self._here:
-                self._local = True
-                return
+        if self._here:  # a plain read: a running job's readers never wait for its lock
+            self._local = True
+            return
         self._local = not self.project._lock.held_elsewhere()
         self._refresh_remote()
 
@@ -211,11 +210,11 @@ class Job:
         return state
 
     def _refresh_remote(self) -> None:
-        row = self.project.store.job(self.id)
-        if row is None:
-            return
-        with self._cond:
+        with self._cond:  # the row is read and applied while no run here can begin or end
             if self._here:  # a run here began since: the row may predate its states
+                return
+            row = self.project.store.job(self.id)
+            if row is None:
                 return
             self._state = JobState(row["state"])
             self._message, self._error = row["message"], row["error"]
@@ -352,28 +351,32 @@ class Job:
             previous.join(timeout=5.0)  # an earlier run's thread may still be tidying up
         with self._cond:
             self._here = True  # from now until the run's thread ends, memory is the truth
-            self._stop, self._abort, self._retry = None, False, None
-            self.project.store.take_control(self.id)  # requests aimed at an earlier run are void
-            if self._state is not JobState.QUEUED:
-                self._set_state(JobState.QUEUED, "queued")
-            self._generation += 1
-            self._thread = threading.Thread(
-                target=self._thread_main,
-                args=(self._generation,),
-                name=f"novelkit-job-{self.id}",
-                daemon=True,
-            )
-            self._thread.start()
+            try:
+                self._stop, self._abort, self._retry = None, False, None
+                self.project.store.take_control(self.id)  # requests for an earlier run are void
+                if self._state is not JobState.QUEUED:
+                    self._set_state(JobState.QUEUED, "queued")
+                self._generation += 1
+                self._thread = threading.Thread(
+                    target=self._thread_main,
+                    args=(self._generation,),
+                    name=f"novelkit-job-{self.id}",
+                    daemon=True,
+                )
+                self._thread.start()
+            except BaseException:
+                self._here = False  # no run began: the store is the truth again
+                raise
 
     def _thread_main(self, generation: int) -> None:
         try:
             asyncio.run(self._main(generation))
         finally:
+            self.project._release(self)  # while memory (the final state) is still the truth
             with self._cond:
                 if generation == self._generation:
                     self._loop = None
                     self._here = False
-            self.project._release(self)
 
     async def _main(self, generation: int) -> None:
         with self._cond:

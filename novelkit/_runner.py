@@ -126,7 +126,8 @@ class UnitContext:
         version: object = None
         try:
             if shared and model is not None:
-                version = staged.digest if staged is not None else _file_version(path)
+                # the model too: pipeline.replace() may read the same file as another model
+                version = (model, staged.digest if staged is not None else _file_version(path))
                 hit = self.parsed.get(path)
                 if hit is not None and hit[0] == version:
                     return hit[1]
