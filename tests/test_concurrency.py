@@ -433,3 +433,28 @@ def test_a_view_reading_as_the_thread_ends_never_keeps_the_lock_of_a_run_whose_e
     assert project.store.job(job.id)["state"] == "pausing"
     assert not project._lock.held, "the lock outlived the run"
     assert job.wait(2) is JobState.INTERRUPTED
+
+
+def test_a_probe_from_another_project_object_never_makes_a_claim_fail(tmp_path: Path) -> None:
+    """Residual of e9b9923: the guard covers one ProjectLock object only. A second Project on
+    the same folder (a sidecar started in the notebook's kernel, or in another process) that
+    polls ``job.state`` probes by taking the flock for a moment, and a ``start()`` or
+    ``resume()`` here that claims it in that moment fails with ProjectLockedError."""
+    from novelkit._store import ProjectLock
+
+    lock, other = ProjectLock(tmp_path / "lock"), ProjectLock(tmp_path / "lock")
+    stop = threading.Event()
+
+    def probe() -> None:
+        while not stop.is_set():
+            other.held_elsewhere()
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    try:
+        for _ in range(2000):
+            lock.acquire()
+            lock.release()
+    finally:
+        stop.set()
+        prober.join()
