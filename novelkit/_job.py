@@ -103,6 +103,7 @@ class Job:
         self._cond = threading.Condition(threading.RLock())
         self._thread: threading.Thread | None = None
         self._here = False  # a thread of this process runs the job (or is about to)
+        self._runs = 0  # bumped whenever _here changes: a store row read before is outdated
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop: JobState | None = None  # PAUSED or CANCELLED once requested
@@ -210,11 +211,12 @@ class Job:
         return state
 
     def _refresh_remote(self) -> None:
-        with self._cond:  # the row is read and applied while no run here can begin or end
-            if self._here:  # a run here began since: the row may predate its states
-                return
-            row = self.project.store.job(self.id)
-            if row is None:
+        runs = self._runs
+        row = self.project.store.job(self.id)  # not under _cond: a poll never holds up a run
+        if row is None:
+            return
+        with self._cond:
+            if self._here or runs != self._runs:  # a run here began (or ended) since the read
                 return
             self._state = JobState(row["state"])
             self._message, self._error = row["message"], row["error"]
@@ -279,9 +281,9 @@ class Job:
                     state=state,
                     action="resume",
                 )
-            self.project._claim(self)
+            claim = self.project._claim(self)
             self._local = True
-            self._launch()
+            self._launch(claim)
             return ControlResult(True, JobState.QUEUED, "resumed")
 
     def cancel(self) -> ControlResult:
@@ -345,12 +347,12 @@ class Job:
 
     # -- the worker -------------------------------------------------------------------------
 
-    def _launch(self) -> None:
-        previous = self._thread
-        if previous is not None and previous is not threading.current_thread():
-            previous.join(timeout=5.0)  # an earlier run's thread may still be tidying up
+    def _launch(self, claim: int) -> None:
+        """Start a run under ``claim`` (see :meth:`Project._claim`). An earlier run's thread
+        may still be tidying up: it steps aside (its generation is past), nobody waits for it."""
         with self._cond:
             self._here = True  # from now until the run's thread ends, memory is the truth
+            self._runs += 1
             try:
                 self._stop, self._abort, self._retry = None, False, None
                 self.project.store.take_control(self.id)  # requests for an earlier run are void
@@ -359,24 +361,26 @@ class Job:
                 self._generation += 1
                 self._thread = threading.Thread(
                     target=self._thread_main,
-                    args=(self._generation,),
+                    args=(self._generation, claim),
                     name=f"novelkit-job-{self.id}",
                     daemon=True,
                 )
                 self._thread.start()
             except BaseException:
                 self._here = False  # no run began: the store is the truth again
+                self._runs += 1
                 raise
 
-    def _thread_main(self, generation: int) -> None:
+    def _thread_main(self, generation: int, claim: int) -> None:
         try:
             asyncio.run(self._main(generation))
         finally:
-            self.project._release(self)  # while memory (the final state) is still the truth
+            self.project._release(self, claim)  # while memory (the final state) is the truth
             with self._cond:
                 if generation == self._generation:
                     self._loop = None
                     self._here = False
+                    self._runs += 1
 
     async def _main(self, generation: int) -> None:
         with self._cond:

@@ -110,6 +110,7 @@ class Project(Freshness):
         # outputs a running job has produced but not yet saved: dependants read them from here
         self.unsaved: dict[Path, StagedFile] = {}
         self._guard = threading.RLock()
+        self._claims = 0  # how often this project took the writer lock for a run
         self.problems: list[str] = []
         self._recover()
 
@@ -362,26 +363,35 @@ class Project(Freshness):
                     )
 
     def _new_job(self, spec: dict[str, Any]) -> Job:
-        self._lock.acquire()  # before the job exists: a refused claim leaves no orphan row
-        try:
-            job = Job.create(self, spec)
-        except BaseException:
-            self._lock.release()
-            raise
-        self._job = job
-        job._launch()
-        return job
-
-    def _claim(self, job: Job) -> None:
-        """Become the writer for ``job`` (raises ProjectLockedError if another process is)."""
-        self._lock.acquire()
-        self.store.update_job(job.id, pid=os.getpid())
-
-    def _release(self, job: Job) -> None:
         with self._guard:
-            # the lock belongs to the project's current job: a finished thread of an older
-            # job (or of an earlier run of this one) must not drop it from under a new run
-            if self._job is job and not job._state.active:
+            claim = self._take_lock()  # before the job exists: a refused claim leaves no row
+            try:
+                job = Job.create(self, spec)
+            except BaseException:
+                self._lock.release()
+                raise
+            self._job = job
+            job._launch(claim)
+            return job
+
+    def _claim(self, job: Job) -> int:
+        """Become the writer for ``job`` (raises ProjectLockedError if another process is);
+        returns the claim's number, which the run hands back to :meth:`_release`."""
+        with self._guard:
+            claim = self._take_lock()
+            self.store.update_job(job.id, pid=os.getpid())
+            return claim
+
+    def _take_lock(self) -> int:
+        self._lock.acquire()
+        self._claims += 1
+        return self._claims
+
+    def _release(self, job: Job, claim: int) -> None:
+        with self._guard:
+            # only the latest claim's run lets the lock go: an older job's thread, or an
+            # earlier run of this one still tidying up, must not drop it from under a new run
+            if self._job is job and claim == self._claims and not job._state.active:
                 self._lock.release()
 
     def subscribe(self, callback: Callback | None = None) -> Subscription:

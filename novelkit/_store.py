@@ -537,6 +537,9 @@ def _job_row(row: tuple[Any, ...]) -> dict[str, Any]:
     return job
 
 
+PROBE_RETRIES = 5  # a probe holds the lock for microseconds; a writer holds it for its run
+
+
 class ProjectLock:
     """An ``flock`` on ``.novelkit/lock``: held by the one process that runs a job."""
 
@@ -557,12 +560,18 @@ class ProjectLock:
         if self._fd is not None:
             return
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
+        for attempt in range(PROBE_RETRIES + 1):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    os.close(fd)
+                    raise
+                if attempt < PROBE_RETRIES:  # maybe a probe (held_elsewhere) holding it briefly
+                    time.sleep(0.002)
+        else:
             os.close(fd)
-            if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
             holder = self._holder()
             raise ProjectLockedError(
                 f"{self.path.parent.parent} is being written by another process{holder}; "

@@ -22,11 +22,11 @@ def hold_first_thread(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
     original = Job._thread_main
     held: list[Job] = []
 
-    def patched(self: Job, generation: int) -> None:
+    def patched(self: Job, generation: int, claim: int) -> None:
         if not held:
             held.append(self)
             gate.wait(10)
-        original(self, generation)
+        original(self, generation, claim)
 
     monkeypatch.setattr(Job, "_thread_main", patched)
     return gate
@@ -183,9 +183,10 @@ def test_reading_the_state_from_other_threads_never_rewinds_a_run(make_project: 
     job = project.start()
     stop = threading.Event()
 
-    def poll() -> None:
+    def poll() -> None:  # thousands of reads a second, but no GIL hog starving the job
         while not stop.is_set():
             job.state  # noqa: B018 - reading it is the point
+            time.sleep(0.0002)
 
     pollers = [threading.Thread(target=poll) for _ in range(2)]
     for poller in pollers:
@@ -233,7 +234,7 @@ def test_probing_the_lock_never_makes_its_own_claim_fail(tmp_path: Path) -> None
         prober.join()
 
 
-# -- review of e9b9923 (the `_here` flag) --------------------------------------------------
+# -- while this process runs the job, memory is the truth (``Job._here``) --------------------
 
 
 def _paused_with_its_thread_ended(make_project: Factory) -> tuple[nk.Project, Job]:
@@ -249,10 +250,9 @@ def _paused_with_its_thread_ended(make_project: Factory) -> tuple[nk.Project, Jo
 def test_a_resume_whose_store_write_fails_leaves_the_job_as_the_store_shows_it(
     make_project: Factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``_launch`` sets ``_here`` first; when recording ``queued`` fails (a full disk) no thread
-    ever starts, nothing clears ``_here``, and memory's unrecorded ``queued`` is the truth for
-    ever: ``state`` says queued, ``wait()`` blocks until its timeout, ``resume()`` says
-    "already queued". Before e9b9923 the next read went back to the store (paused)."""
+    """When recording ``queued`` fails (a full disk) no run begins: the store, which still says
+    paused, is the truth again, not an unrecorded ``queued`` in memory (``state`` would say
+    queued, ``wait()`` block until its timeout, ``resume()`` answer "already queued")."""
     import sqlite3
 
     project, job = _paused_with_its_thread_ended(make_project)
@@ -279,10 +279,9 @@ def test_a_resume_whose_store_write_fails_leaves_the_job_as_the_store_shows_it(
 def test_a_state_read_that_spans_a_whole_run_never_leaves_it_looking_active(
     make_project: Factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``_refresh_remote`` reads the row before it takes ``_cond`` and checks ``_here``: if a
-    run begins and ends in between (resumed by another thread, paused at once), the row it
-    applies predates the run's end. A ``wait()`` that did this read then waits on a state no
-    thread will ever change (for ever, without a timeout)."""
+    """A view that reads the store's row while another thread resumes the job and the run
+    ends (paused at once) must not apply a row older than the run's end: a ``wait()`` that did
+    would wait on a state no thread will ever change."""
     project, job = _paused_with_its_thread_ended(make_project)
     original = project.store.job
     reader: list[int] = []
@@ -336,10 +335,8 @@ def test_a_state_read_that_spans_a_whole_run_never_leaves_it_looking_active(
 def test_reading_the_state_never_waits_for_a_resume_that_waits_for_the_last_thread(
     make_project: Factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``_sync`` now takes ``_cond`` on every read. ``resume()`` holds ``_cond`` while
-    ``_launch`` joins the previous run's thread (up to 5 s), and that thread needs ``_cond``
-    to end: every ``job.state`` / ``project.status()`` elsewhere - the sidecar computes the
-    status on its event loop - now blocks those 5 s too (before e9b9923 it did not)."""
+    """A status read (the sidecar computes it on its event loop) never waits for a resume,
+    even one that comes while the previous run's thread is still tidying up."""
     original = Job._main
 
     async def slow_teardown(self: Job, generation: int) -> None:
@@ -370,8 +367,9 @@ def test_reading_the_state_never_waits_for_a_resume_that_waits_for_the_last_thre
 def test_resuming_just_after_the_pause_lands_does_not_stall(
     make_project: Factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Pre-existing (also at 4879065): resume() holds ``_cond`` while it joins the previous
-    thread, whose last step takes ``_cond``; the join runs out its 5 s timeout."""
+    """A resume that comes while the previous run's thread is still tidying up starts at once
+    (it used to wait out a 5 s join of that thread), and the new run keeps the writer lock
+    when the old thread ends."""
     original = Job._main
 
     async def slow_teardown(self: Job, generation: int) -> None:
@@ -387,23 +385,26 @@ def test_resuming_just_after_the_pause_lands_does_not_stall(
     while job.state is not JobState.PAUSED:
         assert time.monotonic() < deadline
         time.sleep(0.001)
+    old_thread = job._thread
     started = time.monotonic()
     job.resume()
     took = time.monotonic() - started
+    assert old_thread is not None
+    old_thread.join(10)  # the earlier run's thread has ended, the new run goes on
+    kept = project._lock.held and job.state.active
     job.cancel()
     job.wait(10)
     assert took < 1.5, f"resume() took {took:.1f} s"
+    assert kept, "the earlier run's thread dropped the writer lock from under the new run"
 
 
 def test_a_view_reading_as_the_thread_ends_never_keeps_the_lock_of_a_run_whose_end_was_lost(
     make_project: Factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """When the run's final state cannot be recorded, memory has it and the store still says
-    ``pausing`` (on reopen: interrupted). ``_thread_main`` clears ``_here`` before
-    ``Project._release`` looks at the state: a view reading in between writes the store's
-    ``pausing`` over memory, the release sees an active job and keeps the lock, and the job
-    stays pausing for ever in this process (``wait()`` hangs, ``cancel()`` sticks at
-    cancelling). At 4879065 the release came first and the next read showed interrupted."""
+    ``pausing``. A view reading as the thread ends must not write that ``pausing`` over
+    memory before the lock is released: the job would stay pausing for ever in this process
+    (``wait()`` hanging, ``cancel()`` stuck at cancelling). It reads as interrupted instead."""
     import sqlite3
 
     project = make_project(**SLOW)
@@ -417,11 +418,11 @@ def test_a_view_reading_as_the_thread_ends_never_keeps_the_lock_of_a_run_whose_e
     monkeypatch.setattr(project.store, "update_job", final_state_lost)
     original_release = project._release
 
-    def a_view_reads_first(job: Job) -> None:
+    def a_view_reads_first(job: Job, claim: int) -> None:
         view = threading.Thread(target=lambda: job.state)
         view.start()
         view.join(10)
-        original_release(job)
+        original_release(job, claim)
 
     monkeypatch.setattr(project, "_release", a_view_reads_first)
     job = project.start()
@@ -436,10 +437,10 @@ def test_a_view_reading_as_the_thread_ends_never_keeps_the_lock_of_a_run_whose_e
 
 
 def test_a_probe_from_another_project_object_never_makes_a_claim_fail(tmp_path: Path) -> None:
-    """Residual of e9b9923: the guard covers one ProjectLock object only. A second Project on
-    the same folder (a sidecar started in the notebook's kernel, or in another process) that
-    polls ``job.state`` probes by taking the flock for a moment, and a ``start()`` or
-    ``resume()`` here that claims it in that moment fails with ProjectLockedError."""
+    """A second Project on the same folder (a sidecar in the notebook's kernel, or another
+    process) that polls ``job.state`` probes by taking the flock for a moment: a ``start()``
+    or ``resume()`` here that claims it in that moment must not fail with
+    ProjectLockedError."""
     from novelkit._store import ProjectLock
 
     lock, other = ProjectLock(tmp_path / "lock"), ProjectLock(tmp_path / "lock")
