@@ -537,7 +537,8 @@ def _job_row(row: tuple[Any, ...]) -> dict[str, Any]:
     return job
 
 
-PROBE_RETRIES = 5  # a probe holds the lock for microseconds; a writer holds it for its run
+# a probe holds the lock for microseconds, a writer for its whole run: retry for ~60 ms
+PROBE_RETRIES = 6
 
 
 class ProjectLock:
@@ -569,7 +570,7 @@ class ProjectLock:
                     os.close(fd)
                     raise
                 if attempt < PROBE_RETRIES:  # maybe a probe (held_elsewhere) holding it briefly
-                    time.sleep(0.002)
+                    time.sleep(0.001 * 2**attempt)
         else:
             os.close(fd)
             holder = self._holder()

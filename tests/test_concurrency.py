@@ -213,27 +213,6 @@ def test_reading_the_state_from_other_threads_never_rewinds_a_run(make_project: 
     assert states.count("pausing") == 40 and states.count("paused") == 40
 
 
-def test_probing_the_lock_never_makes_its_own_claim_fail(tmp_path: Path) -> None:
-    from novelkit._store import ProjectLock
-
-    lock = ProjectLock(tmp_path / "lock")
-    stop = threading.Event()
-
-    def probe() -> None:
-        while not stop.is_set():
-            lock.held_elsewhere()
-
-    prober = threading.Thread(target=probe)
-    prober.start()
-    try:
-        for _ in range(2000):
-            lock.acquire()  # raised ProjectLockedError while a probe held the lock for a moment
-            lock.release()
-    finally:
-        stop.set()
-        prober.join()
-
-
 # -- while this process runs the job, memory is the truth (``Job._here``) --------------------
 
 
@@ -247,6 +226,23 @@ def _paused_with_its_thread_ended(make_project: Factory) -> tuple[nk.Project, Jo
     return project, job
 
 
+def _fail_recording(
+    monkeypatch: pytest.MonkeyPatch, project: nk.Project, state: str, error: str
+) -> Callable[[], None]:
+    """Make recording the job state ``state`` fail with ``error``; returns the undo."""
+    import sqlite3
+
+    original = project.store.update_job
+
+    def failing(job_id: str, **fields: object) -> None:
+        if fields.get("state") == state:
+            raise sqlite3.OperationalError(error)
+        original(job_id, **fields)
+
+    monkeypatch.setattr(project.store, "update_job", failing)
+    return lambda: monkeypatch.setattr(project.store, "update_job", original)
+
+
 def test_a_resume_whose_store_write_fails_leaves_the_job_as_the_store_shows_it(
     make_project: Factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -256,17 +252,10 @@ def test_a_resume_whose_store_write_fails_leaves_the_job_as_the_store_shows_it(
     import sqlite3
 
     project, job = _paused_with_its_thread_ended(make_project)
-    original = project.store.update_job
-
-    def full_disk(job_id: str, **fields: object) -> None:
-        if fields.get("state") == "queued":
-            raise sqlite3.OperationalError("database or disk is full")
-        original(job_id, **fields)
-
-    monkeypatch.setattr(project.store, "update_job", full_disk)
+    restore = _fail_recording(monkeypatch, project, "queued", "database or disk is full")
     with pytest.raises(sqlite3.OperationalError):
         job.resume()
-    monkeypatch.setattr(project.store, "update_job", original)
+    restore()
     assert project.store.job(job.id)["state"] == "paused"
     started = time.monotonic()
     assert job.wait(2) is JobState.PAUSED, "memory keeps the queued state the store never took"
@@ -332,44 +321,11 @@ def test_a_state_read_that_spans_a_whole_run_never_leaves_it_looking_active(
     job.cancel()
 
 
-def test_reading_the_state_never_waits_for_a_resume_that_waits_for_the_last_thread(
+def _paused_while_its_thread_tidies_up(
     make_project: Factory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A status read (the sidecar computes it on its event loop) never waits for a resume,
-    even one that comes while the previous run's thread is still tidying up."""
-    original = Job._main
-
-    async def slow_teardown(self: Job, generation: int) -> None:
-        await original(self, generation)
-        time.sleep(0.3)  # asyncio.run's teardown, as on a busy machine: the state is final
-
-    monkeypatch.setattr(Job, "_main", slow_teardown)
-    project = make_project(**SLOW)
-    job = project.start()
-    time.sleep(0.3)
-    job.pause(now=True)
-    deadline = time.monotonic() + 10
-    while job.state is not JobState.PAUSED:  # a client that saw the 'paused' event
-        assert time.monotonic() < deadline
-        time.sleep(0.001)
-    resumer = threading.Thread(target=job.resume)
-    resumer.start()
-    time.sleep(0.05)  # resume() now holds _cond and joins the previous thread
-    started = time.monotonic()
-    project.status()
-    waited = time.monotonic() - started
-    resumer.join(10)
-    job.cancel()
-    job.wait(10)
-    assert waited < 0.5, f"a status read waited {waited:.1f} s behind resume()"
-
-
-def test_resuming_just_after_the_pause_lands_does_not_stall(
-    make_project: Factory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A resume that comes while the previous run's thread is still tidying up starts at once
-    (it used to wait out a 5 s join of that thread), and the new run keeps the writer lock
-    when the old thread ends."""
+) -> tuple[nk.Project, Job]:
+    """A job just paused (as a client that saw the 'paused' event knows) whose run's thread is
+    still tidying up for 0.3 s, as asyncio.run's teardown may on a busy machine."""
     original = Job._main
 
     async def slow_teardown(self: Job, generation: int) -> None:
@@ -385,6 +341,34 @@ def test_resuming_just_after_the_pause_lands_does_not_stall(
     while job.state is not JobState.PAUSED:
         assert time.monotonic() < deadline
         time.sleep(0.001)
+    return project, job
+
+
+def test_reading_the_state_never_waits_for_a_resume(
+    make_project: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A status read (the sidecar computes it on its event loop) never waits for a resume,
+    even one that comes while the previous run's thread is still tidying up."""
+    project, job = _paused_while_its_thread_tidies_up(make_project, monkeypatch)
+    resumer = threading.Thread(target=job.resume)
+    resumer.start()
+    time.sleep(0.05)  # the resume is under way while the previous thread still tidies up
+    started = time.monotonic()
+    project.status()
+    waited = time.monotonic() - started
+    resumer.join(10)
+    job.cancel()
+    job.wait(10)
+    assert waited < 0.5, f"a status read waited {waited:.1f} s behind resume()"
+
+
+def test_resuming_just_after_the_pause_lands_does_not_stall(
+    make_project: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resume that comes while the previous run's thread is still tidying up starts at once
+    (it used to wait out a 5 s join of that thread), and the new run keeps the writer lock
+    when the old thread ends."""
+    project, job = _paused_while_its_thread_tidies_up(make_project, monkeypatch)
     old_thread = job._thread
     started = time.monotonic()
     job.resume()
@@ -405,17 +389,9 @@ def test_a_view_reading_as_the_thread_ends_never_keeps_the_lock_of_a_run_whose_e
     ``pausing``. A view reading as the thread ends must not write that ``pausing`` over
     memory before the lock is released: the job would stay pausing for ever in this process
     (``wait()`` hanging, ``cancel()`` stuck at cancelling). It reads as interrupted instead."""
-    import sqlite3
 
     project = make_project(**SLOW)
-    original_update = project.store.update_job
-
-    def final_state_lost(job_id: str, **fields: object) -> None:
-        if fields.get("state") == "paused":
-            raise sqlite3.OperationalError("disk I/O error")
-        original_update(job_id, **fields)
-
-    monkeypatch.setattr(project.store, "update_job", final_state_lost)
+    restore = _fail_recording(monkeypatch, project, "paused", "disk I/O error")
     original_release = project._release
 
     def a_view_reads_first(job: Job, claim: int) -> None:
@@ -430,32 +406,35 @@ def test_a_view_reading_as_the_thread_ends_never_keeps_the_lock_of_a_run_whose_e
     job.pause(now=True)
     assert job._thread is not None
     job._thread.join(10)
-    monkeypatch.setattr(project.store, "update_job", original_update)
+    restore()
     assert project.store.job(job.id)["state"] == "pausing"
     assert not project._lock.held, "the lock outlived the run"
     assert job.wait(2) is JobState.INTERRUPTED
 
 
-def test_a_probe_from_another_project_object_never_makes_a_claim_fail(tmp_path: Path) -> None:
-    """A second Project on the same folder (a sidecar in the notebook's kernel, or another
-    process) that polls ``job.state`` probes by taking the flock for a moment: a ``start()``
-    or ``resume()`` here that claims it in that moment must not fail with
-    ProjectLockedError."""
+@pytest.mark.parametrize("prober", ["this lock", "another lock on the same file"])
+def test_probing_the_lock_never_makes_a_claim_fail(tmp_path: Path, prober: str) -> None:
+    """``held_elsewhere()`` probes by taking the flock for a moment; every status read of a job
+    not running here does it, from this Project's threads or from a second Project on the same
+    folder (a sidecar in the notebook's kernel, another process). A ``start()`` or
+    ``resume()`` claiming the lock in that moment must not fail with ProjectLockedError."""
     from novelkit._store import ProjectLock
 
-    lock, other = ProjectLock(tmp_path / "lock"), ProjectLock(tmp_path / "lock")
+    lock = ProjectLock(tmp_path / "lock")
+    other = lock if prober == "this lock" else ProjectLock(tmp_path / "lock")
     stop = threading.Event()
 
-    def probe() -> None:
+    def probe() -> None:  # a thousand probes a second: far more than any view makes
         while not stop.is_set():
             other.held_elsewhere()
+            time.sleep(0.001)
 
-    prober = threading.Thread(target=probe)
-    prober.start()
+    thread = threading.Thread(target=probe)
+    thread.start()
     try:
-        for _ in range(2000):
+        for _ in range(3000):
             lock.acquire()
             lock.release()
     finally:
         stop.set()
-        prober.join()
+        thread.join()
