@@ -145,3 +145,97 @@ def test_pause_and_cancel_inside_the_graph(
     job.cancel()
     assert job.wait(5) is JobState.CANCELLED
     assert project.start().wait(60) is JobState.SUCCEEDED
+
+
+class FakeWork:
+    """A UnitWork that produces and saves at once, recording what happened."""
+
+    def __init__(self, chapters: int, fail: tuple[str, str] | None = None) -> None:
+        self.chapters = [f"ch{n:02d}" for n in range(1, chapters + 1)]
+        self.fail = fail
+        self.stop_after: int | None = None
+        self.produced: list[tuple[str, str]] = []
+        self.failed_at = -1  # how many units were produced when the failing one broke
+        self.ended: list[tuple[str, bool]] = []
+
+    def plan(self, stage: nk.Stage) -> list[str]:
+        return self.units_of(stage)
+
+    def units_of(self, stage: nk.Stage) -> list[str]:
+        return self.chapters if stage.per_chapter else ["all"]
+
+    def stop_requested(self) -> bool:
+        return self.stop_after is not None and len(self.produced) >= self.stop_after
+
+    def save_failed(self) -> bool:
+        return False
+
+    def needs_run(self, stage: nk.Stage, unit: str) -> bool:
+        return True
+
+    def begin_stage(self, stage: nk.Stage, units: int) -> None:
+        pass
+
+    def end_stage(self, stage: nk.Stage, ok: bool) -> None:
+        self.ended.append((stage.name, ok))
+
+    async def produce(self, stage: nk.Stage, unit: str) -> tuple[str, str]:
+        await asyncio.sleep(0)
+        if (stage.name, unit) == self.fail:
+            self.failed_at = len(self.produced)
+            raise RuntimeError(f"{stage.name} {unit} broke")
+        self.produced.append((stage.name, unit))
+        return (stage.name, unit)
+
+    def save(self, produced: tuple[str, str], after: list[Any]) -> Any:
+        from concurrent.futures import Future
+
+        saved: Future[bool] = Future()
+        saved.set_result(all(f.result() for f in after))
+        return saved
+
+    def track(self, coro: Any) -> asyncio.Task[None]:
+        return asyncio.ensure_future(coro)
+
+
+def run_graph(work: FakeWork, concurrency: int = 3) -> Any:
+    from novelkit._scheduler import GraphRun
+
+    class Stop(Exception):
+        pass
+
+    return asyncio.run(GraphRun(work, default_stages(), concurrency, Stop).run())
+
+
+def test_a_graph_run_produces_every_unit_once_after_what_it_reads() -> None:
+    work = FakeWork(chapters=3)
+    outcome = run_graph(work)
+    stages = default_stages()
+    nodes = unit_graph(stages, {s.name: work.units_of(s) for s in stages})
+    assert sorted(work.produced) == sorted(nodes) and len(set(work.produced)) == len(nodes)
+    at = {key: i for i, key in enumerate(work.produced)}
+    assert all(at[dep] < at[key] for key, node in nodes.items() for dep in node.deps)
+    assert sorted(work.ended) == sorted((s.name, True) for s in stages)  # each once, ok
+    assert not outcome.failures and not outcome.interrupted and not outcome.unsaved
+
+
+def test_a_graph_run_stops_at_a_failure_and_never_runs_what_read_it() -> None:
+    work = FakeWork(chapters=3, fail=("continuity", "ch02"))
+    outcome = run_graph(work, concurrency=3)
+    assert [str(e) for e in outcome.failures] == ["continuity ch02 broke"]
+    assert len(work.produced) - work.failed_at <= 3  # only units already in flight finish
+    assert ("continuity", False) in work.ended
+    assert ("revision", "ch02") not in work.produced and ("assemble", "all") not in work.produced
+    assert "continuity ch02" in outcome.unsaved and outcome.interrupted
+
+
+def test_a_graph_run_starts_nothing_once_a_stop_is_requested() -> None:
+    work = FakeWork(chapters=3)
+    work.stop_after = 8  # the planning stages, scenes of a chapter or two, a draft: then stop
+    outcome = run_graph(work, concurrency=3)
+    assert 8 <= len(work.produced) <= 8 + 3  # only the units already in flight (3) finish
+    assert outcome.unsaved and not outcome.failures
+    for name, ok in work.ended:  # a stage reported done has every unit produced
+        units = [u for s, u in work.produced if s == name]
+        assert ok and len(units) == (1 if units == ["all"] else len(work.chapters))
+    assert ("assemble", "all") not in work.produced
