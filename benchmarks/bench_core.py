@@ -153,8 +153,8 @@ def critical_path_calls(project: nk.Project) -> float:
 
 
 def idle_call_time(latency: float, wait: Any = fd_sleep, samples: int = 100) -> float:
-    """How long the fake's wait takes on an idle event loop (median): about 20.15 ms for 20 ms
-    (the kernel's timer slack and the wake-up). That is the fake's latency, not overhead."""
+    """How long the fake's wait takes on an idle event loop (median): a little over ``latency``
+    (timer slack and the wake-up; more for ``asyncio.sleep``). That is the fake's, not overhead."""
 
     async def measure() -> float:
         times = []
@@ -204,7 +204,7 @@ def orchestration(tmp: Path, runs: int = 5) -> dict[str, Any]:
 
     # per-call overhead with a zero-latency backend. A call costs time on the event loop (memo
     # lookup, budget check, streaming bookkeeping) and on the store's writer thread (its
-    # durable commit, which the unit no longer waits for): both are timed, per call
+    # durable commit, which the unit does not wait for): both are timed, per call
     commits: dict[str, float] = {}
     original = _runner.UnitContext._commit_call
 

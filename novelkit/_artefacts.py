@@ -240,6 +240,13 @@ def count_words(text: str) -> int:
     return len(_WORD.findall(text))
 
 
+def file_version(path: Path) -> tuple[int, int, int]:
+    """Changes whenever the file does: an atomic write gives it a new inode, an edit in place a
+    new mtime or size. Raises FileNotFoundError for a missing file."""
+    st = os.stat(path)
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

@@ -53,11 +53,7 @@ class Freshness:
         if outline.model is a.Outline:
             staged = self.unsaved.get(path)  # a running job's new outline counts before it is saved
             try:
-                if staged:
-                    key: object = staged.digest
-                else:  # an atomic write gives the file a new inode
-                    st = path.stat()
-                    key = (st.st_ino, st.st_mtime_ns, st.st_size)
+                key: object = staged.digest if staged else a.file_version(path)
             except FileNotFoundError:
                 key = None
             if key is not None:

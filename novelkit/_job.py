@@ -826,12 +826,12 @@ class _GraphWork:
     def __init__(self, job: Job) -> None:
         self.job = job
 
-    def plan(self, stage: Stage) -> list[str]:
+    def plan(self, stage: Stage, units: list[str]) -> list[str]:
         job = self.job
         todo = job.project._pending_units(stage)
         job._planned[stage.name] = len(todo)
         if job._live is not None:
-            total = len(job.project.units_of(stage))
+            total = len(units)
             state = job._live.get(stage.name, [StageState.PENDING])[0] if todo else None
             job._set_live(stage.name, state or StageState.SUCCEEDED, total - len(todo), total)
         return todo

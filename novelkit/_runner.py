@@ -11,7 +11,6 @@ import asyncio
 import errno
 import functools
 import json
-import os
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from ._artefacts import StagedFile, parse
+from ._artefacts import StagedFile, file_version, parse
 from ._errors import ArtefactError, BackendError
 from ._pipeline import SINGLE, Stage, chapter_of, unit_name
 from ._store import CallRecord, Store
@@ -127,7 +126,7 @@ class UnitContext:
         try:
             if shared and model is not None:
                 # the model too: pipeline.replace() may read the same file as another model
-                version = (model, staged.digest if staged is not None else _file_version(path))
+                version = (model, staged.digest if staged is not None else file_version(path))
                 hit = self.parsed.get(path)
                 if hit is not None and hit[0] == version:
                     return hit[1]
@@ -336,13 +335,6 @@ async def complete(awaitable: Awaitable[T]) -> T:
     if cancelled:
         raise asyncio.CancelledError()
     return result
-
-
-def _file_version(path: Path) -> tuple[int, int, int]:
-    """Changes whenever the file does: an atomic write gives it a new inode, an edit in place a
-    new mtime or size."""
-    st = os.stat(path)
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def check_commits(commits: list[Future[None]], stage: str, unit: str) -> None:

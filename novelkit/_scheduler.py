@@ -140,8 +140,9 @@ class PrioritySlots:
 class UnitWork(Protocol[P]):
     """The job's side of a graph run: what planning, running and saving a unit means."""
 
-    def plan(self, stage: Stage) -> list[str]:
-        """The units of ``stage`` not done yet (they run without a freshness check)."""
+    def plan(self, stage: Stage, units: list[str]) -> list[str]:
+        """Those of ``units`` (all of the stage's) not done yet: they run without a freshness
+        check."""
 
     def units_of(self, stage: Stage) -> list[str]: ...
 
@@ -228,7 +229,8 @@ class GraphRun(Generic[P]):
         work = self.work
         self.units.update({s.name: work.units_of(s) for s in part})
         for stage in part:
-            self.to_run.update((stage.name, unit) for unit in work.plan(stage))
+            todo = work.plan(stage, self.units[stage.name])
+            self.to_run.update((stage.name, unit) for unit in todo)
         upto = self.stages[: self.stages.index(part[-1]) + 1]
         for key, node in unit_graph(upto, self.units).items():
             if key in self.nodes:

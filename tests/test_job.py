@@ -204,7 +204,9 @@ def test_a_status_snapshot_reads_back_as_the_same_status(slow_project: nk.Projec
     """Another process sees a running job through the snapshot it writes: what it reads back
     must be the status the job reported."""
     job = slow_project.start()
+    deadline = time.monotonic() + 30
     while job.streamed_chars == 0:
+        assert time.monotonic() < deadline, "the job never streamed"
         time.sleep(0.005)
     status = job.status
     again = nk.JobStatus.from_dict(status.to_dict(), last_seq=status.last_seq)

@@ -597,8 +597,10 @@ def test_queue_overflow_becomes_one_resync_and_stays_bounded() -> None:
 # -- the live feed ----------------------------------------------------------------------------
 
 
-def _follow(project: nk.Project, publish: Callable[[], None], *, wait: float) -> list[Any]:
-    """What one feed client is sent while ``publish`` runs on another thread."""
+def _payloads_sent(
+    project: nk.Project, publish: Callable[[], None], *, wait: float
+) -> list[dict[str, Any]]:
+    """The messages one feed client is sent while ``publish`` runs on another thread."""
     import asyncio
     import threading
 
@@ -620,7 +622,7 @@ def _follow(project: nk.Project, publish: Callable[[], None], *, wait: float) ->
         await asyncio.sleep(wait)
         reader.cancel()
         await feed.stop()
-        return sent
+        return [m.payload for m in sent if isinstance(m, Outgoing)]
 
     return asyncio.run(scenario())
 
@@ -647,8 +649,7 @@ def test_feed_merges_deltas_and_sends_a_units_text_before_its_events(
         project.store.append_event("unit", {"stage": "draft", "unit": "ch01", "state": "done"})
         _delta(project, "ch02", "tail")
 
-    sent = _follow(project, publish, wait=0.3)
-    payloads = [m.payload for m in sent if isinstance(m, Outgoing)]
+    payloads = _payloads_sent(project, publish, wait=0.3)
     kinds = [(p["type"], p.get("unit")) for p in payloads]
     assert kinds == [("delta", "ch01"), ("unit", "ch01"), ("delta", "ch02")]
     assert payloads[0]["text"] == "".join(f"a{i} " for i in range(100))
@@ -666,8 +667,7 @@ def test_feed_sends_a_stream_a_few_times_a_second_not_per_chunk(
             _delta(project, "ch01", f"{i},")
             time.sleep(0.01)  # 0.4 s of streaming at 100 chunks a second
 
-    sent = _follow(project, publish, wait=0.2)
-    texts = [m.payload["text"] for m in sent if isinstance(m, Outgoing)]
+    texts = [p["text"] for p in _payloads_sent(project, publish, wait=0.2)]
     assert 2 <= len(texts) <= 14  # one message per 50 ms flush, give or take a scheduler
     assert "".join(texts) == "".join(f"{i}," for i in range(40))
 
