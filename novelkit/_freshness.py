@@ -37,6 +37,7 @@ class Freshness:
     pipeline: Pipeline
     store: Store
     unsaved: dict[Path, StagedFile]  # a running job's outputs on their way to disk
+    paths: a.Paths  # under artefacts/
     _job: Job | None
     _hash_cache: dict[Path, tuple[int, int, str]]
     _numbers: tuple[object, list[int]]  # the outline's chapters, by version
@@ -49,7 +50,7 @@ class Freshness:
             outline = self.pipeline.get("chapters")
         except PipelineError:
             return list(range(1, self.config.chapters + 1))
-        path = self.root / "artefacts" / outline.output_paths(SINGLE)[0]
+        path = self.paths[outline.output_paths(SINGLE)[0]]
         if outline.model is a.Outline:
             staged = self.unsaved.get(path)  # a running job's new outline counts before it is saved
             try:
@@ -118,10 +119,7 @@ class Freshness:
             "prompt": params.get("prompt") or override.prompt,
             "seed": _first(params.get("seed"), self.config.seed),
             "config": {key: getattr(self.config, key) for key in stage.config_keys},
-            "inputs": {
-                p: self._file_hash(self.root / "artefacts" / p)
-                for p in self.input_paths(stage, unit)
-            },
+            "inputs": {p: self._file_hash(self.paths[p]) for p in self.input_paths(stage, unit)},
         }
         return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
 

@@ -673,6 +673,7 @@ class Job:
             unsaved=project.unsaved,
             later=self._later,
             parsed=project._parsed,
+            paths=project.paths,
         )
         try:
             try:

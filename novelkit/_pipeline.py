@@ -80,6 +80,8 @@ class Stage:
         return []
 
     async def run(self, ctx: UnitContext, unit: str) -> Outputs:
+        """The unit's outputs by path. Later units may read the returned objects themselves
+        (``ctx.read(..., shared=True)``): do not change them after returning."""
         raise NotImplementedError(f"stage {self.name!r} does not implement run()")
 
     def __repr__(self) -> str:

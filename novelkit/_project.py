@@ -106,7 +106,8 @@ class Project(Freshness):
         self._job: Job | None = None
         self._hash_cache: dict[Path, tuple[int, int, str]] = {}
         self._numbers: tuple[object, list[int]] = (None, [])  # the outline's chapters, by version
-        self._parsed: dict[Path, tuple[object, Any]] = {}  # UnitContext.read(..., shared=True)
+        self._parsed: a.SharedReads = {}  # UnitContext.read(..., shared=True)
+        self.paths = a.Paths(self.root / "artefacts")  # artefact paths, joined once each
         # outputs a running job has produced but not yet saved: dependants read them from here
         self.unsaved: dict[Path, StagedFile] = {}
         self._guard = threading.RLock()
@@ -171,7 +172,7 @@ class Project(Freshness):
                 changed = False
                 outputs: dict[str, str] = dict(record["outputs"])
                 for relative, recorded in record["outputs"].items():
-                    path = self.root / "artefacts" / relative
+                    path = self.paths[relative]
                     if not path.exists():
                         continue
                     current = self._file_hash(path)
@@ -192,7 +193,7 @@ class Project(Freshness):
                     self.store.set_unit(stage.name, unit, "done", outputs=outputs)
 
     def _parse_output(self, stage: Stage, relative: str, unit: str) -> Any:
-        path = self.root / "artefacts" / relative
+        path = self.paths[relative]
         data = path.read_bytes()
         primary = stage.output_paths(unit)[0]
         if relative == primary and stage.model is not None:
@@ -350,9 +351,7 @@ class Project(Freshness):
                     [unit] if source.per_chapter and stage.per_chapter else self.units_of(source)
                 )
                 missing = [
-                    u
-                    for u in source_units
-                    if not (self.root / "artefacts" / source.output_paths(u)[0]).exists()
+                    u for u in source_units if not self.paths[source.output_paths(u)[0]].exists()
                 ]
                 if missing:
                     which = "" if missing == [SINGLE] else f" (missing: {', '.join(missing[:6])})"
@@ -472,7 +471,13 @@ class Project(Freshness):
         staged: list[StagedFile] = []
         for relative, value in outputs.items():
             data = value.encode("utf-8") if isinstance(value, str) else a.serialize(value)
-            staged.append(StagedFile(relative, base / relative, data, a.sha256(data)))
+            path = base / relative if variant else self.paths[relative]
+            file = StagedFile(relative, path, data, a.sha256(data))
+            staged.append(file)
+            if isinstance(value, a.Schema) and not isinstance(value, a.ChapterText):
+                # novelkit's JSON artefacts read back equal to what was written (a Markdown
+                # chapter need not), so a shared read can have this object without a parse
+                self._parsed[path] = ((type(value), file.digest), value)
         for file in staged:
             self.unsaved[file.path] = file
         return staged
@@ -485,6 +490,10 @@ class Project(Freshness):
                 a.write_atomic(file.path, file.data, sync_dir=False)
                 st = file.path.stat()
                 self._hash_cache[file.path] = (st.st_mtime_ns, st.st_size, file.digest)
+                shared = self._parsed.get(file.path)
+                if shared is not None and shared[0][1] == file.digest:
+                    # once on disk a shared read knows the file by its version, not its digest
+                    self._parsed[file.path] = ((shared[0][0], a.stat_version(st)), shared[1])
                 folders.add(file.path.parent)
             for folder in folders:  # one directory fsync per folder makes the renames durable
                 a.fsync_dir(folder)
@@ -528,7 +537,7 @@ class Project(Freshness):
         self.store.append_event(
             "artefact", {"stage": target.name, "unit": unit, "path": relative, "edited": True}
         )
-        return self.root / "artefacts" / relative
+        return self.paths[relative]
 
     def _check_writable(self, action: str) -> None:
         job = self.job
@@ -563,7 +572,7 @@ class Project(Freshness):
         relative = target.output_paths(unit)[0]
         path = self._variant_dir(variant) / relative
         if not variant:
-            path = self.root / "artefacts" / relative
+            path = self.paths[relative]
         if not path.exists():
             known = self.variants(target.name)
             raise ArtefactError(
@@ -592,7 +601,7 @@ class Project(Freshness):
             for relative in target.output_paths(unit):
                 source = self._variant_dir(variant) / relative
                 if source.exists():
-                    a.write_atomic(self.root / "artefacts" / relative, source.read_bytes())
+                    a.write_atomic(self.paths[relative], source.read_bytes())
             self.store.set_unit(
                 target.name,
                 unit,

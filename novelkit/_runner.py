@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from ._artefacts import StagedFile, file_version, parse
+from ._artefacts import Paths, SharedReads, StagedFile, file_version, parse
 from ._errors import ArtefactError, BackendError
 from ._pipeline import SINGLE, Stage, chapter_of, unit_name
 from ._store import CallRecord, Store
@@ -79,7 +79,8 @@ class UnitContext:
         params: dict[str, Any] | None = None,
         unsaved: Mapping[Path, StagedFile] | None = None,
         later: Later | None = None,
-        parsed: dict[Path, tuple[object, Any]] | None = None,
+        parsed: SharedReads | None = None,
+        paths: Paths | None = None,
     ) -> None:
         self.stage = stage
         self.unit = unit
@@ -95,7 +96,8 @@ class UnitContext:
         self.unsaved: Mapping[Path, StagedFile] = unsaved if unsaved is not None else {}
         self.later: Later = later or store.later  # how writes reach the store's writer thread
         # what read(..., shared=True) parsed, by path: (the file's version, the object)
-        self.parsed: dict[Path, tuple[object, Any]] = parsed if parsed is not None else {}
+        self.parsed: SharedReads = parsed if parsed is not None else {}
+        self.paths = paths if paths is not None else Paths(root / "artefacts")
         self._commits: list[Future[None]] = []  # the writer's futures: no loop wake-up each
 
     @property
@@ -119,10 +121,10 @@ class UnitContext:
         source = self.pipeline.get(stage)
         unit = unit_name(chapter) if chapter is not None else SINGLE
         relative = source.output_paths(unit)[index]
-        path = self.root / "artefacts" / relative
+        path = self.paths[relative]
         staged = self.unsaved.get(path)
         model = source.model if index == 0 else None
-        version: object = None
+        version: tuple[type[BaseModel], object] | None = None
         try:
             if shared and model is not None:
                 # the model too: pipeline.replace() may read the same file as another model
@@ -148,7 +150,7 @@ class UnitContext:
     def exists(self, stage: str, chapter: int | None = None) -> bool:
         source = self.pipeline.get(stage)
         unit = unit_name(chapter) if chapter is not None else SINGLE
-        path = self.root / "artefacts" / source.output_paths(unit)[0]
+        path = self.paths[source.output_paths(unit)[0]]
         return path in self.unsaved or path.exists()
 
     # -- calling the model ------------------------------------------------------------------

@@ -171,3 +171,29 @@ def test_a_shared_read_after_a_stage_is_replaced_parses_with_the_new_model(
     cast = _context(project, "draft", "ch01").read("characters", shared=True)
     assert isinstance(cast, RatedCast), type(cast)
     assert cast.rating == "PG"
+
+
+def test_a_runs_own_outputs_serve_shared_reads_exactly_as_saved(project: nk.Project) -> None:
+    """A unit's JSON outputs are handed to shared reads without a parse, staged and then saved:
+    each must be what parsing the saved file gives, and a change of the file is still seen."""
+    from novelkit._artefacts import parse
+
+    assert project.start().wait(60) is JobState.SUCCEEDED
+    served = 0
+    for stage in project.pipeline:
+        if stage.model is None or stage.model is nk.ChapterText:
+            continue
+        for unit in project.units_of(stage):
+            chapter = int(unit[2:]) if stage.per_chapter else None
+            path = project.root / "artefacts" / stage.output_paths(unit)[0]
+            shared = _context(project, "assemble", "all").read(stage.name, chapter, shared=True)
+            assert shared == parse(stage.model, path, path.read_bytes(), chapter), path
+            served += 1
+    assert served >= 3 * 2 + 6, "scenes and continuity of 3 chapters, the six single artefacts"
+
+    path = project.root / "artefacts" / "11-metadata.json"
+    meta = _context(project, "assemble", "all").read("metadata", shared=True)
+    path.write_text(path.read_text().replace(meta.title, "A Title Changed By Hand"))
+    assert _context(project, "assemble", "all").read("metadata", shared=True).title == (
+        "A Title Changed By Hand"
+    )

@@ -31,9 +31,9 @@ class Metadata(Stage):
     )
 
     async def run(self, ctx: UnitContext, unit: str) -> Outputs:
-        premise: a.Premise = ctx.read("premise")
-        world: a.World = ctx.read("world")
-        outline: a.Outline = ctx.read("chapters")
+        premise: a.Premise = ctx.read("premise", shared=True)
+        world: a.World = ctx.read("world", shared=True)
+        outline: a.Outline = ctx.read("chapters", shared=True)
         c = ctx.config
         context = {
             "premise": premise.premise,
@@ -81,18 +81,35 @@ def ngram_profile(text: str, n: int) -> NgramProfile:
     )
 
 
-_checked: dict[tuple[int, str, str, str], list[a.Finding]] = {}
+@functools.lru_cache(maxsize=128)
+def text_digest(text: str) -> str:
+    """The text's hash with its whitespace collapsed: equal for two copies of one chapter.
+    Cached by text, like :func:`ngram_profile`."""
+    return hashlib.sha256(" ".join(text.split()).encode()).hexdigest()
+
+
+# (chapter, text) → the cast and world it was checked against, and what was found
+_checked: dict[tuple[int, str], tuple[a.Cast, a.World, list[a.Finding]]] = {}
 
 
 def final_findings(chapter: int, text: str, cast: a.Cast, world: a.World) -> list[a.Finding]:
-    """:func:`check_chapter` of a chapter's final text, cached like :func:`ngram_profile`."""
-    key = (chapter, text, cast.model_dump_json(), world.model_dump_json())
-    found = _checked.get(key)
-    if found is None:
+    """:func:`check_chapter` of a chapter's final text, cached like :func:`ngram_profile`.
+
+    A shared read hands every unit the same cast and world, so a hit is usually an identity
+    check; an equal copy counts too."""
+    key = (chapter, text)
+    hit = _checked.get(key)
+    if (
+        hit is not None
+        and (hit[0] is cast or hit[0] == cast)
+        and (hit[1] is world or hit[1] == world)
+    ):
+        found = hit[2]
+    else:
         found = check_chapter(chapter, text, cast, world)
-        if len(_checked) >= 128:
+        if len(_checked) >= 128 and key not in _checked:
             _checked.pop(next(iter(_checked)), None)
-        _checked[key] = found
+        _checked[key] = (cast, world, found)
     return [finding.model_copy() for finding in found]
 
 
@@ -123,20 +140,20 @@ class Assemble(Stage):
 
     async def run(self, ctx: UnitContext, unit: str) -> Outputs:
         outline: a.Outline = ctx.read("chapters", shared=True)
-        meta: a.Metadata = ctx.read("metadata")
+        meta: a.Metadata = ctx.read("metadata", shared=True)
         cast: a.Cast = ctx.read("characters", shared=True)
         world: a.World = ctx.read("world", shared=True)
         chapters: list[a.ChapterText] = []
         missing: list[int] = []
         for plan in outline.chapters:
             if ctx.exists("polish", plan.number):
-                chapters.append(ctx.read("polish", plan.number))
+                chapters.append(ctx.read("polish", plan.number, shared=True))
             else:
                 missing.append(plan.number)
         seen: dict[str, int] = {}
         duplicated = []
         for chapter in chapters:
-            digest = hashlib.sha256(" ".join(chapter.text.split()).encode()).hexdigest()
+            digest = text_digest(chapter.text)
             if digest in seen:
                 duplicated.append(chapter.chapter)
             seen.setdefault(digest, chapter.chapter)
@@ -151,7 +168,7 @@ class Assemble(Stage):
         for chapter in chapters:
             open_findings += final_findings(chapter.chapter, chapter.text, cast, world)
             if ctx.exists("continuity", chapter.chapter):
-                report: a.ContinuityReport = ctx.read("continuity", chapter.chapter)
+                report: a.ContinuityReport = ctx.read("continuity", chapter.chapter, shared=True)
                 open_findings += [
                     f
                     for f in report.findings

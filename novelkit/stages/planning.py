@@ -46,7 +46,7 @@ class World(Stage):
     )
 
     async def run(self, ctx: UnitContext, unit: str) -> Outputs:
-        premise: a.Premise = ctx.read("premise")
+        premise: a.Premise = ctx.read("premise", shared=True)
         return {self.path: await ctx.json("world", {"premise": premise.model_dump()}, a.World)}
 
 
@@ -63,8 +63,8 @@ class Characters(Stage):
     )
 
     async def run(self, ctx: UnitContext, unit: str) -> Outputs:
-        premise: a.Premise = ctx.read("premise")
-        world: a.World = ctx.read("world")
+        premise: a.Premise = ctx.read("premise", shared=True)
+        world: a.World = ctx.read("world", shared=True)
         context = {
             "premise": premise.model_dump(),
             "world": {"setting": world.setting, "era": world.era, "locations": places(world)},
@@ -82,7 +82,7 @@ class Structure(Stage):
     prompt = "Shape the story into three acts with key beats, a central conflict and an ending."
 
     async def run(self, ctx: UnitContext, unit: str) -> Outputs:
-        premise: a.Premise = ctx.read("premise")
+        premise: a.Premise = ctx.read("premise", shared=True)
         context = {
             "premise": premise.premise,
             "logline": premise.logline,
@@ -105,14 +105,14 @@ class Chapters(Stage):
     )
 
     async def run(self, ctx: UnitContext, unit: str) -> Outputs:
-        premise: a.Premise = ctx.read("premise")
-        structure: a.Structure = ctx.read("structure")
+        premise: a.Premise = ctx.read("premise", shared=True)
+        structure: a.Structure = ctx.read("structure", shared=True)
         context = {
             "premise": premise.premise,
             "acts": [act.model_dump() for act in structure.acts],
             "ending": structure.ending,
-            "cast": names(ctx.read("characters")),
-            "locations": places(ctx.read("world")),
+            "cast": names(ctx.read("characters", shared=True)),
+            "locations": places(ctx.read("world", shared=True)),
             "chapters": ctx.config.chapters,
             "words_per_chapter": ctx.config.words_per_chapter,
         }

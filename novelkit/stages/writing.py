@@ -11,7 +11,7 @@ from .._runner import UnitContext
 from ..llm.base import count_tokens
 from ..llm.offline import motifs
 from .continuity import check_chapter
-from .finishing import REPORT_NGRAM, chapter_words, final_findings, ngram_profile
+from .finishing import REPORT_NGRAM, chapter_words, final_findings, ngram_profile, text_digest
 
 TOLERANCE = 0.10
 MAX_EXTENSIONS = 2
@@ -227,6 +227,7 @@ class Polish(Stage):
         # the report's figures for this chapter, worked out now while other chapters are still
         # being written: assemble then only adds them up
         chapter_words(polished.text)
+        text_digest(polished.text)
         ngram_profile(polished.text, REPORT_NGRAM)
         cast, world = ctx.read("characters", shared=True), ctx.read("world", shared=True)
         final_findings(ctx.chapter, polished.text, cast, world)
