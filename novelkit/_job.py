@@ -620,20 +620,24 @@ class Job:
                 except BaseException:
                     self._stage_event(stage, "failed")
                     raise
-        self._stage_event(stage, "succeeded")
+        self._stage_event(stage, "succeeded", clear_cancelled=True)
         self._running_stages.discard(stage.name)
-        self._write(self.project._clear_cancelled, stage.name)
         self._current_stage = None
         self._snapshot_dirty = True
 
-    def _stage_event(self, stage: Stage, state: str) -> None:
+    def _stage_event(self, stage: Stage, state: str, *, clear_cancelled: bool = False) -> None:
         if self._live is not None and stage.name in self._live:
             self._live[stage.name][0] = StageState(state)
             if state == "succeeded":
                 self._live[stage.name][1] = self._live[stage.name][2]
-        self._write(
-            self.project.store.append_event, "stage", {"stage": stage.name, "state": state}, self.id
-        )
+        self._write(self._record_stage, stage.name, state, clear_cancelled)
+
+    def _record_stage(self, name: str, state: str, clear_cancelled: bool) -> None:
+        project = self.project
+        with project.store.transaction():  # one commit for the event and the cleared mark
+            project.store.append_event("stage", {"stage": name, "state": state}, self.id)
+            if clear_cancelled:
+                project._clear_cancelled(name)
 
     def _set_live(self, name: str, state: StageState, done: int, total: int) -> None:
         if self._live is not None:
@@ -657,6 +661,8 @@ class Job:
         if self._stop is not None:
             raise _Stop()
         fingerprint = project.fingerprint(stage, unit, self._variant, self._params)
+        if not stage.calls_llm:
+            self._hand_over()  # a unit that makes no call holds the loop: let the writer work meanwhile
         self._current = (stage.name, unit)
         self._write(self._mark_running, stage, unit)
         ctx = UnitContext(
@@ -857,8 +863,7 @@ class _GraphWork:
         if not ok:
             job._stage_event(stage, "failed")
             return
-        job._stage_event(stage, "succeeded")
-        job._write(job.project._clear_cancelled, stage.name)
+        job._stage_event(stage, "succeeded", clear_cancelled=True)
         job._running_stages.discard(stage.name)
 
     async def produce(self, stage: Stage, unit: str) -> _Produced:

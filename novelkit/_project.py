@@ -367,7 +367,7 @@ class Project(Freshness):
             try:
                 job = Job.create(self, spec)
             except BaseException:
-                self._lock.release()
+                self._drop_lock()
                 raise
             self._job = job
             job._launch(claim)
@@ -383,15 +383,24 @@ class Project(Freshness):
 
     def _take_lock(self) -> int:
         self._lock.acquire()
+        try:
+            self.store.know_calls()  # the only writer now: the memo may trust its misses
+        except BaseException:
+            self._lock.release()
+            raise
         self._claims += 1
         return self._claims
+
+    def _drop_lock(self) -> None:
+        self.store.forget_calls()  # before another process can take the lock and save calls
+        self._lock.release()
 
     def _release(self, job: Job, claim: int) -> None:
         with self._guard:
             # only the latest claim's run lets the lock go: an older job's thread, or an
             # earlier run of this one still tidying up, must not drop it from under a new run
             if self._job is job and claim == self._claims and not job._state.active:
-                self._lock.release()
+                self._drop_lock()
 
     def subscribe(self, callback: Callback | None = None) -> Subscription:
         return self.bus.subscribe(callback)
@@ -727,7 +736,7 @@ class Project(Freshness):
                 raise ProjectError(
                     f"the job on {self.root} did not stop within 10 s; try close() again"
                 )
-        self._lock.release()
+        self._drop_lock()
         self.store.close()
 
     def __enter__(self) -> Project:

@@ -363,10 +363,26 @@ class Store:
         if self._held.get(record.key) is record:
             del self._held[record.key]
 
+    def know_calls(self) -> None:
+        """Keep the memo's keys in memory from now on: this process has just become the
+        project's writer, so until :meth:`forget_calls` no other process can save a call, and
+        a key not in the set is not in the table (a miss needs no query)."""
+        keys = {r[0] for r in self._reader().execute("SELECT key FROM calls")}
+        self._known = keys
+
+    def forget_calls(self) -> None:
+        """The writer lock is going: other processes may save calls again."""
+        self._known = None
+
+    _known: set[str] | None = None  # every key in calls, while this process is the writer
+
     def call(self, key: str) -> CallRecord | None:
         held = self._held.get(key)
         if held is not None:
             return held
+        known = self._known
+        if known is not None and key not in known:
+            return None  # only a miss is trusted: a hit is read from the table
         row = (
             self._reader()
             .execute(
@@ -417,6 +433,9 @@ class Store:
                     time.time(),
                 ),
             )
+            known = self._known
+            if known is not None:
+                known.add(record.key)  # before the commit: a miss must never be wrong
 
     def call_count(self) -> int:
         return int(self._reader().execute("SELECT COUNT(*) FROM calls").fetchone()[0])

@@ -207,6 +207,30 @@ def test_second_project_object_in_same_process_is_locked_out(slow_project: nk.Pr
         other.close()
 
 
+def test_calls_saved_by_another_writer_between_runs_are_never_paid_again(
+    tmp_path: Path,
+) -> None:
+    """While a project runs, the memo trusts its own record of which calls exist; another
+    writer that saves calls between two runs (here a second Project on the folder, as another
+    process would) must be seen by the next run, which then pays for none of them."""
+    backend = CountingBackend()
+    root = tmp_path / "novel"
+    project = nk.new_project(root, premise=PREMISE, backend_instance=backend, **CONFIG)  # type: ignore[arg-type]
+    assert project.run_stage("premise").wait(30) is JobState.SUCCEEDED
+    other = nk.open_project(root)
+    assert other.run_stage("world").wait(30) is JobState.SUCCEEDED
+    saved_elsewhere = other.store.call_count() - len(backend.sent)
+    other.close()
+    assert saved_elsewhere >= 1
+
+    sent_before = len(backend.sent)
+    assert project.run_stage("world", force=True).wait(30) is JobState.SUCCEEDED
+    assert backend.sent[sent_before:] == [], "a call the other writer paid for was sent again"
+    assert project.run_stage("characters").wait(30) is JobState.SUCCEEDED
+    assert len(backend.sent) > sent_before, "a call nobody made is still sent"
+    project.close()
+
+
 def test_disk_full_fails_the_job_clearly_and_keeps_earlier_artefacts(
     project: nk.Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
