@@ -661,8 +661,6 @@ class Job:
         if self._stop is not None:
             raise _Stop()
         fingerprint = project.fingerprint(stage, unit, self._variant, self._params)
-        if not stage.calls_llm:
-            self._hand_over()  # a unit that makes no call holds the loop: let the writer work meanwhile
         self._current = (stage.name, unit)
         self._write(self._mark_running, stage, unit)
         ctx = UnitContext(
