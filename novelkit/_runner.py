@@ -147,6 +147,13 @@ class UnitContext:
             self.parsed[path] = (version, value)
         return value
 
+    def warm(self, fn: Callable[..., object], /, *args: Any) -> None:
+        """Run ``fn(*args)`` once the loop has started what is ready now: for work that only
+        fills a cache (the report's figures of a chapter), kept off the path of the unit that
+        comes next. Nothing waits for it; it is skipped if the run stops first, and an error in
+        it is dropped (whoever needs the result works it out again and meets the error there)."""
+        asyncio.get_running_loop().call_later(0, _quietly, fn, *args)
+
     def exists(self, stage: str, chapter: int | None = None) -> bool:
         source = self.pipeline.get(stage)
         unit = unit_name(chapter) if chapter is not None else SINGLE
@@ -337,6 +344,13 @@ async def complete(awaitable: Awaitable[T]) -> T:
     if cancelled:
         raise asyncio.CancelledError()
     return result
+
+
+def _quietly(fn: Callable[..., object], *args: Any) -> None:
+    try:
+        fn(*args)
+    except Exception:  # a cache that stays cold; see UnitContext.warm
+        pass
 
 
 def check_commits(commits: list[Future[None]], stage: str, unit: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from _tools import STAGE_NAMES
 
@@ -197,3 +199,42 @@ def test_a_runs_own_outputs_serve_shared_reads_exactly_as_saved(project: nk.Proj
     assert _context(project, "assemble", "all").read("metadata", shared=True).title == (
         "A Title Changed By Hand"
     )
+
+
+def test_work_a_unit_leaves_to_warm_runs_after_the_next_unit_started_and_never_fails_the_run(
+    project: nk.Project,
+) -> None:
+    """``ctx.warm`` is for filling caches: it must not hold up the unit that comes next, and an
+    error in it is nobody's failure."""
+    order: list[str] = []
+
+    def fill(label: str) -> None:
+        order.append(label)
+        raise RuntimeError("a cache that could not be filled")
+
+    class First(nk.Stage):
+        name = "first"
+        inputs = ("premise",)
+        path = "first.json"
+        calls_llm = False
+
+        async def run(self, ctx: UnitContext, unit: str) -> Outputs:
+            await asyncio.sleep(0)  # as a call would: the next unit is waiting when this ends
+            ctx.warm(fill, "warm")
+            return {self.path: "{}\n"}
+
+    class Second(nk.Stage):
+        name = "second"
+        inputs = ("first",)
+        path = "second.json"
+        calls_llm = False
+
+        async def run(self, ctx: UnitContext, unit: str) -> Outputs:
+            order.append("second started")
+            return {self.path: "{}\n"}
+
+    assert project.run_stage("premise").wait(30) is JobState.SUCCEEDED
+    project.pipeline.insert(First(), after="premise")
+    project.pipeline.insert(Second(), after="first")
+    assert project.start().wait(60) is JobState.SUCCEEDED
+    assert order[:2] == ["second started", "warm"]

@@ -8,6 +8,7 @@ uses the project's own characters, places and beats. The same seed gives the sam
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import random
@@ -124,7 +125,14 @@ def _rng(seed: int, variant: str, *parts: object) -> random.Random:
 
 
 def motifs(premise: str) -> list[str]:
-    """Distinctive nouns of the premise, used as images and objects in the prose.
+    """Distinctive nouns of the premise, used as images and objects in the prose (worked out
+    once per premise: every chapter's draft asks)."""
+    return list(_motifs(premise))
+
+
+@functools.lru_cache(maxsize=16)
+def _motifs(premise: str) -> tuple[str, ...]:
+    """:func:`motifs`, uncached.
 
     Simple heuristics keep nouns only: no function words, no words ending in -ed, -ly or -ing
     (bar a few nouns such as "ring" or "family"), no common adjectives or verbs, no word right after a
@@ -149,7 +157,7 @@ def motifs(premise: str) -> list[str]:
             continue  # a name
         if word not in seen:
             seen.append(word)
-    return seen[:8] or list(_CONCRETE[:3])
+    return tuple(seen[:8] or _CONCRETE[:3])
 
 
 def _premise(ctx: dict[str, Any], rng: random.Random) -> dict[str, Any]:

@@ -113,6 +113,15 @@ def final_findings(chapter: int, text: str, cast: a.Cast, world: a.World) -> lis
     return [finding.model_copy() for finding in found]
 
 
+def warm_report(chapter: int, text: str, cast: a.Cast, world: a.World) -> None:
+    """Work out a final chapter's figures for the report (all cached by text), so that
+    assemble only adds them up."""
+    chapter_words(text)
+    text_digest(text)
+    ngram_profile(text, REPORT_NGRAM)
+    final_findings(chapter, text, cast, world)
+
+
 def repeated_ngram_share(texts: list[str], n: int = REPORT_NGRAM) -> float:
     """Share of word n-grams that occur more than once across the whole manuscript."""
     profiles = [ngram_profile(text, n) for text in texts]

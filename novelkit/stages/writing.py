@@ -11,7 +11,7 @@ from .._runner import UnitContext
 from ..llm.base import count_tokens
 from ..llm.offline import motifs
 from .continuity import check_chapter
-from .finishing import REPORT_NGRAM, chapter_words, final_findings, ngram_profile, text_digest
+from .finishing import warm_report
 
 TOLERANCE = 0.10
 MAX_EXTENSIONS = 2
@@ -224,13 +224,10 @@ class Polish(Stage):
         polished = a.ChapterText(
             chapter=ctx.chapter, title=revised.title, text=remove_repeats(_clean(text))
         )
-        # the report's figures for this chapter, worked out now while other chapters are still
-        # being written: assemble then only adds them up
-        chapter_words(polished.text)
-        text_digest(polished.text)
-        ngram_profile(polished.text, REPORT_NGRAM)
+        # the report's figures for this chapter, worked out while other chapters are still
+        # being written (and, for the last one, while the metadata is asked for)
         cast, world = ctx.read("characters", shared=True), ctx.read("world", shared=True)
-        final_findings(ctx.chapter, polished.text, cast, world)
+        ctx.warm(warm_report, ctx.chapter, polished.text, cast, world)
         return {self.output_paths(unit)[0]: polished}
 
 
