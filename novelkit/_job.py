@@ -137,10 +137,10 @@ class Job:
     @classmethod
     def create(cls, project: Project, spec: dict[str, Any]) -> Job:
         job = cls(project, uuid.uuid4().hex[:12], spec, JobState.QUEUED, local=True)
-        project.store.create_job(job.id, spec["kind"], spec, JobState.QUEUED.value)
-        project.store.append_event(
-            "job", {"state": "queued", "previous": None, "spec": spec}, job.id
-        )
+        store = project.store
+        with store.transaction():  # the job and its first event: one commit
+            store.create_job(job.id, spec["kind"], spec, JobState.QUEUED.value)
+            store.append_event("job", {"state": "queued", "previous": None, "spec": spec}, job.id)
         return job
 
     def __repr__(self) -> str:
