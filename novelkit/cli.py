@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -411,7 +412,18 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    finally:
+        if argv is None:  # run as the program
+            signal.signal(signal.SIGINT, _exit_interrupted)
     return EXIT_OK
+
+
+def _exit_interrupted(signum: int, frame: Any) -> None:
+    """Ctrl-C once the command has returned: what is left is the interpreter's shutdown
+    (joining the job's threads, whose writes have landed); leave at once with the documented
+    code instead of a KeyboardInterrupt in the middle of it (a second Ctrl-C that came just
+    after the pause finished used to end the process by SIGINT)."""
+    os._exit(EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -241,3 +242,33 @@ def test_export_sets_metadata_from_the_command_line(
     project = nk.open_project(out)
     assert project.config.contact == "ada@example.com\n12 Quay Street"
     project.close()
+
+
+def test_ctrl_c_while_the_program_exits_leaves_at_once_with_the_interrupted_code() -> None:
+    """A second Ctrl-C often lands just after the pause finished, while the interpreter joins
+    the job's threads: it must end the program with 130, not kill it by SIGINT."""
+    child = textwrap.dedent(
+        """
+        import sys, threading, time
+        from novelkit.cli import main
+        sys.argv = ["novelkit", "stages"]
+        threading.Thread(target=time.sleep, args=(5,)).start()  # joined at exit, like a job's
+        code = main()
+        print("returned", code, flush=True)
+        sys.exit(code)
+        """
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", child], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stdout is not None
+        lines = []
+        while not (line := proc.stdout.readline()).startswith("returned"):
+            assert line, proc.stderr.read() if proc.stderr else ""
+            lines.append(line)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert time.monotonic() - started < 2, "it waited for the thread instead of leaving"
+    assert any("draft" in line for line in lines), "the command itself ran"
