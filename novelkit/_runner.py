@@ -110,20 +110,29 @@ class UnitContext:
     # -- reading material -------------------------------------------------------------------
 
     def read(
-        self, stage: str, chapter: int | None = None, index: int = 0, *, shared: bool = False
+        self,
+        stage: str,
+        chapter: int | None = None,
+        index: int = 0,
+        *,
+        shared: bool = False,
+        model: type[BaseModel] | None = None,
     ) -> Any:
         """The typed artefact of ``stage`` (for a per-chapter stage, of ``chapter``).
 
         Each call parses the file into a new object, which the caller may change. With
         ``shared=True`` every unit gets the same object while the file is unchanged, parsed
         once: the cast or the outline that each chapter reads. Never modify a shared object.
+        ``index`` picks one of the stage's other outputs, read as text unless ``model`` says
+        what it holds (a draft's summary: ``index=1, model=ChapterSummary``).
         """
         source = self.pipeline.get(stage)
         unit = unit_name(chapter) if chapter is not None else SINGLE
         relative = source.output_paths(unit)[index]
         path = self.paths[relative]
         staged = self.unsaved.get(path)
-        model = source.model if index == 0 else None
+        if model is None and index == 0:
+            model = source.model
         version: tuple[type[BaseModel], object] | None = None
         try:
             if shared and model is not None:

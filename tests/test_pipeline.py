@@ -192,6 +192,13 @@ def test_a_runs_own_outputs_serve_shared_reads_exactly_as_saved(project: nk.Proj
             assert shared == parse(stage.model, path, path.read_bytes(), chapter), path
             served += 1
     assert served >= 3 * 2 + 6, "scenes and continuity of 3 chapters, the six single artefacts"
+    for chapter in (1, 2, 3):  # the draft's second output, read as the model it holds
+        path = project.root / "artefacts" / f"07-draft/ch{chapter:02d}.summary.json"
+        summary = _context(project, "draft", "ch04").read(
+            "draft", chapter, index=1, model=nk.ChapterSummary, shared=True
+        )
+        assert summary == nk.ChapterSummary.model_validate_json(path.read_bytes())
+        assert summary.chapter == chapter and summary.ending
 
     path = project.root / "artefacts" / "11-metadata.json"
     meta = _context(project, "assemble", "all").read("metadata", shared=True)

@@ -73,10 +73,9 @@ class Draft(Stage):
         summaries = []
         for prev in range(max(1, ctx.chapter - RECENT_SUMMARIES), ctx.chapter):
             if ctx.exists("draft", prev):
-                summary: a.ChapterSummary = a.ChapterSummary.model_validate_json(
-                    ctx.read("draft", prev, index=1)
+                summaries.append(
+                    ctx.read("draft", prev, index=1, model=a.ChapterSummary, shared=True)
                 )
-                summaries.append(summary)
         context: dict[str, Any] = {
             "unit": unit,
             "plan": plan.model_dump(),
