@@ -350,3 +350,12 @@ def clean_temp_files(folder: Path) -> int:
             tmp.unlink(missing_ok=True)
             removed += 1
     return removed
+
+
+# novelkit's JSON artefact models, whose objects read back equal to what was written (exact
+# types: a subclass may exclude fields or serialise differently)
+JSON_SCHEMAS: frozenset[type[BaseModel]] = frozenset(
+    model
+    for model in list(globals().values())
+    if isinstance(model, type) and issubclass(model, Schema) and model not in (Schema, ChapterText)
+)

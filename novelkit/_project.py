@@ -382,11 +382,14 @@ class Project(Freshness):
             return claim
 
     def _take_lock(self) -> int:
+        held = self._lock.held
         self._lock.acquire()
         try:
             self.store.know_calls()  # the only writer now: the memo may trust its misses
         except BaseException:
-            self._lock.release()
+            self.store.forget_calls()
+            if not held:  # a lock this claim did not take stays with the run that did
+                self._lock.release()
             raise
         self._claims += 1
         return self._claims
@@ -483,9 +486,10 @@ class Project(Freshness):
             path = base / relative if variant else self.paths[relative]
             file = StagedFile(relative, path, data, a.sha256(data))
             staged.append(file)
-            if isinstance(value, a.Schema) and not isinstance(value, a.ChapterText):
-                # novelkit's JSON artefacts read back equal to what was written (a Markdown
-                # chapter need not), so a shared read can have this object without a parse
+            if isinstance(value, BaseModel) and type(value) in a.JSON_SCHEMAS:
+                # novelkit's own JSON artefacts read back equal to what was written (a Markdown
+                # chapter, or a user's subclass with excluded fields or serializers, need not),
+                # so a shared read can have this object without a parse
                 self._parsed[path] = ((type(value), file.digest), value)
         for file in staged:
             self.unsaved[file.path] = file

@@ -245,3 +245,31 @@ def test_work_a_unit_leaves_to_warm_runs_after_the_next_unit_started_and_never_f
     project.pipeline.insert(Second(), after="first")
     assert project.start().wait(60) is JobState.SUCCEEDED
     assert order[:2] == ["second started", "warm"]
+
+
+def test_a_users_model_is_parsed_from_the_file_not_served_as_returned(
+    project: nk.Project,
+) -> None:
+    """A replaced stage's own model may keep things out of the file (an excluded field): a
+    shared read must give what the file holds, as the next process would see it."""
+    from pydantic import Field
+
+    from novelkit.stages.planning import Characters
+
+    class NotedCast(nk.Cast):
+        notes: str = Field("", exclude=True)
+
+    class NotedCharacters(Characters):
+        model = NotedCast
+
+        async def run(self, ctx: UnitContext, unit: str) -> Outputs:
+            outputs = await super().run(ctx, unit)
+            cast = outputs[self.path]
+            assert isinstance(cast, nk.Cast)
+            return {self.path: NotedCast(**cast.model_dump(), notes="kept in memory only")}
+
+    project.pipeline.replace("characters", NotedCharacters())
+    for name in ("premise", "world", "characters"):
+        assert project.run_stage(name).wait(60) is JobState.SUCCEEDED
+    shared = _context(project, "draft", "ch01").read("characters", shared=True)
+    assert isinstance(shared, NotedCast) and shared.notes == ""
