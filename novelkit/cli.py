@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 job failed, 2 bad input, 130 interrupted (Ctrl-C paused
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import signal
@@ -415,6 +416,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if argv is None:  # run as the program
             signal.signal(signal.SIGINT, _exit_interrupted)
+            # after the threads are joined the interpreter resets Python's handlers to the
+            # default, and a Ctrl-C would kill it by SIGINT; nothing is left to stop by then
+            atexit.register(signal.signal, signal.SIGINT, signal.SIG_IGN)
     return EXIT_OK
 
 
