@@ -42,8 +42,11 @@ class Freshness:
     _hash_cache: dict[Path, tuple[int, int, str]]
     _numbers: tuple[object, list[int]]  # the outline's chapters, by version
 
-    def _variant_dir(self, variant: str) -> Path:
-        return self.root / "artefacts" / ("variants/" + variant if variant else "")
+    def artefact_path(self, relative: str, variant: str = "") -> Path:
+        """Where an artefact lives: under artefacts/, or under artefacts/variants/NAME/."""
+        if variant:
+            return self.root / "artefacts" / "variants" / variant / relative
+        return self.paths[relative]
 
     def chapter_numbers(self) -> list[int]:
         try:
@@ -133,8 +136,7 @@ class Freshness:
     ) -> bool:
         if record is None or record["state"] != "done":
             return False
-        base = self._variant_dir(variant)
-        if not all((base / p).exists() for p in stage.output_paths(unit)):
+        if not all(self.artefact_path(p, variant).exists() for p in stage.output_paths(unit)):
             return False
         return bool(record["fingerprint"]) and record["fingerprint"] == self.fingerprint(
             stage, unit, variant, params

@@ -479,11 +479,10 @@ class Project(Freshness):
 
         A dependent unit may start from these bytes while :meth:`_flush_outputs` saves them.
         """
-        base = self._variant_dir(variant)
         staged: list[StagedFile] = []
         for relative, value in outputs.items():
             data = value.encode("utf-8") if isinstance(value, str) else a.serialize(value)
-            path = base / relative if variant else self.paths[relative]
+            path = self.artefact_path(relative, variant)
             file = StagedFile(relative, path, data, a.sha256(data))
             staged.append(file)
             if isinstance(value, BaseModel) and type(value) in a.JSON_SCHEMAS:
@@ -583,9 +582,7 @@ class Project(Freshness):
         target = self.pipeline.get(stage)
         unit = unit_name(chapter) if chapter is not None else SINGLE
         relative = target.output_paths(unit)[0]
-        path = self._variant_dir(variant) / relative
-        if not variant:
-            path = self.paths[relative]
+        path = self.artefact_path(relative, variant)
         if not path.exists():
             known = self.variants(target.name)
             raise ArtefactError(
@@ -612,7 +609,7 @@ class Project(Freshness):
             if record is None:
                 continue
             for relative in target.output_paths(unit):
-                source = self._variant_dir(variant) / relative
+                source = self.artefact_path(relative, variant)
                 if source.exists():
                     a.write_atomic(self.paths[relative], source.read_bytes())
             self.store.set_unit(

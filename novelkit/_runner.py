@@ -126,10 +126,7 @@ class UnitContext:
         ``index`` picks one of the stage's other outputs, read as text unless ``model`` says
         what it holds (a draft's summary: ``index=1, model=ChapterSummary``).
         """
-        source = self.pipeline.get(stage)
-        unit = unit_name(chapter) if chapter is not None else SINGLE
-        relative = source.output_paths(unit)[index]
-        path = self.paths[relative]
+        source, relative, path = self._locate(stage, chapter, index)
         staged = self.unsaved.get(path)
         if model is None and index == 0:
             model = source.model
@@ -164,10 +161,15 @@ class UnitContext:
         asyncio.get_running_loop().call_later(0, _quietly, fn, *args)
 
     def exists(self, stage: str, chapter: int | None = None) -> bool:
+        path = self._locate(stage, chapter, 0)[2]
+        return path in self.unsaved or path.exists()
+
+    def _locate(self, stage: str, chapter: int | None, index: int) -> tuple[Stage, str, Path]:
+        """The stage, the relative path and the path of one of its outputs."""
         source = self.pipeline.get(stage)
         unit = unit_name(chapter) if chapter is not None else SINGLE
-        path = self.paths[source.output_paths(unit)[0]]
-        return path in self.unsaved or path.exists()
+        relative = source.output_paths(unit)[index]
+        return source, relative, self.paths[relative]
 
     # -- calling the model ------------------------------------------------------------------
 

@@ -89,6 +89,7 @@ class Store:
         self._local = threading.local()
         self._pending: list[Event] = []
         self._held: dict[str, CallRecord] = {}
+        self._known: set[str] | None = None  # every key in calls, while this process is the writer
         self._writer: ThreadPoolExecutor | None = None
         self._writer_guard = threading.Lock()
         try:
@@ -373,8 +374,6 @@ class Store:
     def forget_calls(self) -> None:
         """The writer lock is going: other processes may save calls again."""
         self._known = None
-
-    _known: set[str] | None = None  # every key in calls, while this process is the writer
 
     def call(self, key: str) -> CallRecord | None:
         held = self._held.get(key)
