@@ -81,6 +81,12 @@ def test_dashboard_follows_a_job_and_pauses(served: tuple[ServerHandle, str, str
 
             # a read key sees the same page without the controls
             page.click("#forget-key")
+            # forgetting the key takes away the project and its controls, not only the key
+            assert page.locator("#key-input").is_visible()
+            assert not page.locator("#main").is_visible()
+            assert not page.locator("#btn-pause").is_visible()
+            assert page.locator("#stages tbody tr").count() == 0
+            assert page.evaluate("sessionStorage.getItem('novelkit.key')") is None
             page.fill("#key-input", read)
             page.click("#key-submit")
             page.wait_for_selector("#stages tr[data-stage='assemble']")

@@ -26,7 +26,14 @@ async function api(path, options = {}) {
 function logout(message) {
   sessionStorage.removeItem(KEY_STORAGE);
   state.key = null;
+  state.project = null;
   if (state.ws) { state.ws.onclose = null; state.ws.close(); state.ws = null; }
+  clearTimeout(state.reconnect);
+  // nothing the last key could see or do stays on the page
+  document.body.classList.add("read-only");
+  $("projects").replaceChildren();
+  $("stages").tBodies[0].replaceChildren();
+  $("project").hidden = true;
   $("main").hidden = true;
   $("forget-key").hidden = true;
   $("login").hidden = false;
