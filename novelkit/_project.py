@@ -418,6 +418,10 @@ class Project(Freshness):
     def _status_from(self, job: Job | None, snapshot: dict[str, Any] | None) -> JobStatus:
         if snapshot is not None:  # the job runs in another process: its latest snapshot
             return JobStatus.from_dict(snapshot, last_seq=self.store.last_seq())
+        # The run's thread sets a stage running before it names its unit as current, so the
+        # current unit is read before the stages: a status never names a unit of a stage it
+        # shows as not started (read the other way round, it could, mid-transition).
+        current = job._current if job is not None and job._local else None
         stages = self._stage_statuses()
         total = sum(s.total for s in stages)
         progress = sum(s.done for s in stages) / total if total else 0.0
@@ -444,7 +448,6 @@ class Project(Freshness):
                 stages,
                 last_seq=self.store.last_seq(),
             )
-        current = job._current if job._local else None
         report = self.report() if not job._state.active else None
         return JobStatus(
             id=job.id,

@@ -200,6 +200,44 @@ def test_status_reports_tokens_progress_and_stages(project: nk.Project) -> None:
     assert status.to_dict()["state"] == "succeeded"
 
 
+def test_a_status_read_while_the_run_moves_on_never_names_a_stage_it_shows_not_running(
+    slow_project: nk.Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A status is read on another thread (the panel, the sidecar) while the run goes on: the
+    stage it names as current must be running in its own stage list."""
+    project = slow_project
+    planning, go = threading.Event(), threading.Event()
+    needs_run = project._needs_run
+
+    def held_while_planning(*args: Any, **kwargs: Any) -> bool:
+        planning.set()
+        assert go.wait(10)
+        return needs_run(*args, **kwargs)
+
+    stage_statuses = project._stage_statuses
+
+    def the_run_moves_on_meanwhile() -> Any:
+        stages = stage_statuses()
+        if planning.is_set() and not go.is_set():
+            go.set()  # the run starts its first unit while this status is being put together
+            wait_for(lambda: job._current is not None)
+        return stages
+
+    monkeypatch.setattr(project, "_needs_run", held_while_planning)
+    monkeypatch.setattr(project, "_stage_statuses", the_run_moves_on_meanwhile)
+    job = project.run_stage("premise")
+    assert planning.wait(10)
+    caught = job.status
+    assert go.is_set()
+    now = job.status
+    job.cancel()
+    job.wait(30)
+    for status in (caught, now):
+        states = {s.name: s.state for s in status.stages}
+        assert status.stage is None or states[status.stage] is nk.StageState.RUNNING, status.table()
+    assert now.stage == "premise"
+
+
 def test_a_status_snapshot_reads_back_as_the_same_status(slow_project: nk.Project) -> None:
     """Another process sees a running job through the snapshot it writes: what it reads back
     must be the status the job reported."""
