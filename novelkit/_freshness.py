@@ -248,11 +248,13 @@ class Freshness:
         running = self._job
         live = running._live if running is not None and running._local else None
         if live is not None:  # while a job runs here, it keeps the states current in memory
-            states = {name: (row[0], row[1], row[2]) for name, row in live.items()}
-            by_stage = running._counters.by_stage if running is not None else {}
+            # the run's thread adds a stage's counters at its first call: copy the items in one
+            # step (a Python loop over the dict itself could see it change size mid-way)
+            states = {name: (row[0], row[1], row[2]) for name, row in tuple(live.items())}
+            by_stage = tuple(running._counters.by_stage.items()) if running is not None else ()
             ledger = {
                 name: {"prompt_tokens": row[0], "completion_tokens": 0, "cost": row[1]}
-                for name, row in by_stage.items()
+                for name, row in by_stage
             }
         else:
             states = self.stage_states()

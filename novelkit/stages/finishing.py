@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+import threading
 from collections import Counter
 from dataclasses import dataclass
 
@@ -90,6 +91,7 @@ def text_digest(text: str) -> str:
 
 # (chapter, text) → the cast and world it was checked against, and what was found
 _checked: dict[tuple[int, str], tuple[a.Cast, a.World, list[a.Finding]]] = {}
+_checked_lock = threading.Lock()  # two projects' runs in one process may check at once
 
 
 def final_findings(chapter: int, text: str, cast: a.Cast, world: a.World) -> list[a.Finding]:
@@ -107,9 +109,10 @@ def final_findings(chapter: int, text: str, cast: a.Cast, world: a.World) -> lis
         found = hit[2]
     else:
         found = check_chapter(chapter, text, cast, world)
-        if len(_checked) >= 128 and key not in _checked:
-            _checked.pop(next(iter(_checked)), None)
-        _checked[key] = (cast, world, found)
+        with _checked_lock:
+            if len(_checked) >= 128 and key not in _checked:
+                _checked.pop(next(iter(_checked)), None)
+            _checked[key] = (cast, world, found)
     return [finding.model_copy() for finding in found]
 
 
