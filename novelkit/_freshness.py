@@ -27,6 +27,11 @@ if TYPE_CHECKING:
 
 __all__ = ["Freshness"]
 
+# per stage (state, done, total); per stage its ledger row; when each running stage began
+StageFigures = tuple[
+    dict[str, tuple[StageState, int, int]], dict[str, dict[str, Any]], dict[str, float]
+]
+
 
 class Freshness:
     """Fingerprints, fresh and pending units, stage states: the part of a project that
@@ -244,24 +249,27 @@ class Freshness:
         """The pipeline's stages with their number, name, description and state."""
         return list(self._stage_statuses())
 
-    def _stage_statuses(self) -> tuple[StageStatus, ...]:
-        running = self._job
-        live = running._live if running is not None and running._local else None
-        if live is not None:  # while a job runs here, it keeps the states current in memory
-            # the run's thread adds a stage's counters at its first call: copy the items in one
-            # step (a Python loop over the dict itself could see it change size mid-way)
-            states = {name: (row[0], row[1], row[2]) for name, row in tuple(live.items())}
-            by_stage = tuple(running._counters.by_stage.items()) if running is not None else ()
-            ledger = {
-                name: {"prompt_tokens": row[0], "completion_tokens": 0, "cost": row[1]}
-                for name, row in by_stage
-            }
-        else:
-            states = self.stage_states()
-            ledger = self.store.ledger()
+    def _stage_figures(self, job: Job | None) -> StageFigures:
+        """Per stage: (state, done, total), the ledger rows, and when each running stage began.
+
+        While ``job`` runs here it keeps them in memory, updated on its own thread: they are
+        copied in one step each (a Python loop over a dict the run adds to could see it change
+        size mid-way), and taken from one reading of ``job._live``.
+        """
+        live = job._live if job is not None and job._local else None
+        if live is None or job is None:
+            return self.stage_states(), self.store.ledger(), {}
+        states = {name: (row[0], row[1], row[2]) for name, row in tuple(live.items())}
+        ledger = {
+            name: {"prompt_tokens": row[0], "completion_tokens": row[1], "cost": row[2]}
+            for name, row in tuple(job._counters.by_stage.items())
+        }
+        return states, ledger, job._stage_started
+
+    def _stage_statuses(self, figures: StageFigures | None = None) -> tuple[StageStatus, ...]:
+        states, ledger, started = figures or self._stage_figures(self._job)
         timings = self._stage_timings()
         now = time.time()
-        started = running._stage_started if live is not None and running is not None else {}
         statuses = []
         for number, stage in enumerate(self.pipeline, 1):
             state, done, total = states[stage.name]

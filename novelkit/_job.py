@@ -410,7 +410,8 @@ class Job(UnitRunner):
             counters.completion_tokens += int(row["completion_tokens"] or 0)
             counters.cost += float(row["cost"] or 0.0)
             counters.by_stage[stage] = [
-                float((row["prompt_tokens"] or 0) + (row["completion_tokens"] or 0)),
+                int(row["prompt_tokens"] or 0),
+                int(row["completion_tokens"] or 0),
                 float(row["cost"] or 0.0),
             ]
         self._counters = counters

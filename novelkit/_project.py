@@ -26,7 +26,7 @@ from ._errors import (
 from ._events import EventBus, Subscription
 from ._freshness import Freshness
 from ._job import Job
-from ._pipeline import SINGLE, Pipeline, Stage, chapter_of, unit_name
+from ._pipeline import SINGLE, Pipeline, Stage, StageState, chapter_of, unit_name
 from ._status import JobState, JobStatus
 from ._store import ProjectLock, Store
 from .stages import default_stages
@@ -250,22 +250,25 @@ class Project(Freshness):
     @property
     def job(self) -> Job | None:
         """The current or last job (after a restart: the last one recorded, e.g. interrupted)."""
-        if self._job is None:
-            row = self.store.last_job()
-            if row is not None:
-                job = Job(
-                    self,
-                    row["id"],
-                    row["spec"],
-                    JobState(row["state"]),
-                    local=not self._lock.held_elsewhere(),
-                    message=row["message"],
-                    error=row["error"],
-                )
-                job._started = row["created"]
-                job._finished = None if job._state.active else row["updated"]
-                self._job = job
-        return self._job
+        if self._job is not None:
+            return self._job
+        with self._guard:  # a start() on another thread must not be replaced by the old row
+            if self._job is None:
+                row = self.store.last_job()
+                if row is not None:
+                    job = Job(
+                        self,
+                        row["id"],
+                        row["spec"],
+                        JobState(row["state"]),
+                        local=not self._lock.held_elsewhere(),
+                        message=row["message"],
+                        error=row["error"],
+                    )
+                    job._started = row["created"]
+                    job._finished = None if job._state.active else row["updated"]
+                    self._job = job
+            return self._job
 
     def _check_problems(self) -> None:
         self.problems = []
@@ -417,46 +420,53 @@ class Project(Freshness):
 
     def _status_from(self, job: Job | None, snapshot: dict[str, Any] | None) -> JobStatus:
         if snapshot is not None:  # the job runs in another process: its latest snapshot
-            return JobStatus.from_dict(snapshot, last_seq=self.store.last_seq())
-        # The run's thread sets a stage running before it names its unit as current, so the
-        # current unit is read before the stages: a status never names a unit of a stage it
-        # shows as not started (read the other way round, it could, mid-transition).
-        current = job._current if job is not None and job._local else None
-        stages = self._stage_statuses()
+            return JobStatus.from_dict(snapshot)
+        # The run's thread changes memory first and then writes the event, and at its end it
+        # clears the stage rows before it sets the final state. Reading in the reverse order
+        # gives a status that never shows less than the events up to its last_seq and never
+        # pairs a final state with a stage still running.
+        last_seq = self.store.last_seq()
+        if job is None:
+            figures = self._stage_figures(None)
+            state, message, error, current = None, "no job yet", None, None
+        else:
+            state, message, error = job._state, job._message, job._error
+            current = job._current if job._local else None
+            figures = self._stage_figures(job)
+        row = figures[0].get(current[0]) if current is not None else None
+        if row is None or row[0] is not StageState.RUNNING:
+            current = None  # its stage just ended (or is not shown begun): name no unit of it
+        stages = self._stage_statuses(figures)
         total = sum(s.total for s in stages)
         progress = sum(s.done for s in stages) / total if total else 0.0
-        if job is not None and job._local and job._live is not None:
-            c = job._counters
-            prompt, completion, cost = c.prompt_tokens, c.completion_tokens, c.cost
-        else:
-            ledger = self.store.ledger()
-            prompt = sum(int(r["prompt_tokens"] or 0) for r in ledger.values())
-            completion = sum(int(r["completion_tokens"] or 0) for r in ledger.values())
-            cost = sum(float(r["cost"] or 0.0) for r in ledger.values())
-        if job is None:
+        rows = figures[1].values()  # the totals are the stages' sums, from the same reading
+        prompt = sum(int(r.get("prompt_tokens") or 0) for r in rows)
+        completion = sum(int(r.get("completion_tokens") or 0) for r in rows)
+        cost = sum(float(r.get("cost") or 0.0) for r in rows)
+        if job is None or state is None:
             return JobStatus(
                 None,
                 None,
                 None,
                 None,
                 progress,
-                "no job yet",
+                message,
                 None,
                 prompt,
                 completion,
                 cost,
                 stages,
-                last_seq=self.store.last_seq(),
+                last_seq=last_seq,
             )
-        report = self.report() if not job._state.active else None
+        report = self.report() if not state.active else None
         return JobStatus(
             id=job.id,
-            state=job._state,
+            state=state,
             stage=current[0] if current else None,
             unit=current[1] if current else None,
             progress=progress,
-            message=job._message,
-            error=job._error,
+            message=message,
+            error=error,
             prompt_tokens=prompt,
             completion_tokens=completion,
             cost=cost,
@@ -464,7 +474,7 @@ class Project(Freshness):
             preview=job.preview(),
             retry=job._retry,
             elapsed=(job._finished or time.time()) - job._started,
-            last_seq=self.store.last_seq(),
+            last_seq=last_seq,
             extra={"report": report.headline()} if report else {},
         )
 

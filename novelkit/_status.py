@@ -111,9 +111,10 @@ class JobStatus:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, last_seq: int = 0) -> JobStatus:
+    def from_dict(cls, data: dict[str, Any], *, last_seq: int | None = None) -> JobStatus:
         """The status back from :meth:`to_dict` (a job's snapshot, written by the process that
-        runs it); ``last_seq`` is the reader's own."""
+        runs it). Its ``last_seq`` is the one it was made at, unless ``last_seq`` is given:
+        events after it are the ones it may not show yet."""
         return cls(
             id=data["id"],
             state=JobState(data["state"]) if data["state"] else None,
@@ -129,7 +130,7 @@ class JobStatus:
             preview=data["preview"],
             retry=data["retry"],
             elapsed=data["elapsed"],
-            last_seq=last_seq,
+            last_seq=int(data.get("last_seq") or 0) if last_seq is None else last_seq,
         )
 
     def table(self) -> str:

@@ -63,7 +63,7 @@ class _Counters:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0
-    by_stage: dict[str, list[float]] = field(default_factory=dict)  # tokens, cost
+    by_stage: dict[str, list[float]] = field(default_factory=dict)  # prompt, completion, cost
 
 
 class UnitRunner:
@@ -199,9 +199,9 @@ class UnitRunner:
         if not units:
             return
         total = len(self.project.units_of(stage)) if not self._variant else len(units)
-        self._set_live(stage.name, StageState.RUNNING, max(0, total - len(units)), total)
         self._done[stage.name] = 0
-        self._begin_stage(stage, len(units))
+        self._begin_stage(stage, len(units))  # its start time first: the row shows it running
+        self._set_live(stage.name, StageState.RUNNING, max(0, total - len(units)), total)
         if stage.parallel:
             limit = asyncio.Semaphore(self.project.config.concurrency)
             failure: list[BaseException] = []
@@ -535,9 +535,10 @@ class _Hooks:
         c.prompt_tokens += record.prompt_tokens
         c.completion_tokens += record.completion_tokens
         c.cost += record.cost
-        row = c.by_stage.setdefault(record.stage, [0.0, 0.0])
-        row[0] += record.prompt_tokens + record.completion_tokens
-        row[1] += record.cost
+        row = c.by_stage.setdefault(record.stage, [0, 0, 0.0])
+        row[0] += record.prompt_tokens
+        row[1] += record.completion_tokens
+        row[2] += record.cost
 
     def on_call(self, record: CallRecord, cached: bool) -> None:
         job = self.job

@@ -200,11 +200,27 @@ def test_status_reports_tokens_progress_and_stages(project: nk.Project) -> None:
     assert status.to_dict()["state"] == "succeeded"
 
 
+def while_the_next_status_is_read(
+    project: nk.Project, monkeypatch: pytest.MonkeyPatch, meanwhile: Any
+) -> None:
+    """Run ``meanwhile`` once, in the middle of the next status read on this thread (after
+    the stage rows are taken, during the SQLite read of the stage timings): the run's own
+    thread going on while another thread (the panel, the sidecar) puts a status together."""
+    timings = project._stage_timings
+    pending = [meanwhile]
+
+    def the_run_moves_on() -> Any:
+        if pending:
+            pending.pop()()
+        return timings()
+
+    monkeypatch.setattr(project, "_stage_timings", the_run_moves_on)
+
+
 def test_a_status_read_while_the_run_moves_on_never_names_a_stage_it_shows_not_running(
     slow_project: nk.Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A status is read on another thread (the panel, the sidecar) while the run goes on: the
-    stage it names as current must be running in its own stage list."""
+    """The stage a status names as current must be running in its own stage list."""
     project = slow_project
     planning, go = threading.Event(), threading.Event()
     needs_run = project._needs_run
@@ -214,19 +230,14 @@ def test_a_status_read_while_the_run_moves_on_never_names_a_stage_it_shows_not_r
         assert go.wait(10)
         return needs_run(*args, **kwargs)
 
-    stage_statuses = project._stage_statuses
-
-    def the_run_moves_on_meanwhile() -> Any:
-        stages = stage_statuses()
-        if planning.is_set() and not go.is_set():
-            go.set()  # the run starts its first unit while this status is being put together
-            wait_for(lambda: job._current is not None)
-        return stages
+    def first_unit_starts() -> None:
+        go.set()
+        wait_for(lambda: job._current is not None)
 
     monkeypatch.setattr(project, "_needs_run", held_while_planning)
-    monkeypatch.setattr(project, "_stage_statuses", the_run_moves_on_meanwhile)
     job = project.run_stage("premise")
     assert planning.wait(10)
+    while_the_next_status_is_read(project, monkeypatch, first_unit_starts)
     caught = job.status
     assert go.is_set()
     now = job.status
@@ -238,6 +249,106 @@ def test_a_status_read_while_the_run_moves_on_never_names_a_stage_it_shows_not_r
     assert now.stage == "premise"
 
 
+def test_a_status_names_no_unit_of_a_stage_that_has_ended(
+    slow_project: nk.Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After its last unit a stage is succeeded, while the job tidies up: the status must not
+    still say it is writing that stage."""
+    project = slow_project
+    tidying, go = threading.Event(), threading.Event()
+    invalidate = project.store.invalidate
+
+    def held_while_tidying(*args: Any, **kwargs: Any) -> Any:
+        tidying.set()
+        assert go.wait(10)
+        return invalidate(*args, **kwargs)
+
+    monkeypatch.setattr(project.store, "invalidate", held_while_tidying)
+    job = project.run_stage("premise")
+    assert tidying.wait(30)
+    status = job.status
+    go.set()
+    assert job.wait(30) is JobState.SUCCEEDED
+    assert status.state is JobState.RUNNING
+    assert {s.name: s.state for s in status.stages}["premise"] is nk.StageState.SUCCEEDED
+    assert status.stage is None and status.unit is None, status.table()
+
+
+def test_a_status_read_as_the_job_stops_shows_one_moment(
+    slow_project: nk.Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A status read while the job pauses is from before or after, never half of each: a
+    paused job lists no stage as running, and its last_seq covers no event it does not show."""
+    job = running_job(slow_project)
+
+    def it_pauses() -> None:
+        job.pause(now=True)
+        wait_for(lambda: job._state is JobState.PAUSED)
+
+    while_the_next_status_is_read(slow_project, monkeypatch, it_pauses)
+    caught = job.status
+    assert job.wait(30) is JobState.PAUSED
+    for status in (caught, job.status):
+        running = [s.name for s in status.stages if s.state is nk.StageState.RUNNING]
+        assert status.state is not None
+        assert status.state.active or not running, (status.state, running)
+        job_events = [e for e in slow_project.events(limit=10_000) if e["type"] == "job"]
+        shown = [e["state"] for e in job_events if e["seq"] <= status.last_seq]
+        assert shown[-1] == status.state.value, (shown, status.state, status.last_seq)
+
+
+def test_a_status_totals_are_the_sums_of_its_stage_rows(
+    slow_project: nk.Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call that finishes while a status is read counts in both its totals and its stage
+    rows, or in neither."""
+    job = running_job(slow_project)
+    wait_for(lambda: job._counters.prompt_tokens > 0)  # the first call is in
+    tokens = job._counters.prompt_tokens
+
+    def another_call_finishes() -> None:
+        wait_for(lambda: job._counters.prompt_tokens > tokens)
+
+    while_the_next_status_is_read(slow_project, monkeypatch, another_call_finishes)
+    caught = job.status
+    job.cancel()
+    job.wait(30)
+    for status in (caught, job.status):
+        assert status.tokens == sum(s.tokens for s in status.stages) > 0
+        assert status.cost == pytest.approx(sum(s.cost for s in status.stages))
+
+
+def test_reading_project_job_while_another_thread_starts_one_keeps_the_new_job(
+    project: nk.Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``project.job`` on a reopened project loads the last job from the store; a start() on
+    another thread meanwhile must stay the project's job (or pause would not reach it)."""
+    assert project.start().wait(60) is JobState.SUCCEEDED
+    root = project.root
+    project.close()
+    reopened = nk.open_project(root)
+    try:
+        last_job = reopened.store.last_job
+        started: list[nk.Job] = []
+        starter = threading.Thread(target=lambda: started.append(reopened.start()))
+
+        def read_while_it_starts() -> Any:
+            row = last_job()
+            if not starter.is_alive() and not started:
+                starter.start()
+                starter.join(0.5)  # blocked until this read is done, once it is guarded
+            return row
+
+        monkeypatch.setattr(reopened.store, "last_job", read_while_it_starts)
+        loaded = reopened.job  # the last job, read from the store
+        starter.join(30)
+        assert loaded is not None and loaded.state is JobState.SUCCEEDED
+        assert started and reopened.job is started[0]
+        assert started[0].wait(60) is JobState.SUCCEEDED
+    finally:
+        reopened.close()
+
+
 def test_a_status_snapshot_reads_back_as_the_same_status(slow_project: nk.Project) -> None:
     """Another process sees a running job through the snapshot it writes: what it reads back
     must be the status the job reported."""
@@ -247,7 +358,7 @@ def test_a_status_snapshot_reads_back_as_the_same_status(slow_project: nk.Projec
         assert time.monotonic() < deadline, "the job never streamed"
         time.sleep(0.005)
     status = job.status
-    again = nk.JobStatus.from_dict(status.to_dict(), last_seq=status.last_seq)
+    again = nk.JobStatus.from_dict(status.to_dict())
     job.cancel()
     job.wait(30)
     assert again.state is JobState.RUNNING and again.preview
