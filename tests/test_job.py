@@ -49,14 +49,23 @@ def test_pause_lets_in_flight_calls_finish_and_resume_completes(slow_project: nk
     assert job.wait(60) is JobState.SUCCEEDED
 
 
-def test_pause_now_reaches_paused_within_100ms(slow_project: nk.Project) -> None:
-    job = running_job(slow_project)
-    started = time.perf_counter()
+def test_pause_now_abandons_the_call_in_flight_and_resume_redoes_it(
+    make_project: Any,
+) -> None:
+    """pause(now=True) does not wait for the streaming call: at 10 tokens/s the premise call
+    needs several seconds more, and the job is paused with that call not saved. (How fast it
+    pauses is measured in benchmarks/bench_core.py: p95 a few ms against a goal of 100 ms.)"""
+    project = make_project(backend_options={"tokens_per_second": 10})
+    job = running_job(project)
+    assert project.store.call_count() == 0  # the first call is still streaming
     job.pause(now=True)
     assert job.wait(5) is JobState.PAUSED
-    assert time.perf_counter() - started < 0.1
-    job.resume()
+    assert project.store.call_count() == 0, "the interrupted call is not saved as finished"
+    assert {s.name: s.state for s in job.status.stages}["premise"] is not nk.StageState.SUCCEEDED
+    project.configure(backend_options={"tokens_per_second": 20_000})
+    assert job.resume().changed
     assert job.wait(60) is JobState.SUCCEEDED
+    assert project.store.call_count() >= 12
 
 
 def test_cancel_keeps_finished_work_and_start_continues(slow_project: nk.Project) -> None:
