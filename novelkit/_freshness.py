@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from ._config import NovelConfig
     from ._job import Job
 
-__all__ = ["Freshness"]
+__all__ = ["Freshness", "StageFigures"]
 
 # per stage (state, done, total); per stage its ledger row; when each running stage began
 StageFigures = tuple[
@@ -256,8 +256,8 @@ class Freshness:
         copied in one step each (a Python loop over a dict the run adds to could see it change
         size mid-way), and taken from one reading of ``job._live``.
         """
-        live = job._live if job is not None and job._local else None
-        if live is None or job is None:
+        live = job._live if job is not None and job._local else None  # read once
+        if job is None or live is None:
             return self.stage_states(), self.store.ledger(), {}
         states = {name: (row[0], row[1], row[2]) for name, row in tuple(live.items())}
         ledger = {

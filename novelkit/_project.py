@@ -24,10 +24,10 @@ from ._errors import (
     ProjectLockedError,
 )
 from ._events import EventBus, Subscription
-from ._freshness import Freshness
+from ._freshness import Freshness, StageFigures
 from ._job import Job
 from ._pipeline import SINGLE, Pipeline, Stage, StageState, chapter_of, unit_name
-from ._status import JobState, JobStatus
+from ._status import JobState, JobStatus, StageStatus
 from ._store import ProjectLock, Store
 from .stages import default_stages
 
@@ -427,30 +427,14 @@ class Project(Freshness):
         # pairs a final state with a stage still running.
         last_seq = self.store.last_seq()
         if job is None:
-            figures = self._stage_figures(None)
-            state, message, error, current = None, "no job yet", None, None
-        else:
-            state, message, error = job._state, job._message, job._error
-            current = job._current if job._local else None
-            figures = self._stage_figures(job)
-        row = figures[0].get(current[0]) if current is not None else None
-        if row is None or row[0] is not StageState.RUNNING:
-            current = None  # its stage just ended (or is not shown begun): name no unit of it
-        stages = self._stage_statuses(figures)
-        total = sum(s.total for s in stages)
-        progress = sum(s.done for s in stages) / total if total else 0.0
-        rows = figures[1].values()  # the totals are the stages' sums, from the same reading
-        prompt = sum(int(r.get("prompt_tokens") or 0) for r in rows)
-        completion = sum(int(r.get("completion_tokens") or 0) for r in rows)
-        cost = sum(float(r.get("cost") or 0.0) for r in rows)
-        if job is None or state is None:
+            stages, progress, (prompt, completion, cost) = self._summed(self._stage_figures(None))
             return JobStatus(
                 None,
                 None,
                 None,
                 None,
                 progress,
-                message,
+                "no job yet",
                 None,
                 prompt,
                 completion,
@@ -458,6 +442,13 @@ class Project(Freshness):
                 stages,
                 last_seq=last_seq,
             )
+        state, message, error = job._state, job._message, job._error
+        current = job._current if job._local else None
+        figures = self._stage_figures(job)
+        row = figures[0].get(current[0]) if current is not None else None
+        if row is None or row[0] is not StageState.RUNNING:
+            current = None  # its stage just ended (or is not shown begun): name no unit of it
+        stages, progress, (prompt, completion, cost) = self._summed(figures)
         report = self.report() if not state.active else None
         return JobStatus(
             id=job.id,
@@ -477,6 +468,20 @@ class Project(Freshness):
             last_seq=last_seq,
             extra={"report": report.headline()} if report else {},
         )
+
+    def _summed(
+        self, figures: StageFigures
+    ) -> tuple[tuple[StageStatus, ...], float, tuple[int, int, float]]:
+        """The stage rows, the progress, and the token and cost totals as the rows' sums (all
+        from one reading)."""
+        stages = self._stage_statuses(figures)
+        total = sum(s.total for s in stages)
+        progress = sum(s.done for s in stages) / total if total else 0.0
+        rows = figures[1].values()
+        prompt = sum(int(r.get("prompt_tokens") or 0) for r in rows)
+        completion = sum(int(r.get("completion_tokens") or 0) for r in rows)
+        cost = sum(float(r.get("cost") or 0.0) for r in rows)
+        return stages, progress, (prompt, completion, cost)
 
     # -- artefacts ------------------------------------------------------------------------------
 

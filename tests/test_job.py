@@ -311,6 +311,7 @@ def test_a_status_totals_are_the_sums_of_its_stage_rows(
 ) -> None:
     """A call that finishes while a status is read counts in both its totals and its stage
     rows, or in neither."""
+    slow_project.configure(prices={"offline": {"prompt": 1.0, "completion": 2.0}})
     job = running_job(slow_project)
     wait_for(lambda: job._counters.prompt_tokens > 0)  # the first call is in
     tokens = job._counters.prompt_tokens
