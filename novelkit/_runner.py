@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import functools
-import json
-import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
+from ._answers import Invalid, Shape, answer_schema, output_budget, read_answer, strip_reasoning
 from ._artefacts import Paths, SharedReads, StagedFile, file_version, parse
 from ._errors import ArtefactError, BackendError
 from ._pipeline import SINGLE, Stage, chapter_of, unit_name
@@ -42,6 +40,7 @@ SYSTEM = (
     "answer with the requested output only."
 )
 MAX_CONTINUATIONS = 4
+MAX_REASKS = 2  # a structured answer is asked for at most three times
 SHARED_READS = 1024  # parsed artefacts kept for read(..., shared=True); then it starts afresh
 
 
@@ -179,14 +178,20 @@ class UnitContext:
         context: dict[str, Any],
         *,
         schema: type[BaseModel] | None = None,
+        shape: Shape | None = None,
         instructions: str | None = None,
     ) -> Request:
         override = self.config.stage_override(self.stage.name)
         template = self.params.get("prompt") or override.prompt or instructions or self.stage.prompt
         text = _render(template, context)
         user = f"Task: {task}\n\n{text}\n\n{render_material(context)}"
+        max_output = override.max_output_tokens or self.config.max_output_tokens
+        json_schema = None
         if schema is not None:
             user += "\n\nAnswer with one JSON object that matches the schema, and nothing else."
+            json_schema = answer_schema(schema, shape or Shape())
+            if override.max_output_tokens is None:  # sized to the longest answer allowed
+                max_output = min(max_output, output_budget(json_schema))
         return Request(
             stage=self.stage.name,
             unit=self.unit,
@@ -196,9 +201,9 @@ class UnitContext:
             temperature=_first(
                 self.params.get("temperature"), override.temperature, self.config.temperature
             ),
-            max_output_tokens=override.max_output_tokens or self.config.max_output_tokens,
+            max_output_tokens=max_output,
             seed=int(_first(self.params.get("seed"), self.config.seed)),
-            json_schema=_schema(schema) if schema else None,
+            json_schema=json_schema,
             schema_name=schema.__name__ if schema else None,
             context=context,
             variant=self.variant,
@@ -228,35 +233,62 @@ class UnitContext:
             )
         return text
 
-    async def json(self, task: str, context: dict[str, Any], model: type[M]) -> M:
-        """A validated ``model`` from the response; an invalid answer is re-asked once with the error."""
-        request = self.request(task, context, schema=model)
-        text = await self.complete(request)
-        try:
-            return _validate(model, text)
-        except _Invalid as first:
-            repair = request.with_messages(
-                Message("assistant", text),
-                Message(
-                    "user",
-                    f"Follow-up: repair. That JSON did not validate: {first}. Reply with the "
-                    "corrected JSON object only.",
-                ),
-                task="repair",
-            )
-            fixed = await self.complete(repair)
+    async def json(
+        self, task: str, context: dict[str, Any], model: type[M], shape: Shape | None = None
+    ) -> M:
+        """A validated ``model`` from the response. An answer that breaks the schema, a count
+        or a stage check is re-asked with the problems, up to ``MAX_REASKS`` times."""
+        shape = shape or Shape()
+        request = self.request(task, context, schema=model, shape=shape)
+        asked = request
+        for attempt in range(MAX_REASKS + 1):
+            text, finish = await self._call(asked, 1000)
             try:
-                return _validate(model, fixed)
-            except _Invalid as second:
-                raise BackendError(
-                    f"stage {self.stage.name!r} unit {self.unit}: the model's answer is not a valid "
-                    f"{model.__name__} even after one repair: {second}"
-                ) from None
+                if finish == "length":
+                    raise Invalid(
+                        [
+                            f"the answer was cut off at {asked.max_output_tokens} tokens: "
+                            "keep every value short"
+                        ]
+                    )
+                return read_answer(model, shape, text)
+            except Invalid as invalid:
+                if attempt == MAX_REASKS:
+                    raise self._unusable(model, invalid) from None
+                asked = request.with_messages(
+                    Message("assistant", text),
+                    Message(
+                        "user",
+                        "Follow-up: repair. That answer has these problems: "
+                        + "; ".join(invalid.problems[:8])
+                        + ". Reply with the corrected JSON object only.",
+                    ),
+                    task="repair",
+                )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _unusable(self, model: type[BaseModel], invalid: Invalid) -> BackendError:
+        where = f"stage {self.stage.name!r}" + ("" if self.unit == SINGLE else f" {self.unit}")
+        fix = (
+            "Resume with another seed (seed in novel.toml) or a stronger model, or write "
+            f"artefacts/{self.stage.output_paths(self.unit)[0]} yourself and resume."
+        )
+        answers = f"{MAX_REASKS + 1} answers, each re-asked with the problems"
+        if invalid.counts:
+            count = invalid.counts[0]
+            return BackendError(
+                f"{where}: asked the model for {count.asked_text()} {count.path.split('[')[0]}, "
+                f"it gave {count.got} ({answers}). {fix}"
+            )
+        return BackendError(
+            f"{where}: the model's answer is not a valid {model.__name__} ({answers}): "
+            f"{'; '.join(invalid.problems[:4])}. {fix}"
+        )
 
     async def text(self, task: str, context: dict[str, Any], *, expected_tokens: int = 3000) -> str:
-        return (
-            await self.complete(self.request(task, context), expected_tokens=expected_tokens)
-        ).strip()
+        """Prose: the answer without reasoning blocks, code fences or surrounding blank lines."""
+        answer = await self.complete(self.request(task, context), expected_tokens=expected_tokens)
+        return strip_reasoning(answer)
 
     async def _call(self, request: Request, expected_tokens: int) -> tuple[str, str]:
         self.hooks.checkpoint()
@@ -375,45 +407,6 @@ def check_commits(commits: list[Future[None]], stage: str, unit: str) -> None:
             ) from None
         if error is not None:
             raise error
-
-
-@functools.lru_cache(maxsize=64)
-def _schema(model: type[BaseModel]) -> dict[str, Any]:
-    return model.model_json_schema()
-
-
-class _Invalid(Exception):
-    pass
-
-
-def _validate(model: type[M], text: str) -> M:
-    raw = _extract_json(text)
-    try:
-        return model.model_validate_json(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}"
-            for e in exc.errors()[:6]
-        )
-        raise _Invalid(problems) from None
-
-
-_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
-
-
-def _extract_json(text: str) -> str:
-    fenced = _FENCE.search(text)
-    if fenced:
-        text = fenced.group(1)
-    start, end = text.find("{"), text.rfind("}")
-    if start == -1 or end < start:
-        return text.strip() or "{}"
-    candidate = text[start : end + 1]
-    try:
-        json.loads(candidate)
-    except json.JSONDecodeError:
-        return candidate  # let pydantic name the JSON error
-    return candidate
 
 
 class _Placeholders(dict[str, Any]):

@@ -388,26 +388,30 @@ def test_unknown_model_fails_fast_naming_model_and_url(fake: FakeOpenAIServer) -
     assert fake.requests == 1
 
 
-def test_an_unreachable_server_is_retried_then_explained() -> None:
+def test_a_base_url_where_nothing_listens_fails_at_once_and_says_so() -> None:
+    sleeps = Sleeps()
     target = OpenAIBackend(
         model="m",
         api_key="k",
         base_url="http://127.0.0.1:9/v1",
-        retry=RetryPolicy(max_attempts=2, sleep=Sleeps()),
+        retry=RetryPolicy(max_attempts=5, sleep=sleeps),
     )
-    with pytest.raises(TransientBackendError, match=r"127\.0\.0\.1:9.*server running"):
+    with pytest.raises(BackendConfigError, match=r"nothing answers at base_url.*127\.0\.0\.1:9"):
         run(target, prompt_request())
+    assert sleeps.waits == []  # not retried five times: no server will appear by waiting
 
 
-def test_a_400_is_not_retried_and_suggests_json_object_mode(fake: FakeOpenAIServer) -> None:
+def test_a_400_is_not_retried(fake: FakeOpenAIServer) -> None:
     class NoStream(OpenAIBackend):
-        def body(self, request: Request) -> dict[str, Any]:
-            body = super().body(request)
+        def body(self, request: Request, mode: Any = None) -> dict[str, Any]:
+            body = super().body(request, mode)
             body["extra_body"] = {"stream": False}
             return body
 
     target = NoStream(model="fake-model", api_key="test-key", base_url=fake.url + "/v1")
-    with pytest.raises(BackendError, match="structured_output = 'json_object'") as caught:
+    with pytest.raises(
+        BackendError, match="rejected the request.*400: this fake only streams"
+    ) as caught:
         run(target, prompt_request())
     assert not isinstance(caught.value, (TransientBackendError, BackendConfigError))
     assert fake.requests == 1

@@ -95,7 +95,7 @@ def make_backend(config: NovelConfig, root: Path) -> Backend:
     elif config.backend == "openai":
         from .openai import OpenAIBackend
 
-        backend = OpenAIBackend.from_config(config, options)
+        backend = OpenAIBackend.from_config(config, options, root=root)
     elif config.backend == "anthropic":
         from .anthropic import AnthropicBackend
 

@@ -26,6 +26,9 @@ LIMIT_OPTIONS: dict[str, type | tuple[type, ...]] = {
 }
 
 
+RAISE_AFTER = 8  # successes per slot before the adaptive limit rises by one
+
+
 @dataclass
 class _Bucket:
     per_minute: float
@@ -89,6 +92,12 @@ class RateLimiter:
         self._semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
         self._semaphores = weakref.WeakKeyDictionary()
         self.in_flight = 0
+        # the adaptive cap: lowered when the server drops concurrent streams, raised again
+        # after a run of calls that succeed; None while nothing has been dropped
+        self.limit: int | None = None
+        self._good = 0
+        self._freed: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Condition]
+        self._freed = weakref.WeakKeyDictionary()
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> RateLimiter:
@@ -124,6 +133,38 @@ class RateLimiter:
                 return
             await self._sleep(wait)
 
+    def learn_slots(self, slots: int) -> None:
+        """The server said how many requests it serves at once."""
+        cap = slots if self.max_concurrency is None else min(slots, self.max_concurrency)
+        self.limit = max(1, cap)
+
+    def dropped(self) -> int | None:
+        """A stream was dropped while others ran: send fewer at once. Returns the new limit,
+        or None when there was nothing to lower (no other request in flight)."""
+        if self.in_flight <= 1:
+            return None
+        current = self.in_flight if self.limit is None else min(self.limit, self.in_flight)
+        self.limit = max(1, current - 1)
+        self._good = 0
+        return self.limit
+
+    def succeeded(self) -> None:
+        """A call finished: after a run of successes, allow one more at once again."""
+        if self.limit is None:
+            return
+        self._good += 1
+        if self._good >= RAISE_AFTER * self.limit:
+            self._good = 0
+            if self.max_concurrency is None or self.limit < self.max_concurrency:
+                self.limit += 1
+
+    def _condition(self) -> asyncio.Condition:
+        loop = asyncio.get_running_loop()
+        condition = self._freed.get(loop)
+        if condition is None:
+            condition = self._freed[loop] = asyncio.Condition()
+        return condition
+
     @asynccontextmanager
     async def slot(self, tokens: int = 0) -> AsyncIterator[Permit]:
         """Hold one request slot for the duration of a call that may use ``tokens`` tokens."""
@@ -131,12 +172,24 @@ class RateLimiter:
         if semaphore is not None:
             await semaphore.acquire()
         try:
-            await self._take(tokens)
-            self.in_flight += 1
+            if self.limit is not None:
+                condition = self._condition()
+                async with condition:
+                    await condition.wait_for(
+                        lambda: self.limit is None or self.in_flight < self.limit
+                    )
+                    self.in_flight += 1
+            else:
+                self.in_flight += 1
             try:
+                await self._take(tokens)
                 yield Permit(self, tokens)
             finally:
                 self.in_flight -= 1
+                freed = self._freed.get(asyncio.get_running_loop())
+                if freed is not None:
+                    async with freed:
+                        freed.notify_all()
         finally:
             if semaphore is not None:
                 semaphore.release()

@@ -104,8 +104,12 @@ class Request:
 
 @dataclass(frozen=True)
 class Usage:
+    """Tokens of one call; ``reasoning_tokens`` (of a reasoning model's hidden thinking) are
+    part of ``completion_tokens``, as the APIs count and bill them."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    reasoning_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:

@@ -10,6 +10,7 @@ import functools
 import re
 
 from .. import _artefacts as a
+from .._answers import Shape
 from .._pipeline import Outputs, Stage
 from .._runner import UnitContext
 
@@ -157,6 +158,7 @@ def check_chapter(chapter: int, text: str, cast: a.Cast, world: a.World) -> list
 
 class Continuity(Stage):
     name = "continuity"
+    version = "2"  # answers shaped by _answers.Shape
     description = "Continuity findings per chapter, with evidence against the story bible."
     inputs = ("characters", "world", "draft")
     per_chapter = True
@@ -179,11 +181,28 @@ class Continuity(Stage):
             "cast": [{"name": c.name, "status": c.status, "role": c.role} for c in cast.characters],
             "locations": [loc.name for loc in world.locations],
         }
-        report = await ctx.json("continuity", context, a.ContinuityReport)
-        model_findings = [
-            f.model_copy(update={"source": "model", "chapter": ctx.chapter})
-            for f in report.findings
-        ]
+        shape = Shape(
+            items={"findings": (0, 5)},
+            fixed={
+                "chapter": ctx.chapter,
+                "findings[].chapter": ctx.chapter,
+                "findings[].source": "model",
+                "findings[].wrong": "",
+                "findings[].right": "",
+            },
+        )
+        report = await ctx.json("continuity", context, a.ContinuityReport, shape)
+        # evidence is a quote from the chapter: a finding quoting words the chapter does not
+        # have is the model's invention, not a contradiction
+        model_findings = [f for f in report.findings if _quoted(f.quote, draft.text)]
         checks = check_chapter(ctx.chapter, draft.text, cast, world)
         merged = a.ContinuityReport(chapter=ctx.chapter, findings=model_findings + checks)
         return {self.output_paths(unit)[0]: merged}
+
+
+def _quoted(quote: str, text: str) -> bool:
+    def squeeze(value: str) -> str:
+        return " ".join(re.findall(r"[\w'’]+", value.casefold()))
+
+    needle = squeeze(quote)
+    return bool(needle) and needle in squeeze(text)

@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from .. import _artefacts as a
+from .._answers import Shape
 from .._pipeline import Outputs, Stage, unit_name
 from .._runner import UnitContext
 from .continuity import check_chapter
@@ -21,14 +22,15 @@ _NGRAM_WORD = re.compile(r"[\w'’]+")
 
 class Metadata(Stage):
     name = "metadata"
+    version = "2"  # answers shaped by _answers.Shape
     description = "Title, blurb, chapter titles, author and language."
     inputs = ("premise", "world", "chapters", "polish")
     path = "11-metadata.json"
     model = a.Metadata
     config_keys = ("title", "author", "language", "genre")
     prompt = (
-        "Give the novel a title (unless the material fixes one), a blurb of about 80 words and "
-        "keywords. Keep chapter_titles, author and language as given in the material."
+        "Give the novel a title (unless the material fixes one), a subtitle (may be empty), a "
+        "blurb of about 80 words and keywords."
     )
 
     async def run(self, ctx: UnitContext, unit: str) -> Outputs:
@@ -45,11 +47,15 @@ class Metadata(Stage):
             "locations": [loc.name for loc in world.locations],
             "chapter_titles": [plan.title for plan in outline.chapters],
         }
-        meta = await ctx.json("metadata", context, a.Metadata)
-        fixed = {"author": c.author, "language": c.language}
+        fixed: dict[str, object] = {
+            "author": c.author,
+            "language": c.language,
+            "chapter_titles": context["chapter_titles"],
+        }
         if c.title:
             fixed["title"] = c.title
-        return {self.path: meta.model_copy(update=fixed)}
+        shape = Shape(items={"keywords": (3, 7)}, fixed=fixed)
+        return {self.path: await ctx.json("metadata", context, a.Metadata, shape)}
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import _artefacts as a
+from .._answers import INDEX, Shape
 from .._pipeline import Outputs, Stage
 from .._runner import UnitContext
 from ..llm.offline import motifs
@@ -20,6 +21,7 @@ def places(world: a.World) -> list[str]:
 
 class Premise(Stage):
     name = "premise"
+    version = "2"  # answers shaped by _answers.Shape
     description = "Logline, genre, themes, tone, point of view and tense from the premise."
     path = "01-premise.json"
     model = a.Premise
@@ -32,11 +34,13 @@ class Premise(Stage):
     async def run(self, ctx: UnitContext, unit: str) -> Outputs:
         c = ctx.config
         context = {"premise": c.premise, "genre": c.genre, "style": c.style, "chapters": c.chapters}
-        return {self.path: await ctx.json("premise", context, a.Premise)}
+        shape = Shape(items={"themes": (1, 5)}, fixed={"premise": c.premise})
+        return {self.path: await ctx.json("premise", context, a.Premise, shape)}
 
 
 class World(Stage):
     name = "world"
+    version = "2"  # answers shaped by _answers.Shape
     description = "Setting, era, locations, rules and history of the story world."
     inputs = ("premise",)
     path = "02-world.json"
@@ -47,11 +51,14 @@ class World(Stage):
 
     async def run(self, ctx: UnitContext, unit: str) -> Outputs:
         premise: a.Premise = ctx.read("premise", shared=True)
-        return {self.path: await ctx.json("world", {"premise": premise.model_dump()}, a.World)}
+        shape = Shape(items={"locations": (4, 6), "rules": (0, 5)}, check=_distinct_places)
+        world = await ctx.json("world", {"premise": premise.model_dump()}, a.World, shape)
+        return {self.path: world}
 
 
 class Characters(Stage):
     name = "characters"
+    version = "2"  # answers shaped by _answers.Shape
     description = "The cast: goals, flaws, arcs, voices and relationships."
     inputs = ("premise", "world")
     path = "03-characters.json"
@@ -70,11 +77,14 @@ class Characters(Stage):
             "world": {"setting": world.setting, "era": world.era, "locations": places(world)},
             "chapters": ctx.config.chapters,
         }
-        return {self.path: await ctx.json("characters", context, a.Cast)}
+        shape = Shape(items={"characters": (2, 8), "characters[].relationships": (0, 4)})
+        cast = await ctx.json("characters", context, a.Cast, shape.with_check(_distinct_names))
+        return {self.path: _known_relationships(cast)}
 
 
 class Structure(Stage):
     name = "structure"
+    version = "2"  # answers shaped by _answers.Shape
     description = "Acts and key beats, the central conflict and the ending."
     inputs = ("premise", "world", "characters")
     path = "04-structure.json"
@@ -89,46 +99,62 @@ class Structure(Stage):
             "cast": names(ctx.read("characters", shared=True)),
             "locations": places(ctx.read("world", shared=True)),
         }
-        return {self.path: await ctx.json("structure", context, a.Structure)}
+        shape = Shape(
+            items={"acts": (3, 3), "acts[].beats": (1, 4)}, fixed={"acts[].number": INDEX}
+        )
+        return {self.path: await ctx.json("structure", context, a.Structure, shape)}
 
 
 class Chapters(Stage):
     name = "chapters"
+    version = "2"  # answers shaped by _answers.Shape
     description = "The chapter outline: title, summary, POV, beats and target words per chapter."
     inputs = ("premise", "world", "characters", "structure")
     path = "05-chapters.json"
     model = a.Outline
     config_keys = ("chapters", "words_per_chapter")
     prompt = (
-        "Outline exactly {chapters} chapters. For each: number, title, summary, POV character, "
-        "location, beats, and target_words = {words_per_chapter}."
+        "Outline exactly {chapters} chapters, in story order. For each: a title, a summary of what "
+        "happens, the POV character (a name from the cast), the location (one of the locations) "
+        "and the beats."
     )
 
     async def run(self, ctx: UnitContext, unit: str) -> Outputs:
         premise: a.Premise = ctx.read("premise", shared=True)
         structure: a.Structure = ctx.read("structure", shared=True)
+        cast, locations = (
+            names(ctx.read("characters", shared=True)),
+            places(ctx.read("world", shared=True)),
+        )
         context = {
             "premise": premise.premise,
             "acts": [act.model_dump() for act in structure.acts],
             "ending": structure.ending,
-            "cast": names(ctx.read("characters", shared=True)),
-            "locations": places(ctx.read("world", shared=True)),
+            "cast": cast,
+            "locations": locations,
             "chapters": ctx.config.chapters,
             "words_per_chapter": ctx.config.words_per_chapter,
         }
-        outline = await ctx.json("chapters", context, a.Outline)
-        numbers = [plan.number for plan in outline.chapters]
-        if numbers != list(range(1, len(numbers) + 1)):
-            outline = a.Outline(
-                chapters=[
-                    p.model_copy(update={"number": i}) for i, p in enumerate(outline.chapters, 1)
-                ]
-            )
-        return {self.path: outline}
+        shape = Shape(
+            items={
+                "chapters": (ctx.config.chapters, ctx.config.chapters),
+                "chapters[].beats": (1, 4),
+            },
+            choices={
+                "chapters[].pov": tuple(cast),
+                "chapters[].location": tuple(locations),
+            },
+            fixed={
+                "chapters[].number": INDEX,
+                "chapters[].target_words": ctx.config.words_per_chapter,
+            },
+        )
+        return {self.path: await ctx.json("chapters", context, a.Outline, shape)}
 
 
 class Scenes(Stage):
     name = "scenes"
+    version = "2"  # answers shaped by _answers.Shape
     description = "Scenes of each chapter with goal, conflict, outcome and cast."
     inputs = ("characters", "world", "chapters")
     per_chapter = True
@@ -137,7 +163,7 @@ class Scenes(Stage):
     model = a.ChapterScenes
     prompt = (
         "Break chapter {unit} into two to four scenes, each with a goal, conflict, outcome, "
-        "location, cast (names from the material) and the beat it serves."
+        "location (one of the locations), cast (names from the cast) and the beat it serves."
     )
 
     async def run(self, ctx: UnitContext, unit: str) -> Outputs:
@@ -149,10 +175,59 @@ class Scenes(Stage):
             "cast": names(ctx.read("characters", shared=True)),
             "locations": places(ctx.read("world", shared=True)),
         }
-        scenes = await ctx.json("scenes", context, a.ChapterScenes)
-        if scenes.chapter != ctx.chapter:
-            scenes = scenes.model_copy(update={"chapter": ctx.chapter})
+        shape = Shape(
+            items={"scenes": (2, 4), "scenes[].cast": (1, 4)},
+            choices={
+                "scenes[].cast[]": tuple(context["cast"]),
+                "scenes[].location": tuple(context["locations"]),
+            },
+            fixed={"chapter": ctx.chapter, "scenes[].number": INDEX},
+        )
+        scenes = await ctx.json("scenes", context, a.ChapterScenes, shape)
         return {self.output_paths(unit)[0]: scenes}
+
+
+def _distinct_names(cast: a.Cast) -> list[str]:
+    return [
+        f"characters: {name!r} is named twice; give each character their own name"
+        for name in _twice(cast.names())
+    ]
+
+
+def _distinct_places(world: a.World) -> list[str]:
+    return [
+        f"locations: {name!r} is named twice; give each location its own name"
+        for name in _twice(places(world))
+    ]
+
+
+def _twice(names: list[str]) -> list[str]:
+    seen: set[str] = set()
+    repeated = []
+    for name in names:
+        if name.casefold() in seen:
+            repeated.append(name)
+        seen.add(name.casefold())
+    return repeated
+
+
+def _known_relationships(cast: a.Cast) -> a.Cast:
+    """Relationships point at members of the cast: others (a model's invention) are dropped."""
+    known = set(cast.names())
+    return cast.model_copy(
+        update={
+            "characters": [
+                c.model_copy(
+                    update={
+                        "relationships": [
+                            r for r in c.relationships if r.name in known and r.name != c.name
+                        ]
+                    }
+                )
+                for c in cast.characters
+            ]
+        }
+    )
 
 
 __all__ = ["Chapters", "Characters", "Premise", "Scenes", "Structure", "World", "motifs"]

@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from .. import _artefacts as a
+from .._answers import Shape, strip_reasoning
 from .._pipeline import Outputs, Stage, unit_name
 from .._runner import UnitContext
 from ..llm.base import count_tokens
@@ -121,7 +122,7 @@ class Draft(Stage):
                     "with about {target_words} more words of the same scenes; prose only."
                 ),
             )
-            text = text.rstrip() + "\n\n" + (await ctx.complete(request)).strip()
+            text = text.rstrip() + "\n\n" + strip_reasoning(await ctx.complete(request))
             words = a.count_words(text)
         if words > target * (1 + TOLERANCE):
             text = trim_to_length(text, target)
@@ -133,10 +134,11 @@ class Draft(Stage):
             "scenes": context["scenes"],
             "ending": last_words(chapter.text, ENDING_WORDS),
         }
-        summary = await ctx.json("summary", summary_context, a.ChapterSummary)
-        summary = summary.model_copy(
-            update={"chapter": ctx.chapter, "ending": summary_context["ending"]}
+        shape = Shape(
+            items={"characters": (0, 8)},
+            fixed={"chapter": ctx.chapter, "ending": summary_context["ending"]},
         )
+        summary = await ctx.json("summary", summary_context, a.ChapterSummary, shape)
         paths = self.output_paths(unit)
         return {paths[0]: chapter, paths[1]: summary}
 
