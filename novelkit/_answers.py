@@ -32,6 +32,7 @@ __all__ = [
     "Invalid",
     "Shape",
     "answer_schema",
+    "clean_prose",
     "extract_json",
     "output_budget",
     "read_answer",
@@ -206,6 +207,27 @@ def strip_reasoning(text: str) -> str:
     ):
         text = _DANGLING.sub("", text, count=1)
     return _REASONING.sub("", text).strip()
+
+
+_PREAMBLE = re.compile(
+    r"\A\s*(sure|certainly|of course|okay|ok|absolutely|here is|here's|below is)\b[^\n]{0,120}:[ \t]*\n",
+    re.IGNORECASE,
+)
+_SIGN_OFF = re.compile(
+    r"\n[ \t]*(let me know|i hope|hope this|feel free|would you like)\b[^\n]{0,200}\s*\Z",
+    re.IGNORECASE,
+)
+
+
+def clean_prose(text: str) -> str:
+    """Prose as a reader should get it: no reasoning block, no chat around it ("Sure! Here is
+    the chapter:" … "Let me know if…"), no code fence around the whole of it."""
+    text = strip_reasoning(text)
+    fenced = [m.group(1) for m in _FENCE.finditer(text)]
+    if len(fenced) == 1 and len(fenced[0]) > len(text) / 2:
+        text = fenced[0]
+    text = _SIGN_OFF.sub("", _PREAMBLE.sub("", text))
+    return text.strip()
 
 
 def extract_json(text: str) -> str:

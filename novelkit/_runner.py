@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 
-from ._answers import Invalid, Shape, answer_schema, output_budget, read_answer, strip_reasoning
+from ._answers import Invalid, Shape, answer_schema, clean_prose, output_budget, read_answer
 from ._artefacts import Paths, SharedReads, StagedFile, file_version, parse
 from ._errors import ArtefactError, BackendError
 from ._pipeline import SINGLE, Stage, chapter_of, unit_name
@@ -288,7 +288,7 @@ class UnitContext:
     async def text(self, task: str, context: dict[str, Any], *, expected_tokens: int = 3000) -> str:
         """Prose: the answer without reasoning blocks, code fences or surrounding blank lines."""
         answer = await self.complete(self.request(task, context), expected_tokens=expected_tokens)
-        return strip_reasoning(answer)
+        return clean_prose(answer)
 
     async def _call(self, request: Request, expected_tokens: int) -> tuple[str, str]:
         self.hooks.checkpoint()

@@ -79,7 +79,13 @@ FAULTS = (
     "short",  # a chapter at a third of its length
     "long",  # a chapter at twice its length
     "unauthorized",  # 401
+    "think",  # a <think>…</think> block before the answer, as reasoning models write
+    "fence",  # the JSON answer in a ```json fence, with prose around it
+    "extra_item",  # one item too many in the answer's first array (a chapter, a scene)
+    "foreign_name",  # a name that is not in the cast as a POV or in a scene's cast
 )
+
+FOREIGN_NAME = "Zebediah Crane"
 
 
 class _CutStream(Exception):
@@ -155,6 +161,26 @@ def damage(kind: str, text: str, messages: list[dict[str, Any]], seed: int) -> s
         return "\n\n".join(paragraphs[: max(1, len(paragraphs) // 3)])
     if kind == "long":
         return text + "\n\n" + answer(messages, seed + 1)
+    if kind == "think":
+        return "<think>\nThe user wants JSON. Let me plan {the fields} first.\n</think>\n" + text
+    if kind == "fence":
+        return (
+            "Sure! Here is the object:\n```json\n" + text + "\n```\nLet me know if you need more."
+        )
+    if kind in ("extra_item", "foreign_name"):
+        data = json.loads(text)
+        for value in data.values():
+            if isinstance(value, list) and value and isinstance(value[-1], dict):
+                if kind == "extra_item":
+                    value.append(dict(value[-1]))
+                else:
+                    for item in value:
+                        if "pov" in item:
+                            item["pov"] = FOREIGN_NAME
+                        if isinstance(item.get("cast"), list):
+                            item["cast"] = [FOREIGN_NAME]
+                break
+        return json.dumps(data)
     return text
 
 
@@ -168,8 +194,11 @@ class FakeServer:
         api_key: str | None = "test-key",
         models: tuple[str, ...] = ("fake-model", "fake-model-2"),
         chunk_chars: int = 40,
+        formats: tuple[str, ...] = ("text", "json_schema", "json_object"),
     ) -> None:
         self.latency = latency
+        self.formats = formats  # response_format types accepted; others answer 500 as
+        # llama-cpp-python's server does for json_schema
         self.api_key = api_key
         self.models = models
         self.chunk_chars = chunk_chars
@@ -365,6 +394,16 @@ class FakeOpenAIServer(FakeServer):
                 "server_error",
                 None,
             )
+        kind = (body.get("response_format") or {}).get("type", "text")
+        if kind not in self.formats:
+            call.status = 500
+            return self._error(
+                500,
+                "1 validation error: ('body', 'response_format', 'type'): Input should be "
+                + " or ".join(repr(f) for f in self.formats),
+                "internal_server_error",
+                None,
+            )
         if not body.get("stream"):
             call.status = 400
             return self._error(400, "this fake only streams", "invalid_request_error", None)
@@ -480,6 +519,16 @@ class FakeAnthropicServer(FakeServer):
             kind = "api_error" if fault.kind == "server_error" else "overloaded_error"
             return self._error(
                 call.status, kind, "Overloaded" if call.status == 529 else "Internal server error"
+            )
+        kind = (body.get("response_format") or {}).get("type", "text")
+        if kind not in self.formats:
+            call.status = 500
+            return self._error(
+                500,
+                "1 validation error: ('body', 'response_format', 'type'): Input should be "
+                + " or ".join(repr(f) for f in self.formats),
+                "internal_server_error",
+                None,
             )
         if not body.get("stream"):
             call.status = 400

@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from .. import _artefacts as a
-from .._answers import Shape, strip_reasoning
+from .._answers import Shape, clean_prose
 from .._pipeline import Outputs, Stage, unit_name
 from .._runner import UnitContext
 from ..llm.base import count_tokens
@@ -122,7 +122,7 @@ class Draft(Stage):
                     "with about {target_words} more words of the same scenes; prose only."
                 ),
             )
-            text = text.rstrip() + "\n\n" + strip_reasoning(await ctx.complete(request))
+            text = text.rstrip() + "\n\n" + clean_prose(await ctx.complete(request))
             words = a.count_words(text)
         if words > target * (1 + TOLERANCE):
             text = trim_to_length(text, target)
