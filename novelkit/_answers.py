@@ -16,13 +16,12 @@ the same constraints, completed with the fixed values and validated against the 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel, ValidationError
 
@@ -42,10 +41,10 @@ __all__ = [
 M = TypeVar("M", bound=BaseModel)
 
 INDEX = object()  # a fixed value: the item's 1-based position in its array
-STRING_LIMIT = 300  # characters of one string value, unless the shape says otherwise
+STRING_LIMIT = 160  # characters of one string value, unless the shape says otherwise
 ARRAY_LIMIT = 6  # items of an array the config does not count
-LONG_FIELDS = {"summary": 600, "description": 500, "history": 600, "blurb": 900, "explanation": 400}
-NAME_FIELDS = {"name": 60, "title": 100, "genre": 80, "era": 80, "role": 80, "language": 20}
+LONG_FIELDS = {"summary": 400, "description": 240, "history": 400, "blurb": 600, "explanation": 240}
+NAME_FIELDS = {"name": 40, "title": 80, "genre": 60, "era": 60, "role": 60, "kind": 60, "language": 20}
 
 
 @dataclass(frozen=True)
@@ -61,6 +60,8 @@ class Shape:
     - ``fixed``: values novelkit sets after reading the answer; the model is not asked for
       them. ``INDEX`` stands for the item's 1-based position.
     - ``strings``: a character bound for a string field, beside the defaults.
+    - ``repair``: fixes novelkit makes itself to the validated object (a duplicate dropped),
+      before ``check``.
     - ``check``: the stage's own checks of the validated object; each string it returns is a
       problem the model is asked to fix, like a schema error.
     """
@@ -69,10 +70,8 @@ class Shape:
     choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     fixed: Mapping[str, object] = field(default_factory=dict)
     strings: Mapping[str, int] = field(default_factory=dict)
+    repair: Callable[[Any], Any] | None = None
     check: Callable[[Any], list[str]] | None = None
-
-    def with_check(self, check: Callable[[Any], list[str]]) -> Shape:
-        return dataclasses.replace(self, check=check)
 
     def key(self) -> str:
         """A stable text of what goes into the schema (``check`` does not)."""
@@ -290,6 +289,8 @@ def read_answer(model: type[M], shape: Shape, text: str) -> M:
             for e in exc.errors()[:8]
         )
         raise Invalid(problems, counts) from None
+    if shape.repair is not None:
+        value = cast(M, shape.repair(value))
     if shape.check is not None:
         problems.extend(shape.check(value))
     if problems:

@@ -520,16 +520,6 @@ class FakeAnthropicServer(FakeServer):
             return self._error(
                 call.status, kind, "Overloaded" if call.status == 529 else "Internal server error"
             )
-        kind = (body.get("response_format") or {}).get("type", "text")
-        if kind not in self.formats:
-            call.status = 500
-            return self._error(
-                500,
-                "1 validation error: ('body', 'response_format', 'type'): Input should be "
-                + " or ".join(repr(f) for f in self.formats),
-                "internal_server_error",
-                None,
-            )
         if not body.get("stream"):
             call.status = 400
             return self._error(400, "invalid_request_error", "this fake only streams")
@@ -553,6 +543,12 @@ class FakeAnthropicServer(FakeServer):
         prompt = count_tokens(system if isinstance(system, str) else json.dumps(system)) + sum(
             count_tokens(str(m.get("content", ""))) for m in body.get("messages", [])
         )
+        tool = (body.get("tool_choice") or {}).get("name")
+        block: dict[str, Any] = (
+            {"type": "tool_use", "id": "toolu_fake", "name": tool, "input": {}}
+            if tool
+            else {"type": "text", "text": ""}
+        )
         async with self._pace(call):
             yield event(
                 "message_start",
@@ -575,12 +571,16 @@ class FakeAnthropicServer(FakeServer):
                 {
                     "type": "content_block_start",
                     "index": 0,
-                    "content_block": {"type": "text", "text": ""},
+                    "content_block": block,
                 },
             )
             yield event("ping", {"type": "ping"})
             for piece in self._pieces(text, self.chunk_chars):
-                delta = {"type": "text_delta", "text": piece}
+                delta = (
+                    {"type": "input_json_delta", "partial_json": piece}
+                    if tool
+                    else {"type": "text_delta", "text": piece}
+                )
                 yield event(
                     "content_block_delta",
                     {"type": "content_block_delta", "index": 0, "delta": delta},
@@ -598,7 +598,7 @@ class FakeAnthropicServer(FakeServer):
                 yield event("error", error)
                 return
             yield event("content_block_stop", {"type": "content_block_stop", "index": 0})
-            stop = "max_tokens" if kind == "length" else "end_turn"
+            stop = "max_tokens" if kind == "length" else "tool_use" if tool else "end_turn"
             yield event(
                 "message_delta",
                 {

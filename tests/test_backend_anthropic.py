@@ -74,17 +74,34 @@ def test_streams_the_answer_with_usage_from_the_events(fake: FakeAnthropicServer
     assert fake.completed == 1
 
 
-def test_request_body_puts_system_apart_and_the_schema_in_the_prompt(
+def test_structured_output_is_forced_tool_use_with_the_schema(
     fake: FakeAnthropicServer,
 ) -> None:
-    run(backend(fake), prompt_request(json_schema=SCHEMA, schema_name="Premise"))
+    [chunks] = run(backend(fake), prompt_request(json_schema=SCHEMA, schema_name="Premise"))
     body = fake.calls[0].body
     assert body["system"] == "You are a novelist."
     assert [m["role"] for m in body["messages"]] == ["user"]
-    assert json.dumps(SCHEMA, separators=(",", ":")) in body["messages"][0]["content"]
-    assert "JSON object only" in body["messages"][0]["content"]
+    assert body["tools"] == [
+        {
+            "name": "Premise",
+            "description": "Record the premise as structured data.",
+            "input_schema": SCHEMA,
+        }
+    ]
+    assert body["tool_choice"] == {"type": "tool", "name": "Premise"}
+    # the schema is not pasted into the prompt: the tool carries it
+    assert json.dumps(SCHEMA, separators=(",", ":")) not in body["messages"][0]["content"]
     assert body["max_tokens"] == 4096 and body["stream"] is True and body["model"] == "fake-model"
-    assert "response_format" not in body
+    # the tool's input streams as the answer's text: one JSON object
+    assert json.loads(text_of(chunks))["logline"]
+
+
+def test_a_continuation_is_plain_text_not_a_fresh_tool_call() -> None:
+    request = prompt_request(json_schema=SCHEMA).with_messages(
+        Message("assistant", '{"logline": "A keep'), Message("user", "go on"), task="continue"
+    )
+    body = AnthropicBackend(model="m", api_key="k").body(request)
+    assert "tools" not in body and "tool_choice" not in body
 
 
 def test_turns_alternate_even_when_the_conversation_does_not() -> None:

@@ -1,7 +1,9 @@
 """The Anthropic backend, on the official ``anthropic`` SDK (async, streaming Messages API).
 
 The SDK is imported only when this backend is chosen and its own retries are off; the system
-message goes in ``system=``; a JSON artefact's schema is appended to the task prompt.
+message goes in ``system=``. A structured answer comes through forced tool use: the answer's
+JSON schema is the one tool's ``input_schema`` and ``tool_choice`` names it, so the model
+answers with the tool's input instead of prose around a JSON object.
 
     backend = "anthropic"
     model = "claude-sonnet-4-5"
@@ -11,6 +13,7 @@ message goes in ``system=``; a JSON artefact's schema is appended to the task pr
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
@@ -19,22 +22,17 @@ from . import check_options
 from ._http import (
     COMMON_OPTIONS,
     LoopBound,
-    body_bytes,
     check_base_url,
     environ_or_default,
     public_url,
     resolve_credentials,
     shared_ssl_context,
-    sse_events,
-    wire_body,
-    with_schema_instruction,
 )
 from ._ratelimit import LIMIT_OPTIONS, RateLimiter
 from ._retry import RETRY_OPTIONS, RetryPolicy, error_for_status, with_retries
 from .base import Chunk, Delta, Done, Request, Usage, count_tokens
 
 if TYPE_CHECKING:
-    import httpx2
     from anthropic import AsyncAnthropic
 
     from .._config import NovelConfig
@@ -136,11 +134,10 @@ class AnthropicBackend:
         return client
 
     def body(self, request: Request) -> dict[str, Any]:
-        """The request body for ``POST /v1/messages``, in the form of ``messages.create``'s
-        keyword arguments (``extra_body`` is merged in when it is sent)."""
+        """The keyword arguments of ``messages.create`` for ``request``."""
         system: list[str] = []
         turns: list[dict[str, str]] = []
-        for message in with_schema_instruction(request):
+        for message in request.messages:
             if message.role == "system":
                 system.append(message.content)
             elif turns and turns[-1]["role"] == message.role:  # the API wants alternating turns
@@ -155,6 +152,16 @@ class AnthropicBackend:
         }
         if system:
             body["system"] = "\n\n".join(system)
+        if request.json_schema is not None and request.task != "continue":
+            name = _tool_name(request.schema_name)
+            body["tools"] = [
+                {
+                    "name": name,
+                    "description": f"Record the {request.task} as structured data.",
+                    "input_schema": request.json_schema,
+                }
+            ]
+            body["tool_choice"] = {"type": "tool", "name": name}
         if self.extra_body:
             body["extra_body"] = dict(self.extra_body)
         return body
@@ -179,34 +186,35 @@ class AnthropicBackend:
             stopped = False
             served_by = model
             try:
-                response = await _post_stream(anthropic, client, wire_body(body))
+                stream = await client.messages.create(**body)
                 try:
-                    async for event in sse_events(body_bytes(response)):
-                        kind = event.get("type")
+                    async for event in stream:
+                        kind = event.type
                         if kind == "content_block_delta":
-                            delta = event.get("delta") or {}
-                            if delta.get("type") == "text_delta" and delta.get("text"):
-                                parts.append(delta["text"])
-                                yield Delta(delta["text"])
+                            delta = event.delta
+                            text = (
+                                delta.text
+                                if delta.type == "text_delta"
+                                else delta.partial_json
+                                if delta.type == "input_json_delta"
+                                else ""
+                            )
+                            if text:
+                                parts.append(text)
+                                yield Delta(text)
                         elif kind == "message_start":
-                            message = event.get("message") or {}
-                            served_by = message.get("model") or served_by
-                            prompt_tokens = _input_tokens(message.get("usage") or {})
+                            served_by = event.message.model or served_by
+                            prompt_tokens = _input_tokens(event.message.usage)
                         elif kind == "message_delta":
-                            stop_reason = (event.get("delta") or {}).get(
-                                "stop_reason"
-                            ) or stop_reason
-                            usage = event.get("usage") or {}
-                            if usage.get("output_tokens") is not None:
-                                completion_tokens = int(usage["output_tokens"])
-                            if usage.get("input_tokens") is not None:
-                                prompt_tokens = _input_tokens(usage)
+                            stop_reason = event.delta.stop_reason or stop_reason
+                            if event.usage.output_tokens is not None:
+                                completion_tokens = int(event.usage.output_tokens)
+                            if getattr(event.usage, "input_tokens", None) is not None:
+                                prompt_tokens = _input_tokens(event.usage)
                         elif kind == "message_stop":
                             stopped = True
-                        elif kind == "error":
-                            raise _stream_error(event.get("error"))
                 finally:
-                    await response.aclose()
+                    await stream.close()
             except anthropic.APIStatusError as exc:
                 raise self._status_error(exc, model) from None
             except anthropic.APITimeoutError:
@@ -218,6 +226,8 @@ class AnthropicBackend:
                 raise TransientBackendError(
                     f"lost the connection to {public_url(self.base_url)} ({cause!r})"
                 ) from None
+            except anthropic.APIError as exc:  # an error event inside the stream
+                raise _stream_error(exc.body if isinstance(exc.body, dict) else {}) from None
             if not stopped:
                 raise TransientBackendError(
                     f"the stream from {public_url(self.base_url)} ended before message_stop "
@@ -239,6 +249,11 @@ class AnthropicBackend:
             yield Done(usage, "length" if truncated else "stop", served_by)
 
     def _status_error(self, exc: Any, model: str) -> BackendError:
+        payload = exc.body if isinstance(exc.body, dict) else {}
+        error = payload.get("error") if isinstance(payload.get("error"), dict) else payload
+        if exc.status_code == 200:
+            # an `event: error` inside a stream that started well (overloaded and the like)
+            return _stream_error(error)
         detail = str(exc.api_message or exc.message)
         return error_for_status(
             exc.status_code,
@@ -253,10 +268,10 @@ class AnthropicBackend:
         await self._clients.aclose()
 
 
-def _input_tokens(usage: Mapping[str, Any]) -> int:
+def _input_tokens(usage: Any) -> int:
     """All prompt tokens: fresh, written to and read from the prompt cache."""
     return sum(
-        int(usage.get(name) or 0)
+        int(getattr(usage, name, None) or 0)
         for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
     )
 
@@ -271,22 +286,10 @@ def _stream_error(error: Any) -> BackendError:
     return BackendError(f"the stream reported {kind}: {detail}")
 
 
-async def _post_stream(
-    anthropic: Any, client: AsyncAnthropic, body: dict[str, Any]
-) -> httpx2.Response:
-    """POST the message through the SDK's own request path (auth and version headers, base_url,
-    timeouts, status errors) and return the response with its body unread: its event stream
-    is read as plain JSON, without a model object per event."""
-    import httpx2  # the SDK's own HTTP library, loaded with it
-
-    response: httpx2.Response = await client.post(
-        "/v1/messages",
-        cast_to=httpx2.Response,
-        body=body,
-        stream=True,
-        stream_cls=anthropic.AsyncStream,
-    )
-    return response
+def _tool_name(name: str | None) -> str:
+    """Tool names match ^[a-zA-Z0-9_-]{1,64}$."""
+    cleaned = re.sub(r"[^A-Za-z0-9_-]+", "_", name or "answer").strip("_")
+    return (cleaned or "answer")[:64]
 
 
 async def _close_client(client: AsyncAnthropic) -> None:

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import Any, TypeVar
 
 from .. import _artefacts as a
 from .._answers import INDEX, Shape
 from .._pipeline import Outputs, Stage
 from .._runner import UnitContext
 from ..llm.offline import motifs
+
+
+POINTS_OF_VIEW = (
+    "first person",
+    "third person limited",
+    "third person omniscient",
+    "second person",
+)
 
 
 def names(cast: a.Cast) -> list[str]:
@@ -34,7 +43,11 @@ class Premise(Stage):
     async def run(self, ctx: UnitContext, unit: str) -> Outputs:
         c = ctx.config
         context = {"premise": c.premise, "genre": c.genre, "style": c.style, "chapters": c.chapters}
-        shape = Shape(items={"themes": (1, 5)}, fixed={"premise": c.premise})
+        shape = Shape(
+            items={"themes": (1, 5)},
+            choices={"pov": POINTS_OF_VIEW},
+            fixed={"premise": c.premise},
+        )
         return {self.path: await ctx.json("premise", context, a.Premise, shape)}
 
 
@@ -51,7 +64,7 @@ class World(Stage):
 
     async def run(self, ctx: UnitContext, unit: str) -> Outputs:
         premise: a.Premise = ctx.read("premise", shared=True)
-        shape = Shape(items={"locations": (4, 6), "rules": (0, 5)}, check=_distinct_places)
+        shape = Shape(items={"locations": (4, 6), "rules": (0, 5)}, repair=_distinct_places)
         world = await ctx.json("world", {"premise": premise.model_dump()}, a.World, shape)
         return {self.path: world}
 
@@ -77,9 +90,12 @@ class Characters(Stage):
             "world": {"setting": world.setting, "era": world.era, "locations": places(world)},
             "chapters": ctx.config.chapters,
         }
-        shape = Shape(items={"characters": (2, 8), "characters[].relationships": (0, 4)})
-        cast = await ctx.json("characters", context, a.Cast, shape.with_check(_distinct_names))
-        return {self.path: _known_relationships(cast)}
+        shape = Shape(
+            items={"characters": (3, 6), "characters[].relationships": (0, 3)},
+            repair=_distinct_names,
+            check=functools.partial(_at_least, "characters", 2),
+        )
+        return {self.path: await ctx.json("characters", context, a.Cast, shape)}
 
 
 class Structure(Stage):
@@ -187,47 +203,47 @@ class Scenes(Stage):
         return {self.output_paths(unit)[0]: scenes}
 
 
-def _distinct_names(cast: a.Cast) -> list[str]:
-    return [
-        f"characters: {name!r} is named twice; give each character their own name"
-        for name in _twice(cast.names())
-    ]
-
-
-def _distinct_places(world: a.World) -> list[str]:
-    return [
-        f"locations: {name!r} is named twice; give each location its own name"
-        for name in _twice(places(world))
-    ]
-
-
-def _twice(names: list[str]) -> list[str]:
-    seen: set[str] = set()
-    repeated = []
-    for name in names:
-        if name.casefold() in seen:
-            repeated.append(name)
-        seen.add(name.casefold())
-    return repeated
-
-
-def _known_relationships(cast: a.Cast) -> a.Cast:
-    """Relationships point at members of the cast: others (a model's invention) are dropped."""
-    known = set(cast.names())
-    return cast.model_copy(
-        update={
-            "characters": [
-                c.model_copy(
-                    update={
-                        "relationships": [
-                            r for r in c.relationships if r.name in known and r.name != c.name
-                        ]
-                    }
-                )
-                for c in cast.characters
-            ]
-        }
+def _distinct_names(cast: a.Cast) -> a.Cast:
+    """One character a name (a small model repeats itself); relationships point at members
+    of the cast, not at the model's inventions."""
+    characters = _first_of_each(cast.characters)
+    known = {c.name for c in characters}
+    return a.Cast(
+        characters=[
+            c.model_copy(
+                update={
+                    "relationships": [
+                        r for r in c.relationships if r.name in known and r.name != c.name
+                    ]
+                }
+            )
+            for c in characters
+        ]
     )
+
+
+def _distinct_places(world: a.World) -> a.World:
+    return world.model_copy(update={"locations": _first_of_each(world.locations)})
+
+
+T = TypeVar("T", a.Character, a.Location)
+
+
+def _first_of_each(items: list[T]) -> list[T]:
+    seen: set[str] = set()
+    kept = []
+    for item in items:
+        if item.name.casefold() not in seen:
+            seen.add(item.name.casefold())
+            kept.append(item)
+    return kept
+
+
+def _at_least(field: str, least: int, value: a.Schema) -> list[str]:
+    count = len(getattr(value, field))
+    if count >= least:
+        return []
+    return [f"{field}: only {count} distinct names; give at least {least}, each different"]
 
 
 __all__ = ["Chapters", "Characters", "Premise", "Scenes", "Structure", "World", "motifs"]
