@@ -16,6 +16,7 @@ the same constraints, completed with the fixed values and validated against the 
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import math
 import re
@@ -44,7 +45,15 @@ INDEX = object()  # a fixed value: the item's 1-based position in its array
 STRING_LIMIT = 160  # characters of one string value, unless the shape says otherwise
 ARRAY_LIMIT = 6  # items of an array the config does not count
 LONG_FIELDS = {"summary": 400, "description": 240, "history": 400, "blurb": 600, "explanation": 240}
-NAME_FIELDS = {"name": 40, "title": 80, "genre": 60, "era": 60, "role": 60, "kind": 60, "language": 20}
+NAME_FIELDS = {
+    "name": 40,
+    "title": 80,
+    "genre": 60,
+    "era": 60,
+    "role": 60,
+    "kind": 60,
+    "language": 20,
+}
 
 
 @dataclass(frozen=True)
@@ -138,6 +147,7 @@ def _inline(node: Any, defs: dict[str, Any]) -> Any:
 
 
 def _shape_node(node: dict[str, Any], path: str, shape: Shape, field_name: str) -> dict[str, Any]:
+    optional = "default" in node  # a field with a default may be left empty
     node = {k: v for k, v in node.items() if k not in ("title", "default", "examples")}
     kind = node.get("type")
     if kind == "object":
@@ -160,7 +170,7 @@ def _shape_node(node: dict[str, Any], path: str, shape: Shape, field_name: str) 
             node["enum"] = list(choices)
             node.pop("minLength", None)
         else:
-            node["minLength"] = max(int(node.get("minLength", 1)), 1)
+            node["minLength"] = int(node.get("minLength", 0 if optional else 1))
             node["maxLength"] = shape.strings.get(path, _string_limit(field_name))
     return node
 
@@ -231,22 +241,28 @@ def clean_prose(text: str) -> str:
 
 def extract_json(text: str) -> str:
     """The JSON object in an answer: reasoning blocks, code fences and prose around it removed.
-    Returns the first complete object found, or the best candidate for the parser to reject."""
+    Of the objects that parse, the longest is taken (not a ``{}`` quoted in a sentence before
+    it); with none, the best candidate is returned for the parser to reject."""
     text = strip_reasoning(text)
-    candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
-    decoder = json.JSONDecoder()
-    for candidate in candidates:
-        for start in _starts(candidate):
-            try:
-                value, _end = decoder.raw_decode(candidate, start)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(value, dict):
-                return candidate[start:_end]
+    best = ""
+    for start in itertools.islice(_starts(text), MAX_STARTS):
+        try:
+            value, end = _LENIENT.raw_decode(text, start)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict) and end - start > len(best):
+            best = text[start:end]
+    if best:
+        return best
     start, end = text.find("{"), text.rfind("}")
     if start == -1 or end < start:
         return text.strip() or "{}"
     return text[start : end + 1]
+
+
+# grammar-constrained servers (llama-cpp-python) let raw newlines into strings
+_LENIENT = json.JSONDecoder(strict=False)
+MAX_STARTS = 64
 
 
 def _starts(text: str) -> Iterator[int]:
@@ -261,7 +277,7 @@ def read_answer(model: type[M], shape: Shape, text: str) -> M:
     then the stage's own checks. Raises :class:`Invalid` naming every problem found."""
     raw = extract_json(text)
     try:
-        data = json.loads(raw)
+        data = _LENIENT.decode(raw)
     except json.JSONDecodeError as exc:
         raise Invalid([f"the answer is not JSON ({exc.msg} at character {exc.pos})"]) from None
     if not isinstance(data, dict):

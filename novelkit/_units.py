@@ -530,6 +530,15 @@ class _Hooks:
             durable=False,
         )
 
+    def on_notice(self, stage: str, unit: str, message: str) -> None:
+        job = self.job
+        job._write(
+            job.project.store.append_event,
+            "log",
+            {"stage": stage, "unit": unit, "level": "warning", "message": message},
+            job.id,
+        )
+
     def on_usage(self, record: CallRecord) -> None:
         c = self.job._counters
         c.prompt_tokens += record.prompt_tokens

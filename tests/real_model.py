@@ -81,6 +81,8 @@ class LlamaServer:
             str(self.port),
             "--n_ctx",
             str(self.n_ctx),
+            "--n_threads",
+            str(os.cpu_count() or 1),
         ]
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)

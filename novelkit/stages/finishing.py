@@ -54,7 +54,7 @@ class Metadata(Stage):
         }
         if c.title:
             fixed["title"] = c.title
-        shape = Shape(items={"keywords": (3, 7)}, fixed=fixed)
+        shape = Shape(items={"keywords": (0, 7)}, fixed=fixed)
         return {self.path: await ctx.json("metadata", context, a.Metadata, shape)}
 
 

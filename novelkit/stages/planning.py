@@ -11,7 +11,6 @@ from .._pipeline import Outputs, Stage
 from .._runner import UnitContext
 from ..llm.offline import motifs
 
-
 POINTS_OF_VIEW = (
     "first person",
     "third person limited",

@@ -9,7 +9,7 @@ from .. import _artefacts as a
 from .._answers import Shape, clean_prose
 from .._pipeline import Outputs, Stage, unit_name
 from .._runner import UnitContext
-from ..llm.base import count_tokens
+from ..llm.base import Message, count_tokens
 from ..llm.offline import motifs
 from .continuity import check_chapter
 from .finishing import warm_report
@@ -151,10 +151,48 @@ def _clean(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 
 
+async def rewrite(
+    ctx: UnitContext, task: str, context: dict[str, Any], source: a.ChapterText
+) -> str:
+    """A whole-chapter rewrite (revision, polish) that keeps the chapter whole.
+
+    Models often return a rewrite cut short, or run on. One that runs long is trimmed at
+    paragraph ends; one that comes back short is asked for again once with its length; if it
+    is still short, the chapter is kept as it was and a notice says so.
+    """
+    target = ctx.read("chapters", shared=True).chapter(ctx.chapter).target_words
+    low = min(source.words, target) * (1 - TOLERANCE)
+    request = ctx.request(task, context)
+    text = ""
+    for _ in range(2):
+        answer = await ctx.complete(request, expected_tokens=int(source.words * 1.4))
+        text = _clean(clean_prose(answer))
+        if a.count_words(text) > max(source.words, target) * (1 + TOLERANCE):
+            text = trim_to_length(text, max(source.words, target))
+        words = a.count_words(text)
+        if words >= low:
+            return text
+        request = request.with_messages(
+            Message("assistant", answer),
+            Message(
+                "user",
+                f"Follow-up: whole. That has {words} words; the chapter has {source.words}. "
+                "Return the whole chapter, every scene, at its full length; prose only.",
+            ),
+            task="whole",
+        )
+    ctx.notice(
+        f"the {task} of chapter {ctx.chapter} came back at {a.count_words(text)} words for "
+        f"{source.words}; the chapter is kept as it was"
+    )
+    return source.text
+
+
 class Revision(Stage):
     name = "revision"
+    version = "2"  # a rewrite cut short is asked again or not taken
     description = "Revise each chapter to resolve its continuity findings."
-    inputs = ("draft", "continuity")
+    inputs = ("draft", "continuity", "chapters")
     per_chapter = True
     parallel = True
     path = "09-revision/{ch}.md"
@@ -182,8 +220,8 @@ class Revision(Stage):
                 for f in report.findings
             ],
         }
-        text = await ctx.text("revision", context, expected_tokens=int(draft.words * 1.4))
-        revised = a.ChapterText(chapter=ctx.chapter, title=draft.title, text=_clean(text))
+        text = await rewrite(ctx, "revision", context, draft)
+        revised = a.ChapterText(chapter=ctx.chapter, title=draft.title, text=text)
         return {self.output_paths(unit)[0]: revised}
 
 
@@ -206,9 +244,10 @@ def remove_repeats(text: str) -> str:
 
 class Polish(Stage):
     name = "polish"
+    version = "2"  # a rewrite cut short is asked again or not taken
     description = "Line edit each chapter; repeated sentences removed."
     # the cast and places are not in the prompt: they check the final text (see below)
-    inputs = ("revision", "characters", "world")
+    inputs = ("revision", "characters", "world", "chapters")
     per_chapter = True
     parallel = True
     path = "10-polish/{ch}.md"
@@ -221,9 +260,9 @@ class Polish(Stage):
     async def run(self, ctx: UnitContext, unit: str) -> Outputs:
         revised: a.ChapterText = ctx.read("revision", ctx.chapter)
         context = {"unit": unit, "chapter": ctx.chapter, "text": revised.text}
-        text = await ctx.text("polish", context, expected_tokens=int(revised.words * 1.4))
+        text = await rewrite(ctx, "polish", context, revised)
         polished = a.ChapterText(
-            chapter=ctx.chapter, title=revised.title, text=remove_repeats(_clean(text))
+            chapter=ctx.chapter, title=revised.title, text=remove_repeats(text)
         )
         # the report's figures for this chapter, worked out while other chapters are still
         # being written (and, for the last one, while the metadata is asked for)
