@@ -343,6 +343,7 @@ class UnitContext:
             latency=time.perf_counter() - started,
             cost=self.price(model, done.usage.prompt_tokens, done.usage.completion_tokens),
             job_id=self.hooks.job_id,
+            reasoning_tokens=done.usage.reasoning_tokens,
         )
         self.hooks.on_usage(record)  # counted at once, so the next budget check sees it
         # saved on the store's writer thread while the unit goes on; the memo knows the response

@@ -44,7 +44,8 @@ CREATE TABLE IF NOT EXISTS calls (
     key TEXT PRIMARY KEY, stage TEXT NOT NULL, unit TEXT NOT NULL, variant TEXT NOT NULL,
     task TEXT NOT NULL, request TEXT NOT NULL, response TEXT NOT NULL, finish_reason TEXT NOT NULL,
     model TEXT NOT NULL, prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
-    latency REAL NOT NULL, cost REAL NOT NULL, job_id TEXT, created REAL NOT NULL
+    latency REAL NOT NULL, cost REAL NOT NULL, job_id TEXT, created REAL NOT NULL,
+    reasoning_tokens INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY, ts REAL NOT NULL, job_id TEXT, type TEXT NOT NULL, data TEXT NOT NULL
@@ -77,6 +78,7 @@ class CallRecord:
     latency: float
     cost: float
     job_id: str | None = None
+    reasoning_tokens: int = 0  # of completion_tokens: a reasoning model's hidden thinking
 
 
 class Store:
@@ -97,6 +99,11 @@ class Store:
             self._db = self._connect()
             with self._lock:
                 self._db.executescript(SCHEMA)
+                columns = {row[1] for row in self._db.execute("PRAGMA table_info(calls)")}
+                if "reasoning_tokens" not in columns:  # a store from before 0.2
+                    self._db.execute(
+                        "ALTER TABLE calls ADD COLUMN reasoning_tokens INTEGER NOT NULL DEFAULT 0"
+                    )
         except (sqlite3.Error, OSError) as exc:
             raise ProjectError(f"cannot open the project store {path}: {exc}") from None
         row = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
@@ -386,7 +393,8 @@ class Store:
             self._reader()
             .execute(
                 "SELECT key, stage, unit, variant, task, request, response, finish_reason, model, "
-                "prompt_tokens, completion_tokens, latency, cost, job_id FROM calls WHERE key = ?",
+                "prompt_tokens, completion_tokens, latency, cost, job_id, reasoning_tokens FROM calls "
+                "WHERE key = ?",
                 (key,),
             )
             .fetchone()
@@ -408,12 +416,14 @@ class Store:
             latency=row[11],
             cost=row[12],
             job_id=row[13],
+            reasoning_tokens=row[14],
         )
 
     def save_call(self, record: CallRecord) -> None:
         with self.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO calls VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.key,
                     record.stage,
@@ -430,6 +440,7 @@ class Store:
                     record.cost,
                     record.job_id,
                     time.time(),
+                    record.reasoning_tokens,
                 ),
             )
             known = self._known
@@ -444,8 +455,8 @@ class Store:
         rows = (
             self._reader()
             .execute(
-                "SELECT stage, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), SUM(cost), SUM(latency) "
-                "FROM calls GROUP BY stage"
+                "SELECT stage, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), SUM(cost), "
+                "SUM(latency), SUM(reasoning_tokens) FROM calls GROUP BY stage"
             )
             .fetchall()
         )
@@ -456,6 +467,7 @@ class Store:
                 "completion_tokens": r[3],
                 "cost": r[4],
                 "latency": r[5],
+                "reasoning_tokens": r[6],
             }
             for r in rows
         }

@@ -86,6 +86,7 @@ FAULTS = (
 )
 
 FOREIGN_NAME = "Zebediah Crane"
+REASONING_TOKENS = 37  # what the fake says a reasoning model thought, when asked to
 
 
 class _CutStream(Exception):
@@ -195,7 +196,18 @@ class FakeServer:
         models: tuple[str, ...] = ("fake-model", "fake-model-2"),
         chunk_chars: int = 40,
         formats: tuple[str, ...] = ("text", "json_schema", "json_object"),
+        props: dict[str, Any] | None = None,
+        interrupting: bool = False,
+        reasoning_efforts: tuple[str, ...] = ("low", "medium", "high"),
     ) -> None:
+        # llama.cpp's /props (n_ctx, total_slots) when given; otherwise /props is a 404
+        self.props = props
+        # llama-cpp-python's default: one answer at a time, and a stream in progress ends
+        # (with [DONE] and no finish reason) as soon as another request arrives
+        self.interrupting = interrupting
+        self.reasoning_efforts = reasoning_efforts
+        self._waiting = 0
+        self._serial: asyncio.Lock | None = None
         self.latency = latency
         self.formats = formats  # response_format types accepted; others answer 500 as
         # llama-cpp-python's server does for json_schema
@@ -341,12 +353,41 @@ class FakeOpenAIServer(FakeServer):
         return [
             Route("/v1/chat/completions", self.chat, methods=["POST"]),
             Route("/v1/models", self.list_models, methods=["GET"]),
+            Route("/props", self.server_props, methods=["GET"]),
         ]
+
+    async def server_props(self, request: Request) -> Response:
+        if self.props is None:
+            return JSONResponse({"detail": "Not Found"}, status_code=404)
+        return JSONResponse(
+            {
+                "default_generation_settings": {"n_ctx": self.props.get("n_ctx", 4096)},
+                "total_slots": self.props.get("total_slots", 1),
+            }
+        )
 
     @staticmethod
     def _error(status: int, message: str, kind: str, code: str | None, **headers: str) -> Response:
         body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
         return JSONResponse(body, status_code=status, headers=headers)
+
+    @asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        """One answer at a time when the server is ``interrupting``."""
+        if not self.interrupting:
+            yield
+            return
+        if self._serial is None:
+            self._serial = asyncio.Lock()
+        self._waiting += 1
+        try:
+            await self._serial.acquire()
+        finally:
+            self._waiting -= 1
+        try:
+            yield
+        finally:
+            self._serial.release()
 
     async def list_models(self, request: Request) -> Response:
         data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in self.models]
@@ -404,6 +445,15 @@ class FakeOpenAIServer(FakeServer):
                 "internal_server_error",
                 None,
             )
+        effort = body.get("reasoning_effort")
+        if effort is not None and effort not in self.reasoning_efforts:
+            call.status = 400
+            return self._error(
+                400,
+                f"Unsupported value: 'reasoning_effort' does not support {effort!r} with this model.",
+                "invalid_request_error",
+                "unsupported_value",
+            )
         if not body.get("stream"):
             call.status = 400
             return self._error(400, "this fake only streams", "invalid_request_error", None)
@@ -413,7 +463,8 @@ class FakeOpenAIServer(FakeServer):
             text = damage(fault.kind, text, messages, seed)
         usage = bool((body.get("stream_options") or {}).get("include_usage"))
         return StreamingResponse(
-            self._sse(call, fault, text, model, messages, usage), media_type="text/event-stream"
+            self._sse(call, fault, text, model, messages, usage, effort is not None),
+            media_type="text/event-stream",
         )
 
     async def _sse(
@@ -424,6 +475,7 @@ class FakeOpenAIServer(FakeServer):
         model: str,
         messages: list[dict[str, Any]],
         usage: bool,
+        effort_used: bool = False,
     ) -> AsyncIterator[bytes]:
         created = int(time.time())
 
@@ -447,11 +499,15 @@ class FakeOpenAIServer(FakeServer):
         stop_at = int(len(text) * fault.at) if fault else len(text)
         if kind in ("cut", "truncate", "stream_error", "length"):
             text = text[:stop_at]
-        async with self._pace(call):
+        async with self._turn(), self._pace(call):
             yield chunk({"role": "assistant", "content": ""})
             for piece in self._pieces(text, self.chunk_chars):
+                if self.interrupting and self._waiting:
+                    call.fault = "interrupted"
+                    yield b"data: [DONE]\n\n"
+                    return
                 yield chunk({"content": piece})
-                await asyncio.sleep(0)
+                await asyncio.sleep(0.002 if self.interrupting else 0)
             if kind == "cut":
                 raise _CutStream()
             if kind == "truncate":
@@ -465,11 +521,15 @@ class FakeOpenAIServer(FakeServer):
             if usage:
                 prompt = sum(count_tokens(str(m.get("content", ""))) for m in messages)
                 completion = count_tokens(text)
-                tail = {
+                tail: dict[str, Any] = {
                     "prompt_tokens": prompt,
                     "completion_tokens": completion,
                     "total_tokens": prompt + completion,
                 }
+                if effort_used:
+                    tail["completion_tokens_details"] = {"reasoning_tokens": REASONING_TOKENS}
+                    tail["completion_tokens"] += REASONING_TOKENS
+                    tail["total_tokens"] += REASONING_TOKENS
                 data = json.loads(chunk({})[6:])
                 data["choices"] = []
                 data["usage"] = tail

@@ -200,3 +200,117 @@ def test_a_server_that_rejects_every_format_gets_the_schema_in_the_prompt(
     last = [c for c in fake.calls if c.task == "metadata"][-1]
     assert "response_format" not in last.body
     assert "JSON schema" in last.body["messages"][-1]["content"]
+
+
+# -- local servers: concurrency, context windows, URLs, reasoning ------------------------------
+
+
+def test_a_server_that_drops_concurrent_streams_does_not_fail_the_job(tmp_path: Path) -> None:
+    with FakeOpenAIServer(interrupting=True, api_key=None) as fake:
+        project = make(tmp_path, fake)
+        assert finish(project) is nk.JobState.SUCCEEDED, project.status().error
+        interrupted = [c for c in fake.calls if c.fault == "interrupted"]
+        assert interrupted  # the server did drop streams while novelkit sent several
+        notices = [e for e in project.events(limit=100_000) if e["type"] == "retry"]
+        assert any("at most 1 at a time" in e["reason"] for e in notices)
+        # once lowered, the limit held: no more than a few streams were ever dropped
+        assert len(interrupted) <= 3
+        assert fake.completed == project.store.call_count()  # nothing finished paid twice
+
+
+def test_slots_the_server_states_cap_concurrency_from_the_start(tmp_path: Path) -> None:
+    with FakeOpenAIServer(
+        interrupting=True, api_key=None, props={"n_ctx": 32768, "total_slots": 1}
+    ) as fake:
+        project = make(tmp_path, fake)
+        assert finish(project) is nk.JobState.SUCCEEDED, project.status().error
+        assert not [c for c in fake.calls if c.fault == "interrupted"]
+        assert fake.max_in_flight == 1
+        [facts] = json.loads((project.root / ".novelkit" / "server.json").read_text()).values()
+        assert (facts["kind"], facts["slots"], facts["context_window"]) == ("llama.cpp", 1, 32768)
+
+
+def test_a_prompt_that_cannot_fit_the_context_window_is_refused_before_it_is_sent(
+    tmp_path: Path,
+) -> None:
+    with FakeOpenAIServer(api_key=None, props={"n_ctx": 300, "total_slots": 4}) as fake:
+        project = make(tmp_path, fake)
+        assert finish(project) is nk.JobState.FAILED
+        error = project.status().error or ""
+        assert "context window" in error and "300-token" in error and "stage 'premise'" in error
+        assert "nothing was sent" in error
+        assert fake.requests == 0  # not paid
+        # the fix the message gives works: a bigger window, and the job resumes
+        fake.props = {"n_ctx": 16384, "total_slots": 4}
+        (project.root / ".novelkit" / "server.json").unlink()  # what the server says now
+        reopened = nk.open_project(project.root)
+        assert finish(reopened) is nk.JobState.SUCCEEDED, reopened.status().error
+
+
+def test_a_context_window_set_in_the_options_bounds_the_answer(
+    tmp_path: Path, fake: FakeOpenAIServer
+) -> None:
+    project = make(tmp_path, fake, context_window=3000)
+    project.run_stage("premise").wait(timeout=60)
+    project.close()
+    [call] = fake.calls
+    prompt = sum(len(m["content"]) for m in call.body["messages"]) / 4
+    assert call.body["max_tokens"] <= 3000 - prompt
+
+
+def test_a_base_url_without_v1_is_corrected(tmp_path: Path, fake: FakeOpenAIServer) -> None:
+    project = nk.new_project(
+        tmp_path / "novel",
+        premise=PREMISE,
+        chapters=2,
+        words_per_chapter=300,
+        backend="openai",
+        base_url=fake.url,  # Ollama, llama.cpp and vLLM serve the API under /v1
+        model="fake-model",
+    )
+    assert project.run_stage("premise").wait(timeout=60) is nk.JobState.SUCCEEDED
+    project.close()
+    assert [c.path for c in fake.calls] == ["/v1/chat/completions"]
+
+
+def test_reasoning_effort_is_sent_and_reasoning_tokens_are_in_the_ledger(
+    tmp_path: Path, fake: FakeOpenAIServer
+) -> None:
+    project = make(tmp_path, fake, reasoning_effort="low")
+    assert project.run_stage("premise").wait(timeout=60) is nk.JobState.SUCCEEDED
+    assert fake.calls[0].body["reasoning_effort"] == "low"
+    assert project.store.ledger()["premise"]["reasoning_tokens"] == 37
+    project.close()
+
+
+def test_a_reasoning_effort_the_model_rejects_names_the_setting_and_resumes_after_the_fix(
+    tmp_path: Path, fake: FakeOpenAIServer
+) -> None:
+    project = make(tmp_path, fake, reasoning_effort="minimal")
+    assert project.start().wait(timeout=60) is nk.JobState.FAILED
+    error = project.status().error or ""
+    assert "backend_options.reasoning_effort = 'minimal'" in error and "remove it" in error
+    assert len(fake.calls) == 1  # not retried
+    project.configure(backend_options={"base_delay": 0.01, "reasoning_effort": "low"})
+    project.close()
+    reopened = nk.open_project(project.root)
+    assert finish(reopened) is nk.JobState.SUCCEEDED, reopened.status().error
+
+
+def test_bad_backend_options_are_refused_with_the_fix(tmp_path: Path) -> None:
+    for options, words in (
+        ({"reasoning_effort": "max"}, "reasoning_effort = 'max' is invalid"),
+        ({"context_window": 100}, "context_window = 100 is too small"),
+        ({"structured_output": "xml"}, "structured_output = 'xml' is invalid"),
+    ):
+        project = nk.new_project(
+            tmp_path / str(len(words)),
+            premise=PREMISE,
+            backend="openai",
+            base_url="http://127.0.0.1:9/v1",
+            model="m",
+            backend_options=options,
+        )
+        with pytest.raises(nk.ConfigError, match=words):
+            project.backend  # noqa: B018 - built on first use
+        project.close()

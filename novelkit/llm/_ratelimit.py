@@ -95,7 +95,9 @@ class RateLimiter:
         # the adaptive cap: lowered when the server drops concurrent streams, raised again
         # after a run of calls that succeed; None while nothing has been dropped
         self.limit: int | None = None
+        self.slots: int | None = None  # what the server said it serves at once
         self._good = 0
+        self._drops = 0  # each drop doubles the successes needed before the limit rises
         self._freed: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Condition]
         self._freed = weakref.WeakKeyDictionary()
 
@@ -135,8 +137,9 @@ class RateLimiter:
 
     def learn_slots(self, slots: int) -> None:
         """The server said how many requests it serves at once."""
-        cap = slots if self.max_concurrency is None else min(slots, self.max_concurrency)
-        self.limit = max(1, cap)
+        self.slots = max(1, slots)
+        cap = self.slots if self.max_concurrency is None else min(self.slots, self.max_concurrency)
+        self.limit = cap
 
     def dropped(self) -> int | None:
         """A stream was dropped while others ran: send fewer at once. Returns the new limit,
@@ -146,6 +149,7 @@ class RateLimiter:
         current = self.in_flight if self.limit is None else min(self.limit, self.in_flight)
         self.limit = max(1, current - 1)
         self._good = 0
+        self._drops += 1
         return self.limit
 
     def succeeded(self) -> None:
@@ -153,9 +157,10 @@ class RateLimiter:
         if self.limit is None:
             return
         self._good += 1
-        if self._good >= RAISE_AFTER * self.limit:
+        if self._good >= RAISE_AFTER * self.limit * 2 ** max(0, self._drops - 1):
             self._good = 0
-            if self.max_concurrency is None or self.limit < self.max_concurrency:
+            ceiling = min(c for c in (self.max_concurrency, self.slots, 1 << 30) if c)
+            if self.limit < ceiling:
                 self.limit += 1
 
     def _condition(self) -> asyncio.Condition:
