@@ -189,7 +189,8 @@ class UnitContext:
         override = self.config.stage_override(self.stage.name)
         template = self.params.get("prompt") or override.prompt or instructions or self.stage.prompt
         text = _render(template, context)
-        user = f"Task: {task}\n\n{text}\n\n{render_material(context)}"
+        # the instruction comes after the material: small models follow what they read last
+        user = f"Task: {task}\n\n{render_material(context)}\n\n{text}"
         max_output = override.max_output_tokens or self.config.max_output_tokens
         json_schema = None
         if schema is not None:

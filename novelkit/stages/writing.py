@@ -7,6 +7,7 @@ from typing import Any
 
 from .. import _artefacts as a
 from .._answers import Shape, clean_prose
+from .._errors import BackendError
 from .._pipeline import Outputs, Stage, unit_name
 from .._runner import UnitContext
 from ..llm.base import Message, count_tokens
@@ -15,7 +16,8 @@ from .continuity import check_chapter
 from .finishing import warm_report
 
 TOLERANCE = 0.10
-MAX_EXTENSIONS = 2
+MAX_EXTENSIONS = 6  # requests to extend a short chapter (two in a row that add little stop)
+MIN_ADDED = 20  # words an extension must add to count as progress
 RECENT_SUMMARIES = 2
 ENDING_WORDS = 150
 
@@ -43,6 +45,7 @@ def trim_to_length(text: str, target: int) -> str:
 
 class Draft(Stage):
     name = "draft"
+    version = "2"  # instruction after the material; extended until long enough or stalled
     description = "First draft of each chapter, in order, plus a summary for the chapters after it."
     inputs = ("premise", "characters", "world", "chapters", "scenes")
     per_chapter = True
@@ -104,10 +107,11 @@ class Draft(Stage):
     async def run(self, ctx: UnitContext, unit: str) -> Outputs:
         context = self.context(ctx, unit)
         target = int(context["target_words"])
-        text = await ctx.text("draft", context, expected_tokens=int(target * 1.4))
+        text = end_on_sentence(await ctx.text("draft", context, expected_tokens=int(target * 1.4)))
         words = a.count_words(text)
+        stalled = 0
         for _ in range(MAX_EXTENSIONS):
-            if words >= target * (1 - TOLERANCE):
+            if words >= target * (1 - TOLERANCE) or stalled == 2:
                 break
             extend = {
                 **context,
@@ -122,8 +126,18 @@ class Draft(Stage):
                     "with about {target_words} more words of the same scenes; prose only."
                 ),
             )
-            text = text.rstrip() + "\n\n" + clean_prose(await ctx.complete(request))
-            words = a.count_words(text)
+            more = end_on_sentence(clean_prose(await ctx.complete(request)))
+            added = a.count_words(more)
+            stalled = stalled + 1 if added < MIN_ADDED else 0
+            if added:
+                text = text.rstrip() + "\n\n" + more
+                words += added
+        if words < target * (1 - TOLERANCE):
+            raise BackendError(
+                f"stage 'draft' {unit}: the model wrote {words} of about {target} words, after "
+                f"{MAX_EXTENSIONS} requests to extend it. Resume with another seed or a stronger "
+                "model, or lower words_per_chapter in novel.toml"
+            )
         if words > target * (1 + TOLERANCE):
             text = trim_to_length(text, target)
         plan = context["plan"]
@@ -141,6 +155,19 @@ class Draft(Stage):
         summary = await ctx.json("summary", summary_context, a.ChapterSummary, shape)
         paths = self.output_paths(unit)
         return {paths[0]: chapter, paths[1]: summary}
+
+
+_SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]*_]*(?=\s|$)")
+
+
+def end_on_sentence(text: str) -> str:
+    """The text without a last sentence the model broke off mid-way (a chapter never ends on
+    half a sentence); text with no sentence end at all is returned as it is."""
+    text = text.rstrip()
+    ends = list(_SENTENCE_END.finditer(text))
+    if not ends or ends[-1].end() == len(text):
+        return text
+    return text[: ends[-1].end()]
 
 
 def _clean(text: str) -> str:
@@ -166,7 +193,7 @@ async def rewrite(
     text = ""
     for _ in range(2):
         answer = await ctx.complete(request, expected_tokens=int(source.words * 1.4))
-        text = _clean(clean_prose(answer))
+        text = _clean(end_on_sentence(clean_prose(answer)))
         if a.count_words(text) > max(source.words, target) * (1 + TOLERANCE):
             text = trim_to_length(text, max(source.words, target))
         words = a.count_words(text)
