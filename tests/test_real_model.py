@@ -173,3 +173,26 @@ def test_kill_9_mid_draft_then_resume_pays_no_finished_call_twice(
     repaid = [c.task for c in after if c.key in before]
     assert repaid == [], f"finished calls sent again after the kill: {repaid}"
     check_book(out)
+
+
+def test_a_context_window_too_small_is_a_clear_error_not_five_retries(tmp_path: Path) -> None:
+    with LlamaServer(n_ctx=256) as small:
+        project = nk.new_project(
+            tmp_path / "small",
+            premise=PREMISE,
+            chapters=CHAPTERS,
+            words_per_chapter=WORDS,
+            backend="openai",
+            base_url=small.url + "/v1",
+            model="smollm2",
+        )
+        try:
+            assert project.start().wait(timeout=600) is nk.JobState.FAILED
+            error = project.status().error or ""
+            assert "context window" in error and "backend_options.context_window" in error
+            assert "stage 'premise'" in error or "premise/all" in error, error
+            assert not list((project.root / "artefacts").iterdir())
+            retries = [e for e in project.events(limit=1000) if e["type"] == "retry"]
+            assert retries == []
+        finally:
+            project.close()

@@ -379,6 +379,8 @@ class OpenAIBackend:
                         "server, or set base_url in novel.toml to the address it listens on "
                         "(for example http://127.0.0.1:8080/v1); nothing was sent"
                     )
+                if kind == "models":
+                    _warn_unlisted(found, self.model, self.base_url)
                 window, slots = context_from(kind, found, self.model)
                 if window is not None or slots is not None:
                     self.facts.kind = {"props": "llama.cpp", "models": "vllm", "show": "ollama"}[
@@ -406,10 +408,12 @@ class OpenAIBackend:
             finish: str | None = None
             usage: Usage | None = None
             served_by = model
+            received = False
             try:
                 stream = await client.chat.completions.create(**body)
                 try:
                     async for chunk in stream:
+                        received = True
                         served_by = chunk.model or served_by
                         if chunk.usage is not None:
                             usage = _usage(chunk.usage)
@@ -427,7 +431,7 @@ class OpenAIBackend:
                     f"lost the connection to {public_url(self.base_url)} mid-stream ({exc!r})"
                 ) from None
             except openai.APIStatusError as exc:
-                raise self._status_error(exc, model, body) from None
+                raise self._status_error(exc, model, body, _where(request)) from None
             except openai.APITimeoutError:
                 raise TransientBackendError(
                     f"{public_url(self.base_url)} did not answer within {self.timeout:g} s"
@@ -448,6 +452,8 @@ class OpenAIBackend:
                     f"the stream reported an error: {exc.message}"
                 ) from None
             self._answered = True
+            if not received:  # some servers fail a request only after a 200 (llama-cpp-python)
+                raise await self._diagnose(client, body, model, _where(request))
             if finish is None or (not parts and self.limiter.in_flight > 1):
                 raise self._dropped(
                     f"the stream from {public_url(self.base_url)} ended before the response "
@@ -468,6 +474,22 @@ class OpenAIBackend:
             reason = "length" if finish == "length" else "stop"
             yield Done(usage, reason, served_by)
 
+    async def _diagnose(
+        self, client: AsyncOpenAI, body: dict[str, Any], model: str, where: str
+    ) -> BackendError:
+        """Why a stream came back empty: the same request, unstreamed and one token long,
+        gets the server's error where it has one (a prompt over the context window)."""
+        openai = _import_openai()
+        probe = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
+        probe[self.max_tokens_param] = 1
+        try:
+            await client.chat.completions.create(**probe)
+        except openai.APIStatusError as exc:
+            return self._status_error(exc, model, body, where)
+        except openai.APIError as exc:
+            log.debug("diagnosing an empty stream: %r", exc)
+        return self._dropped(f"the stream from {public_url(self.base_url)} was empty")
+
     def _dropped(self, message: str) -> TransientBackendError:
         """A stream that ended early; with others in flight, the server may serve one at a
         time (llama-cpp-python interrupts a stream when the next request arrives)."""
@@ -479,7 +501,9 @@ class OpenAIBackend:
             )
         return TransientBackendError(message)
 
-    def _status_error(self, exc: Any, model: str, body: Mapping[str, Any]) -> BackendError:
+    def _status_error(
+        self, exc: Any, model: str, body: Mapping[str, Any], where: str = "the call"
+    ) -> BackendError:
         payload = exc.body if isinstance(exc.body, dict) else {}
         detail = str(payload.get("message") or exc.message)
         formatted = "response_format" in body or "response_format" in body.get("extra_body", {})
@@ -498,7 +522,7 @@ class OpenAIBackend:
             )
         if exc.status_code in (400, 413) and _names_context(detail):
             return BackendConfigError(
-                f"the prompt does not fit {model!r}'s context window on "
+                f"{where}: the prompt does not fit the context window of {model!r} on "
                 f"{public_url(self.base_url)} ({_excerpt(detail)}); raise the server's context "
                 "size and set backend_options.context_window to it, then resume"
             )
@@ -545,6 +569,24 @@ async def _probe_json(client: AsyncOpenAI, method: str, url: str, payload: Any) 
         return _REFUSED if _refused(exc.__cause__ or exc) else None
     except (openai.APIError, ValueError):
         return None
+
+
+def _where(request: Request) -> str:
+    return f"stage {request.stage!r} unit {request.unit}"
+
+
+def _warn_unlisted(payload: Any, model: str, base_url: str) -> None:
+    """Servers with one model loaded (llama.cpp) answer any model name with their own."""
+    data = payload.get("data") if isinstance(payload, dict) else None
+    listed = [m.get("id") for m in data or () if isinstance(m, dict)]
+    if listed and model not in listed:
+        log.warning(
+            "model %r is not among the models %s lists (%s); it may answer with its own model. "
+            "Set model in novel.toml to one of them",
+            model,
+            public_url(base_url),
+            ", ".join(str(m) for m in listed[:8]),
+        )
 
 
 def _refused(cause: BaseException) -> bool:
