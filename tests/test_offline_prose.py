@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from novelkit import _artefacts as a
+from novelkit._motifs import motifs
+from novelkit.llm import _offline_words as words
 from novelkit.llm import offline
 from novelkit.llm._prose import SCENE_BREAK, write_chapter
-from novelkit.llm.offline import motifs
 from novelkit.stages.continuity import check_chapter
 from novelkit.stages.finishing import repeated_ngram_share
 from novelkit.stages.writing import remove_repeats
@@ -88,7 +89,7 @@ def _bible() -> tuple[a.Cast, a.World]:
     cast = a.Cast(
         characters=[
             a.Character(name=name, role="ally", description="", goal="", flaw="", arc="", voice="")
-            for name in offline._FIRST
+            for name in words.FIRST_NAMES
         ]
     )
     world = a.World(
@@ -96,8 +97,8 @@ def _bible() -> tuple[a.Cast, a.World]:
         era="",
         locations=[
             a.Location(name=f"{x} {y}", description="")
-            for x in offline._PLACE_A
-            for y in offline._PLACE_B
+            for x in words.PLACE_FIRST
+            for y in words.PLACE_SECOND
         ],
     )
     return cast, world

@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from .._errors import BackendError, TransientBackendError
-from . import check_options
 from ._http import (
     COMMON_OPTIONS,
     LoopBound,
@@ -28,6 +27,7 @@ from ._http import (
     resolve_credentials,
     shared_ssl_context,
 )
+from ._options import check_options
 from ._ratelimit import LIMIT_OPTIONS, RateLimiter
 from ._retry import RETRY_OPTIONS, RetryPolicy, error_for_status, with_retries
 from .base import Chunk, Delta, Done, Request, Usage, count_tokens

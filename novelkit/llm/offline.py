@@ -8,7 +8,6 @@ uses the project's own characters, places and beats. The same seed gives the sam
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import json
 import random
@@ -18,146 +17,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._errors import ConfigError
-from . import check_options
+from .._motifs import motifs
+from ._offline_words import FIRST_NAMES, FLAWS, PLACE_FIRST, PLACE_SECOND, ROLES, TONES, VOICES
+from ._options import check_options
 from ._prose import write_chapter
 from .base import Chunk, Delta, Done, Request, Usage, count_tokens
 
 __all__ = ["OfflineBackend", "respond"]
 
-_FIRST = (
-    "Mara Quill",
-    "Tomas Reyes",
-    "Ilse Varga",
-    "Oren Blackwood",
-    "Nadia Okafor",
-    "Eli Marsh",
-    "Juno Castellan",
-    "Bram Hollis",
-    "Sefa Adeyemi",
-    "Wren Calloway",
-    "Pilar Esteve",
-    "Cass Linden",
-    "Dov Aranoff",
-    "Hana Moriyama",
-    "Luca Ferrante",
-    "Agnes Whitlock",
-    "Teodor Anic",
-    "Rosa Delane",
-    "Kit Harrow",
-    "Imre Szabo",
-)
-_ROLES = ("protagonist", "antagonist", "ally", "mentor", "rival", "confidant", "wildcard")
-_FLAWS = (
-    "cannot ask for help",
-    "lies to keep the peace",
-    "trusts too quickly",
-    "keeps score",
-    "runs from grief",
-    "needs to be right",
-    "hoards secrets",
-    "mistakes control for care",
-)
-_VOICES = (
-    "clipped and dry",
-    "warm, full of questions",
-    "formal, careful with words",
-    "quick, funny, deflecting",
-    "quiet, then suddenly blunt",
-    "lyrical and distracted",
-)
-_PLACE_A = (
-    "Harbor",
-    "Salt",
-    "Lantern",
-    "Gray",
-    "North",
-    "Cinder",
-    "Reed",
-    "Iron",
-    "Hollow",
-    "Bell",
-)
-_PLACE_B = ("Street", "Point", "Market", "Row", "Yard", "Quay", "Hill", "House", "Gate", "Archive")
-_TONES = ("wistful and tense", "dark but hopeful", "wry and warm", "quiet and uncanny")
-_STOP = frozenset(
-    "about after again their there which while where would could should these those being "
-    "other under every something through with from into that this then than they them were "
-    "have been what when will your over only just also some each very more most such must upon "
-    "onto whom whose does done made make before during until because against among between "
-    "without within toward towards across behind beyond since though although unless whether "
-    "himself herself themselves itself nothing anything everything someone anyone everyone "
-    "nobody somebody another always never often still even once soon here away back down says "
-    "said goes went gets came comes knows knew takes took find finds found tells told might "
-    "shall ever spoke year years time times life lives way ways thing things story".split()
-)
-# words that are rarely nouns: adjectives and verbs a premise often carries
-_NOT_NOUNS = frozenset(
-    "young little small great strange quiet dark ancient lonely broken hidden forgotten golden "
-    "silent distant beautiful famous former final first last other same whole new old long "
-    "short tiny huge large cold warm dead alive lost free true real only late early remote "
-    "rural local secretive mysterious grieving estranged reclusive elderly stubborn bitter "
-    "brave wealthy poor rich blind deaf sick wants needs tries learns must begins returns "
-    "discovers uncovers inherits receives becomes decides meets loses keeps hides seeks search "
-    "searches follows struggles fights wrote broke chose stole gave fell rose sank left kept "
-    "held return discover uncover inherit receive become decide seek follow".split()
-)
-_ADJ_IVE = frozenset(
-    "elusive massive expensive naive furtive protective possessive abusive attractive "
-    "aggressive defensive impulsive sensitive secretive reclusive native active passive".split()
-)
-_SUFFIX_NOUNS = frozenset(  # nouns that end like verbs or adverbs
-    "ring string spring wedding building painting evening morning ceiling clothing wing king "
-    "sibling darling stocking family belly jelly lily ally folly bully rally assembly supply "
-    "holly gully seed shed reed creed steed sled weed tweed speed greed".split()
-)
-_DETERMINERS = frozenset(
-    "a an the her his their my its our your this that these those every some each one two three".split()
-)
-_SUBJECTS = frozenset(
-    "she he they who i we it you which that to nobody someone everyone never ever".split()
-)
-_CONCRETE = ("letter", "lamp", "river", "key", "photograph", "boat")
-
 
 def _rng(seed: int, variant: str, *parts: object) -> random.Random:
     blob = json.dumps([seed, variant, *parts], sort_keys=True, default=str)
     return random.Random(int(hashlib.sha256(blob.encode()).hexdigest()[:16], 16))
-
-
-def motifs(premise: str) -> list[str]:
-    """Distinctive nouns of the premise, used as images and objects in the prose (worked out
-    once per premise: every chapter's draft asks)."""
-    return list(_motifs(premise))
-
-
-@functools.lru_cache(maxsize=16)
-def _motifs(premise: str) -> tuple[str, ...]:
-    """:func:`motifs`, uncached.
-
-    Simple heuristics keep nouns only: no function words, no words ending in -ed, -ly or -ing
-    (bar a few nouns such as "ring" or "family"), no common adjectives or verbs, no word right after a
-    subject pronoun or "to" (a verb), none right before a determiner ("finds a letter"), and no
-    proper names mid-sentence. Falls back to concrete objects when nothing is left.
-    """
-    tokens = re.findall(r"[A-Za-z][A-Za-z-]*|[.!?;:]", re.sub(r"['’]s\b", "", premise))
-    seen: list[str] = []
-    for i, token in enumerate(tokens):
-        word = token.lower()
-        if not word.isalpha() or len(word) < 4 or word in _STOP or word in _NOT_NOUNS:
-            continue
-        if word.endswith(("ed", "ly", "ing")) and word not in _SUFFIX_NOUNS:
-            continue
-        if word.endswith(("ous", "ful", "less", "able", "ible", "ish")) or word in _ADJ_IVE:
-            continue
-        before = tokens[i - 1].lower() if i else "."
-        after = tokens[i + 1].lower() if i + 1 < len(tokens) else "."
-        if before in _SUBJECTS or after in _DETERMINERS:
-            continue
-        if token[0].isupper() and before not in ".!?;:":
-            continue  # a name
-        if word not in seen:
-            seen.append(word)
-    return tuple(seen[:8] or _CONCRETE[:3])
 
 
 def _premise(ctx: dict[str, Any], rng: random.Random) -> dict[str, Any]:
@@ -167,7 +38,7 @@ def _premise(ctx: dict[str, Any], rng: random.Random) -> dict[str, Any]:
         "logline": premise if len(premise) < 240 else premise[:237] + "...",
         "genre": ctx.get("genre", "literary fiction"),
         "themes": [f"the cost of {found[0]}", "loyalty against truth", "what a place remembers"],
-        "tone": rng.choice(_TONES),
+        "tone": rng.choice(TONES),
         "pov": "third person limited",
         "tense": "past",
         "premise": premise,
@@ -176,7 +47,7 @@ def _premise(ctx: dict[str, Any], rng: random.Random) -> dict[str, Any]:
 
 def _world(ctx: dict[str, Any], rng: random.Random) -> dict[str, Any]:
     found = motifs(ctx["premise"]["premise"])
-    names = rng.sample([f"{a} {b}" for a in _PLACE_A for b in _PLACE_B], 5)
+    names = rng.sample([f"{a} {b}" for a in PLACE_FIRST for b in PLACE_SECOND], 5)
     return {
         "setting": f"A weathered coastal town where {found[0]} shapes every life",
         "era": rng.choice(("the present day", "the 1920s", "a near future", "the 1970s")),
@@ -197,10 +68,10 @@ def _world(ctx: dict[str, Any], rng: random.Random) -> dict[str, Any]:
 
 def _characters(ctx: dict[str, Any], rng: random.Random) -> dict[str, Any]:
     count = max(4, min(7, 3 + ctx.get("chapters", 12) // 6))
-    names = rng.sample(_FIRST, count)
+    names = rng.sample(FIRST_NAMES, count)
     cast = []
     for i, name in enumerate(names):
-        role = _ROLES[i] if i < len(_ROLES) else "ally"
+        role = ROLES[i] if i < len(ROLES) else "ally"
         cast.append(
             {
                 "name": name,
@@ -215,7 +86,7 @@ def _characters(ctx: dict[str, Any], rng: random.Random) -> dict[str, Any]:
                         "to finish what was started",
                     )
                 ),
-                "flaw": rng.choice(_FLAWS),
+                "flaw": rng.choice(FLAWS),
                 "arc": rng.choice(
                     (
                         "learns to trust",
@@ -225,7 +96,7 @@ def _characters(ctx: dict[str, Any], rng: random.Random) -> dict[str, Any]:
                         "accepts a loss",
                     )
                 ),
-                "voice": rng.choice(_VOICES),
+                "voice": rng.choice(VOICES),
                 "status": "alive",
                 "relationships": [
                     {"name": names[0] if i else names[1], "kind": "sibling" if i == 1 else "friend"}

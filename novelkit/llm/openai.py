@@ -37,7 +37,6 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import urlsplit
 
 from .._errors import BackendConfigError, BackendError, ConfigError, TransientBackendError
-from . import check_options
 from ._http import (
     COMMON_OPTIONS,
     LoopBound,
@@ -48,6 +47,7 @@ from ._http import (
     shared_ssl_context,
     with_schema_instruction,
 )
+from ._options import check_options
 from ._ratelimit import LIMIT_OPTIONS, RateLimiter
 from ._retry import RETRY_OPTIONS, RetryPolicy, error_for_status, with_retries
 from ._server import api_root, context_from, load_facts, save_facts

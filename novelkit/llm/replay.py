@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigError, ReplayMissError
-from . import check_options
 from ._http import public_url
+from ._options import check_options
 from .base import Backend, Chunk, Delta, Done, Request, Retrying, Usage
 
 if TYPE_CHECKING:

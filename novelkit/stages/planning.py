@@ -7,9 +7,9 @@ from typing import Any, TypeVar
 
 from .. import _artefacts as a
 from .._answers import INDEX, Shape
+from .._motifs import motifs
 from .._pipeline import Outputs, Stage
 from .._runner import UnitContext
-from ..llm.offline import motifs
 
 POINTS_OF_VIEW = (
     "first person",

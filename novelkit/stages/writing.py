@@ -8,10 +8,10 @@ from typing import Any
 from .. import _artefacts as a
 from .._answers import Shape, clean_prose
 from .._errors import BackendError
+from .._motifs import motifs
 from .._pipeline import Outputs, Stage, unit_name
 from .._runner import UnitContext
 from ..llm.base import Message, count_tokens
-from ..llm.offline import motifs
 from .continuity import check_chapter
 from .finishing import warm_report
 
