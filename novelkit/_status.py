@@ -5,12 +5,26 @@ terminal IPython."""
 from __future__ import annotations
 
 import enum
+import time
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ._pipeline import StageState
 
-__all__ = ["ControlResult", "JobState", "JobStatus", "StageStatus", "render_status"]
+__all__ = [
+    "ControlResult",
+    "Counters",
+    "JobState",
+    "JobStatus",
+    "LiveSnapshot",
+    "LiveStatus",
+    "StageStatus",
+    "legal_actions",
+    "render_status",
+]
+
+PREVIEW_CHARS = 2000
 
 
 class JobState(enum.Enum):
@@ -33,7 +47,57 @@ class JobState(enum.Enum):
 
 
 _ACTIVE = frozenset({JobState.QUEUED, JobState.RUNNING, JobState.PAUSING, JobState.CANCELLING})
-_RESUMABLE = frozenset({JobState.PAUSED, JobState.INTERRUPTED, JobState.FAILED})
+
+_S = JobState
+
+# The one table of control actions: per action, the states that accept it and the state each
+# moves to. ``Job.pause/resume/cancel`` follow it; the panel, the dashboard and the sidecar
+# (``JobStatus.actions``) offer an action exactly when it is here for the job's state.
+CONTROL: dict[str, dict[JobState, JobState]] = {
+    "pause": {_S.QUEUED: _S.PAUSED, _S.RUNNING: _S.PAUSING},
+    "pause_now": {_S.QUEUED: _S.PAUSED, _S.RUNNING: _S.PAUSING, _S.PAUSING: _S.PAUSING},
+    "resume": {_S.PAUSED: _S.QUEUED, _S.INTERRUPTED: _S.QUEUED, _S.FAILED: _S.QUEUED},
+    "cancel": {
+        _S.QUEUED: _S.CANCELLED,
+        _S.RUNNING: _S.CANCELLING,
+        _S.PAUSING: _S.CANCELLING,
+        _S.PAUSED: _S.CANCELLED,
+        _S.INTERRUPTED: _S.CANCELLED,
+    },
+}
+
+# States where an action is answered "already there" (``changed=False``) rather than refused.
+REPEATS: dict[str, frozenset[JobState]] = {
+    "pause": frozenset({_S.PAUSING, _S.PAUSED}),
+    "pause_now": frozenset({_S.PAUSED}),
+    "resume": frozenset({_S.QUEUED, _S.RUNNING}),
+    "cancel": frozenset({_S.CANCELLING, _S.CANCELLED}),
+}
+
+# Every move a job's state makes: the control actions above, and the run's own (it starts,
+# ends, and a pausing or cancelling run comes to rest; a run over budget pauses at once; a
+# process that dies leaves its job interrupted, found so when the project is next opened).
+TRANSITIONS: dict[JobState | None, frozenset[JobState]] = {
+    None: frozenset({_S.QUEUED}),
+    _S.QUEUED: frozenset({_S.RUNNING, _S.PAUSED, _S.CANCELLED, _S.INTERRUPTED}),
+    _S.RUNNING: frozenset(
+        {_S.PAUSING, _S.CANCELLING, _S.SUCCEEDED, _S.FAILED, _S.PAUSED, _S.INTERRUPTED}
+    ),
+    _S.PAUSING: frozenset({_S.PAUSED, _S.CANCELLING, _S.FAILED, _S.SUCCEEDED, _S.INTERRUPTED}),
+    _S.PAUSED: frozenset({_S.QUEUED, _S.CANCELLED}),
+    _S.CANCELLING: frozenset({_S.CANCELLED, _S.FAILED, _S.INTERRUPTED}),
+    _S.INTERRUPTED: frozenset({_S.QUEUED, _S.CANCELLED}),
+    _S.FAILED: frozenset({_S.QUEUED}),
+    _S.SUCCEEDED: frozenset(),
+    _S.CANCELLED: frozenset(),
+}
+
+
+def legal_actions(state: JobState | None) -> frozenset[str]:
+    """The control actions a job in ``state`` accepts (see ``CONTROL``)."""
+    if state is None:
+        return frozenset()
+    return frozenset(action for action, moves in CONTROL.items() if state in moves)
 
 
 @dataclass(frozen=True)
@@ -103,10 +167,16 @@ class JobStatus:
     def tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    @property
+    def actions(self) -> list[str]:
+        """The control actions the job accepts now (pause, pause_now, resume, cancel)."""
+        return sorted(legal_actions(self.state))
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["state"] = self.state.value if self.state else None
         out["tokens"] = self.tokens
+        out["actions"] = self.actions
         out["stages"] = [s.to_dict() for s in self.stages]
         return out
 
@@ -136,6 +206,130 @@ class JobStatus:
     def table(self) -> str:
         """The plain-text status table (CLI, text/plain repr)."""
         return render_status(self)
+
+
+@dataclass
+class Counters:
+    """Tokens and cost of a job's calls so far, in all and per stage."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    by_stage: dict[str, list[float]] = field(default_factory=dict)  # prompt, completion, cost
+
+    def add(self, stage: str, prompt_tokens: int, completion_tokens: int, cost: float) -> None:
+        self.prompt_tokens += prompt_tokens
+        self.completion_tokens += completion_tokens
+        self.cost += cost
+        row = self.by_stage.setdefault(stage, [0, 0, 0.0])
+        row[0] += prompt_tokens
+        row[1] += completion_tokens
+        row[2] += cost
+
+
+@dataclass(frozen=True)
+class LiveSnapshot:
+    """One reading of a :class:`LiveStatus`, safe to hand to another thread."""
+
+    state: JobState
+    message: str
+    error: str | None
+    current: tuple[str, str] | None  # (stage, unit) being written, when this process runs it
+    rows: dict[str, tuple[StageState, int, int]] | None  # per stage while it runs here
+    by_stage: dict[str, dict[str, Any]]  # the run's ledger rows (with rows)
+    stage_started: dict[str, float]
+    preview: str
+    retry: str | None
+    elapsed: float
+
+
+class LiveStatus:
+    """What a job's status shows, kept in memory by the job and its run: state, message,
+    error, the unit being written, the live stage rows, the counters, the preview, the retry
+    notice and the times. The run's thread changes it; any thread reads it through
+    :meth:`snapshot`, which takes each part in one step."""
+
+    def __init__(
+        self,
+        state: JobState,
+        message: str = "",
+        error: str | None = None,
+        *,
+        started: float | None = None,
+        finished: float | None = None,
+    ) -> None:
+        self.state = state
+        self.message = message
+        self.error = error
+        self.current: tuple[str, str] | None = None
+        self.current_stage: str | None = None
+        self.rows: dict[str, list[Any]] | None = None  # stage → [state, done, total] while running
+        self.counters = Counters()
+        self.stage_started: dict[str, float] = {}
+        self.retry: str | None = None
+        self.started = time.time() if started is None else started
+        self.finished = finished
+        self.streamed_chars = 0
+        self.version = 0
+        """Bumped on every change a view may show (state, progress, streamed text)."""
+        self.dirty = False  # changed since the last snapshot written for other processes
+        self._preview: deque[str] = deque()
+        self._preview_len = 0
+
+    def changed(self) -> None:
+        self.dirty = True
+        self.version += 1
+
+    def set_row(self, stage: str, state: StageState, done: int, total: int) -> None:
+        if self.rows is not None:
+            self.rows[stage] = [state, done, total]
+
+    def add_text(self, stage: str, unit: str, text: str) -> None:
+        """Streamed text of ``stage`` ``unit`` for the preview."""
+        self._preview.append(text)
+        self._preview_len += len(text)
+        self.streamed_chars += len(text)
+        while self._preview_len - len(self._preview[0]) > PREVIEW_CHARS and len(self._preview) > 1:
+            self._preview_len -= len(self._preview.popleft())
+        self.retry = None
+        self.changed()
+
+    def preview(self) -> str:
+        return "".join(self._preview)[-PREVIEW_CHARS:]
+
+    def running_stage(self, local: bool) -> str | None:
+        """The stage a run of this process is in now (``local``: this process runs the job)."""
+        return self.current_stage if local and self.state.active else None
+
+    def snapshot(self, local: bool) -> LiveSnapshot:
+        """State, message and error first, then the current unit, then one reading of the live
+        rows and counters (the run clears the rows before it sets a final state, so a final
+        state never comes with a stage shown running). ``local``: this process runs the job,
+        so the live rows are the truth; otherwise the caller reads the store."""
+        state, message, error = self.state, self.message, self.error
+        current = self.current if local else None
+        rows = self.rows if local else None  # read once
+        if rows is None:
+            table, ledger, started = None, {}, {}
+        else:
+            table = {name: (row[0], row[1], row[2]) for name, row in tuple(rows.items())}
+            ledger = {
+                name: {"prompt_tokens": row[0], "completion_tokens": row[1], "cost": row[2]}
+                for name, row in tuple(self.counters.by_stage.items())
+            }
+            started = dict(self.stage_started)
+        return LiveSnapshot(
+            state=state,
+            message=message,
+            error=error,
+            current=current,
+            rows=table,
+            by_stage=ledger,
+            stage_started=started,
+            preview=self.preview(),
+            retry=self.retry,
+            elapsed=(self.finished or time.time()) - self.started,
+        )
 
 
 ICONS = {

@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 
 import novelkit as nk
-from novelkit import JobState
+from novelkit import Job, JobState
+from novelkit._status import CONTROL, TRANSITIONS
+from novelkit.widgets.panel import legal_actions as panel_actions
 
 
 def wait_for(predicate: Any, timeout: float = 10.0) -> None:
@@ -174,19 +176,9 @@ def test_fifty_concurrent_control_calls_end_in_a_legal_state_with_gap_free_seq(
     states = [
         e.data["state"] for e in slow_project.store.events_since(0, 100_000) if e.type == "job"
     ]
-    legal = {
-        None: {"queued"},
-        "queued": {"running", "paused", "cancelled"},
-        "running": {"pausing", "cancelling", "succeeded", "failed", "paused"},
-        "pausing": {"paused", "cancelling", "failed", "succeeded"},
-        "paused": {"queued", "cancelled"},
-        "cancelling": {"cancelled", "failed"},
-    }
-    previous = None
-    for state in states:
-        assert state in legal.get(previous, set()), (
-            f"{previous} → {state} is not a legal transition"
-        )
+    previous: JobState | None = None
+    for state in map(JobState, states):
+        assert state in TRANSITIONS[previous], f"{previous} → {state} is not a legal transition"
         previous = state
 
 
@@ -215,7 +207,7 @@ def while_the_next_status_is_read(
     """Run ``meanwhile`` once, in the middle of the next status read on this thread (after
     the stage rows are taken, during the SQLite read of the stage timings): the run's own
     thread going on while another thread (the panel, the sidecar) puts a status together."""
-    timings = project._stage_timings
+    timings = project.freshness.stage_timings
     pending = [meanwhile]
 
     def the_run_moves_on() -> Any:
@@ -223,7 +215,7 @@ def while_the_next_status_is_read(
             pending.pop()()
         return timings()
 
-    monkeypatch.setattr(project, "_stage_timings", the_run_moves_on)
+    monkeypatch.setattr(project.freshness, "stage_timings", the_run_moves_on)
 
 
 def test_a_status_read_while_the_run_moves_on_never_names_a_stage_it_shows_not_running(
@@ -232,7 +224,7 @@ def test_a_status_read_while_the_run_moves_on_never_names_a_stage_it_shows_not_r
     """The stage a status names as current must be running in its own stage list."""
     project = slow_project
     planning, go = threading.Event(), threading.Event()
-    needs_run = project._needs_run
+    needs_run = project.freshness.needs_run
 
     def held_while_planning(*args: Any, **kwargs: Any) -> bool:
         planning.set()
@@ -241,9 +233,9 @@ def test_a_status_read_while_the_run_moves_on_never_names_a_stage_it_shows_not_r
 
     def first_unit_starts() -> None:
         go.set()
-        wait_for(lambda: job._current is not None)
+        wait_for(lambda: job.live.current is not None)
 
-    monkeypatch.setattr(project, "_needs_run", held_while_planning)
+    monkeypatch.setattr(project.freshness, "needs_run", held_while_planning)
     job = project.run_stage("premise")
     assert planning.wait(10)
     while_the_next_status_is_read(project, monkeypatch, first_unit_starts)
@@ -292,7 +284,7 @@ def test_a_status_read_as_the_job_stops_shows_one_moment(
 
     def it_pauses() -> None:
         job.pause(now=True)
-        wait_for(lambda: job._state is JobState.PAUSED)
+        wait_for(lambda: job.live.state is JobState.PAUSED)
 
     while_the_next_status_is_read(slow_project, monkeypatch, it_pauses)
     caught = job.status
@@ -313,11 +305,11 @@ def test_a_status_totals_are_the_sums_of_its_stage_rows(
     rows, or in neither."""
     slow_project.configure(prices={"offline": {"prompt": 1.0, "completion": 2.0}})
     job = running_job(slow_project)
-    wait_for(lambda: job._counters.prompt_tokens > 0)  # the first call is in
-    tokens = job._counters.prompt_tokens
+    wait_for(lambda: job.live.counters.prompt_tokens > 0)  # the first call is in
+    tokens = job.live.counters.prompt_tokens
 
     def another_call_finishes() -> None:
-        wait_for(lambda: job._counters.prompt_tokens > tokens)
+        wait_for(lambda: job.live.counters.prompt_tokens > tokens)
 
     while_the_next_status_is_read(slow_project, monkeypatch, another_call_finishes)
     caught = job.status
@@ -373,3 +365,76 @@ def test_a_status_snapshot_reads_back_as_the_same_status(slow_project: nk.Projec
     job.wait(30)
     assert again.state is JobState.RUNNING and again.preview
     assert again == status
+
+
+STAGE_SPEC = {
+    "kind": "stage",
+    "stage": "premise",
+    "chapters": None,
+    "force": False,
+    "variant": "",
+    "params": {},
+}
+
+
+def call_action(job: nk.Job, action: str) -> nk.ControlResult:
+    if action == "pause_now":
+        return job.pause(now=True)
+    result: nk.ControlResult = getattr(job, action)()
+    return result
+
+
+@pytest.mark.parametrize("action", list(CONTROL))
+@pytest.mark.parametrize("state", list(JobState), ids=str)
+def test_the_views_offer_an_action_exactly_when_the_job_accepts_it(
+    project: nk.Project, state: JobState, action: str
+) -> None:
+    """For every state and control action: the panel's buttons and the status the sidecar and
+    the dashboard serve (``actions``) offer it exactly when the Job, asked, does something
+    (``changed``), rather than refusing it or answering that it is already done."""
+    project.writer.lock.acquire()  # as a run holds it: the recorded state is this process's
+    job_id = f"job-{state.value}"
+    project.store.create_job(job_id, "stage", STAGE_SPEC, state.value)
+    job = Job(project, job_id, STAGE_SPEC, state, local=True)
+    assert job.state is state
+    offered_by_status = action in job.status.actions
+    offered_by_panel = action in panel_actions(state)
+    try:
+        accepted = call_action(job, action).changed
+    except nk.JobStateError as refused:
+        assert refused.state is state
+        accepted = False
+    finally:
+        if job.thread is not None:  # resume() launched a run: let it end
+            job.cancel()
+            job.wait(30)
+    assert offered_by_status == accepted, f"status offers {action} in {state}: {offered_by_status}"
+    assert offered_by_panel == accepted, f"panel offers {action} in {state}: {offered_by_panel}"
+
+
+def test_a_queued_job_pauses_at_once_and_its_thread_then_runs_nothing(
+    project: nk.Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """queued → paused: a job paused before its thread begins is paused straight away, runs no
+    unit when its thread does begin, and resumes from there."""
+    gate = threading.Event()
+
+    def held(job: nk.Job) -> None:
+        gate.wait(10)
+
+    monkeypatch.setattr(Job.test_hooks, "thread_started", held)
+    job = project.start()
+    assert job.state is JobState.QUEUED
+    result = job.pause()
+    assert result.changed and result.state is JobState.PAUSED
+    thread = job.thread
+    assert thread is not None
+    monkeypatch.undo()
+    gate.set()
+    thread.join(10)
+    assert job.state is JobState.PAUSED
+    assert project.store.call_count() == 0, "a job paused while queued ran a call"
+    states = [e["state"] for e in project.events(limit=1000) if e["type"] == "job"]
+    assert states == ["queued", "paused"]
+    assert job.resume().changed
+    assert job.wait(60) is JobState.SUCCEEDED

@@ -114,7 +114,7 @@ def _context(project: nk.Project, stage: str, unit: str) -> UnitContext:
         backend=project.backend,
         hooks=None,  # type: ignore[arg-type]  # reading calls no hook
         unsaved=project.unsaved,
-        parsed=project._parsed,
+        parsed=project.files.parsed,
     )
 
 

@@ -91,6 +91,7 @@ class StatusOut(_Out):
     elapsed: float
     last_seq: int
     extra: dict[str, Any]
+    actions: list[str]
 
 
 class StagesOut(_Out):

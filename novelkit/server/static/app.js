@@ -214,10 +214,12 @@ function renderStatus(s) {
   }
   const active = ["queued", "running", "pausing", "cancelling"].includes(s.state);
   $("btn-start").disabled = active;
-  $("btn-pause").disabled = !(s.state === "running" || s.state === "queued");
-  $("btn-pause-now").disabled = !(s.state === "running" || s.state === "queued" || s.state === "pausing");
-  $("btn-resume").disabled = !["paused", "interrupted", "failed"].includes(s.state);
-  $("btn-cancel").disabled = !(active || s.state === "paused" || s.state === "interrupted");
+  // the job's own table of legal actions (JobStatus.actions), never a copy of it here
+  const actions = s.actions || [];
+  $("btn-pause").disabled = !actions.includes("pause");
+  $("btn-pause-now").disabled = !actions.includes("pause_now");
+  $("btn-resume").disabled = !actions.includes("resume");
+  $("btn-cancel").disabled = !actions.includes("cancel");
   $("btn-run-stage").disabled = active;
 }
 
