@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["Artefacts", "Project", "new_project", "open_project"]
 
 CONFIG = "novel.toml"
+REPORT = 1  # the assemble stage's second output: report.json
 
 
 def new_project(
@@ -584,9 +585,18 @@ class Project:
 
     # -- reports and exports --------------------------------------------------------------------
 
+    def _output(self, stage: str, index: int = 0) -> Path | None:
+        """Where a single-unit stage's output ``index`` lives (its name comes from the stage);
+        None when the pipeline has no such stage."""
+        try:
+            target = self.pipeline.get(stage)
+        except PipelineError:
+            return None
+        return self.paths[target.output_paths(SINGLE)[index]]
+
     def report(self) -> a.Report | None:
-        path = self.root / "artefacts" / "report.json"
-        if not path.exists():
+        path = self._output("assemble", REPORT)
+        if path is None or not path.exists():
             return None
         try:
             report: a.Report = a.parse(a.Report, path, path.read_bytes())
@@ -598,15 +608,15 @@ class Project:
         """The assembled manuscript as an :class:`novelkit.export.Manuscript`."""
         from .export import Manuscript
 
-        path = self.root / "artefacts" / "12-manuscript.md"
-        if not path.exists():
+        path = self._output("assemble")
+        if path is None or not path.exists():
             raise ExportError(
                 "there is no manuscript yet: run the pipeline to stage 12 'assemble' first "
                 "(project.start() or novelkit run DIR)"
             )
         meta: a.Metadata | None = None
-        meta_path = self.root / "artefacts" / "11-metadata.json"
-        if meta_path.exists():
+        meta_path = self._output("metadata")
+        if meta_path is not None and meta_path.exists():
             meta = a.parse(a.Metadata, meta_path, meta_path.read_bytes())
         c = self.config
         return Manuscript.from_markdown(
@@ -653,8 +663,8 @@ class Project:
     def exports(self) -> dict[str, dict[str, Any]]:
         """Each export's format, path, size, times, and whether the manuscript changed since."""
         current = ""
-        path = self.root / "artefacts" / "12-manuscript.md"
-        if path.exists():
+        path = self._output("assemble")
+        if path is not None and path.exists():
             current = a.sha256(path.read_bytes())
         out = {}
         for fmt, row in self.store.exports().items():
@@ -750,9 +760,7 @@ class ChapterArtefacts(Mapping[int, Any]):
 
     def __iter__(self) -> Iterator[int]:
         for number in self._project.chapter_numbers():
-            if (
-                self._project.root / "artefacts" / self._stage.output_paths(unit_name(number))[0]
-            ).exists():
+            if self._project.paths[self._stage.output_paths(unit_name(number))[0]].exists():
                 yield number
 
     def __len__(self) -> int:
