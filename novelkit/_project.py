@@ -1,4 +1,4 @@
-"""Project: a folder with novel.toml, artefacts/, exports/ and .novelkit/ (DESIGN §9)."""
+"""Project: a folder with novel.toml, artefacts/, exports/ and .novelkit/ (docs/architecture.md)."""
 
 from __future__ import annotations
 
