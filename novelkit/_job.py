@@ -17,10 +17,11 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import AsyncIterator, Callable, Generator
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from ._errors import BudgetExceededError, JobStateError, NovelkitError
-from ._events import Subscription
+from ._errors import BudgetExceededError, JobFailedError, JobStateError, NovelkitError
+from ._events import Event, Subscription
 from ._status import CONTROL, REPEATS, ControlResult, JobState, JobStatus, LiveSnapshot, LiveStatus
 from ._units import Control, UnitRunner, _Stop
 
@@ -85,6 +86,8 @@ class Job:
         self._cond = threading.Condition(threading.RLock())
         self._thread: threading.Thread | None = None
         self._generation = 0  # each launch runs under a new number; stale threads step aside
+        self._callbacks: list[Callable[[Job], object]] = []  # add_done_callback(), not yet run
+        self._failure: BaseException | None = None  # what failed this process's last run
 
     @property
     def version(self) -> int:
@@ -174,11 +177,115 @@ class Job:
 
         return mimebundle(self, **kwargs)
 
-    def wait(self, timeout: float | None = None) -> JobState:
+    def wait(self, timeout: float | None = None, *, raise_on_failure: bool = False) -> JobState:
         """Block until the job stops (succeeded, failed, paused, cancelled, interrupted).
 
-        Returns the state it stopped in, or the current state when ``timeout`` runs out.
+        Returns the state it stopped in, or the current state when ``timeout`` runs out. With
+        ``raise_on_failure=True`` a failed job raises :class:`~novelkit.JobFailedError`
+        instead, so that a notebook's Run All stops at the failure.
         """
+        state = self._wait(timeout)
+        if raise_on_failure and state is JobState.FAILED:
+            raise self._failed()
+        return state
+
+    def result(self, timeout: float | None = None) -> JobState:
+        """Wait until the job stops; its final state, or :class:`~novelkit.JobFailedError`
+        (a NovelkitError) when it failed. ``TimeoutError`` if it still runs after ``timeout``."""
+        state = self._wait(timeout)
+        if state.active:
+            raise TimeoutError(f"job {self.id} is still {state.value} after {timeout} s")
+        if state is JobState.FAILED:
+            raise self._failed()
+        return state
+
+    def done(self) -> bool:
+        """True when the job has stopped: succeeded, failed, paused, cancelled or interrupted
+        (a paused, interrupted or failed job may be resumed, and then runs again)."""
+        return not self.state.active
+
+    def add_done_callback(self, fn: Callable[[Job], object]) -> None:
+        """Call ``fn(job)`` once, when the job next stops (at once if it has stopped). It runs
+        on the thread that stopped the job, usually the job's own; an error in it is logged."""
+        with self._cond:
+            if self.state.active:
+                self._callbacks.append(fn)
+                remote = not self._local
+            else:
+                remote = None
+        if remote is None:
+            _call_back(fn, self)
+        elif remote:  # another process runs it: nothing here will see it stop unless asked
+
+            def watch() -> None:
+                self._wait(None)
+                self._run_callbacks()
+
+            threading.Thread(target=watch, name=f"novelkit-job-{self.id}-done", daemon=True).start()
+
+    def __await__(self) -> Generator[Any, None, JobState]:
+        """``await job``: the state the job stops in, without blocking the event loop."""
+        return self._stopped().__await__()
+
+    async def _stopped(self) -> JobState:
+        loop = asyncio.get_running_loop()
+        stopped: asyncio.Future[JobState] = loop.create_future()
+
+        def settle(job: Job) -> None:
+            if not stopped.done():
+                stopped.set_result(job.state)
+
+        self.add_done_callback(lambda job: loop.call_soon_threadsafe(settle, job))
+        return await stopped
+
+    async def events(self, poll: float = 0.1) -> AsyncIterator[Event]:
+        """This job's events as they happen (streamed ``delta`` text included when this process
+        runs the job), ending after the event of the state it stops in::
+
+            async for event in job.events():
+                print(event.type, event.data)
+        """
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Event] = asyncio.Queue()
+        seq = self.project.store.last_seq()
+        with self.subscribe(lambda event: loop.call_soon_threadsafe(queue.put_nowait, event)):
+            while True:
+                if self.done() and queue.empty():
+                    return
+                try:
+                    event = await asyncio.wait_for(queue.get(), poll)
+                except TimeoutError:
+                    if not self._local:  # another process runs it: read what it has stored
+                        for stored in self.project.store.events_since(seq):
+                            seq = stored.seq or seq
+                            queue.put_nowait(stored)
+                    continue
+                if event.job_id != self.id:
+                    continue
+                seq = max(seq, event.seq or 0)
+                yield event
+                if event.type == "job" and not JobState(event.data["state"]).active:
+                    return
+
+    def _failed(self) -> JobFailedError:
+        error = self.live.error or "the job failed"
+        failure = JobFailedError(
+            f"job {self.id} failed: {error}; fix the problem, then job.resume()",
+            job_id=self.id,
+            error=error,
+        )
+        failure.__cause__ = self._failure
+        return failure
+
+    def _run_callbacks(self) -> None:
+        with self._cond:
+            if self.live.state.active:
+                return
+            callbacks, self._callbacks = self._callbacks, []
+        for fn in callbacks:
+            _call_back(fn, self)
+
+    def _wait(self, timeout: float | None) -> JobState:
         self._sync()
         if not self._local:
             deadline = None if timeout is None else time.monotonic() + timeout
@@ -299,6 +406,13 @@ class Job:
         )
 
     def _set_state(self, state: JobState, message: str = "", error: str | None = None) -> None:
+        try:
+            self._record_state(state, message, error)
+        finally:  # in memory the job has stopped, even if the store could not be told
+            if not state.active:
+                self._run_callbacks()
+
+    def _record_state(self, state: JobState, message: str, error: str | None) -> None:
         with self._cond:
             live = self.live
             previous = live.state
@@ -334,6 +448,7 @@ class Job:
             self._runs += 1
             try:
                 self._control.stop, self._control.abort, self.live.retry = None, False, None
+                self._failure = None
                 self.project.store.take_control(self.id)  # requests for an earlier run are void
                 if self._state is not JobState.QUEUED:
                     self._set_state(JobState.QUEUED, "queued")
@@ -386,9 +501,11 @@ class Job:
             final, message = JobState.PAUSED, str(exc)
         except NovelkitError as exc:
             final, message, error = JobState.FAILED, "failed", str(exc)
+            self._failure = exc
         except Exception as exc:  # unexpected: keep the job resumable and say what happened
             final, message = JobState.FAILED, "failed"
             error = f"{type(exc).__name__}: {exc}"
+            self._failure = exc
         finally:
             watcher.cancel()
             self.live.current = None
@@ -445,3 +562,10 @@ class Job:
 
     def preview(self) -> str:
         return self.live.preview()
+
+
+def _call_back(fn: Callable[[Job], object], job: Job) -> None:
+    try:
+        fn(job)
+    except Exception:  # a callback must never break the job or the thread that stopped it
+        log.exception("novelkit: done callback %r of job %s failed", fn, job.id)

@@ -163,6 +163,10 @@ class JobStatus:
     last_seq: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __call__(self) -> JobStatus:
+        """Itself: ``job.status()`` reads like ``project.status()`` (``job.status`` works too)."""
+        return self
+
     @property
     def tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens

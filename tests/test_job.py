@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from typing import Any
@@ -438,3 +439,133 @@ def test_a_queued_job_pauses_at_once_and_its_thread_then_runs_nothing(
     assert states == ["queued", "paused"]
     assert job.resume().changed
     assert job.wait(60) is JobState.SUCCEEDED
+
+
+# -- the Job as Python users expect it: awaitable, result(), done(), callbacks, events ----------
+
+
+class RefusingBackend:
+    """A backend whose every call fails the way a wrong model name does."""
+
+    name = "refusing"
+
+    async def stream(self, request: Any) -> Any:
+        raise nk.BackendError("the model 'nope' does not exist; set model in novel.toml")
+        yield  # pragma: no cover  (an async generator)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def failing_project(make_project: Any) -> nk.Project:
+    project: nk.Project = make_project("failing")
+    project.backend = RefusingBackend()  # type: ignore[assignment]
+    return project
+
+
+def test_await_job_returns_the_state_it_stops_in(project: nk.Project) -> None:
+    async def notebook_cell() -> tuple[JobState, list[str]]:
+        job = project.run_stage("premise")
+        ticks: list[str] = []
+
+        async def meanwhile() -> None:  # the loop stays free while the job runs
+            while not job.done():
+                ticks.append("tick")
+                await asyncio.sleep(0.001)
+
+        ticker = asyncio.ensure_future(meanwhile())
+        state = await job
+        await ticker
+        return state, ticks
+
+    state, ticks = asyncio.run(notebook_cell())
+    assert state is JobState.SUCCEEDED
+    assert ticks, "await job blocked the event loop"
+    assert project.job is not None and project.job.done()
+
+
+def test_await_a_stopped_job_returns_at_once(project: nk.Project) -> None:
+    job = project.run_stage("premise")
+    assert job.wait(30) is JobState.SUCCEEDED
+
+    async def again() -> JobState:
+        return await job
+
+    assert asyncio.run(again()) is JobState.SUCCEEDED
+
+
+def test_result_returns_the_final_state_or_raises_the_jobs_error(
+    project: nk.Project, make_project: Any
+) -> None:
+    assert project.run_stage("premise").result(30) is JobState.SUCCEEDED
+
+    failing = failing_project(make_project)
+    job = failing.run_stage("premise")
+    with pytest.raises(nk.JobFailedError, match="model 'nope' does not exist") as info:
+        job.result(30)
+    assert isinstance(info.value, nk.NovelkitError)
+    assert info.value.job_id == job.id
+    assert isinstance(info.value.__cause__, nk.BackendError)
+    assert job.state is JobState.FAILED
+    with pytest.raises(nk.JobFailedError):
+        job.wait(30, raise_on_failure=True)
+    assert job.wait(30) is JobState.FAILED  # the default keeps returning the state
+
+
+def test_result_of_a_failed_job_read_back_from_disk_raises_too(make_project: Any) -> None:
+    failing = failing_project(make_project)
+    assert failing.run_stage("premise").wait(30) is JobState.FAILED
+    failing.close()
+    reopened = nk.open_project(failing.root)
+    try:
+        assert reopened.job is not None
+        with pytest.raises(nk.JobFailedError, match="model 'nope' does not exist"):
+            reopened.job.result()
+    finally:
+        reopened.close()
+
+
+def test_result_times_out_while_the_job_runs(slow_project: nk.Project) -> None:
+    job = slow_project.start()
+    with pytest.raises(TimeoutError, match="still"):
+        job.result(timeout=0.01)
+    job.cancel()
+    assert job.result(30) is JobState.CANCELLED
+
+
+def test_done_callbacks_run_once_when_the_job_stops(slow_project: nk.Project) -> None:
+    job = running_job(slow_project)
+    assert not job.done()
+    seen: list[JobState] = []
+    job.add_done_callback(lambda j: seen.append(j.state))
+    job.add_done_callback(lambda j: 1 / 0)  # a failing callback is logged, not raised
+    job.pause(now=True)
+    assert job.wait(30) is JobState.PAUSED
+    assert job.done()
+    assert seen == [JobState.PAUSED]
+    job.add_done_callback(lambda j: seen.append(j.state))  # already stopped: at once
+    assert seen == [JobState.PAUSED, JobState.PAUSED]
+    job.resume()
+    assert job.wait(60) is JobState.SUCCEEDED
+    assert seen == [JobState.PAUSED, JobState.PAUSED], "a callback runs once"
+
+
+def test_async_for_events_follows_the_job_to_its_end(project: nk.Project) -> None:
+    async def follow() -> list[nk.Event]:
+        job = project.run_stage("premise")
+        return [event async for event in job.events()]
+
+    events = asyncio.run(follow())
+    assert events[-1].type == "job" and events[-1].data["state"] == "succeeded"
+    kinds = {e.type for e in events}
+    assert {"unit", "call", "job"} <= kinds
+    assert "delta" in kinds, "the streamed text comes through too"
+    seqs = [e.seq for e in events if e.seq is not None]
+    assert seqs == sorted(seqs)
+
+
+def test_status_has_one_shape_on_project_and_job(project: nk.Project) -> None:
+    job = project.run_stage("premise")
+    job.wait(30)
+    assert project.status() == job.status() == job.status
+    assert project.status().state is JobState.SUCCEEDED
