@@ -7,7 +7,7 @@ cost ledger), persisted events, cross-process control requests, the live snapsho
 from __future__ import annotations
 
 import errno
-import fcntl
+import importlib
 import json
 import os
 import sqlite3
@@ -630,8 +630,41 @@ def _job_row(row: tuple[Any, ...]) -> dict[str, Any]:
 PROBE_RETRIES = 6
 
 
+def _lock_api() -> tuple[Callable[[int], None], Callable[[int], None]]:
+    """Take and drop an exclusive, non-blocking lock on a whole open file: ``flock`` on Linux
+    and macOS, ``msvcrt.locking`` on its first byte on Windows. Each lock belongs to its file
+    descriptor, so a second open of the file (another Project, another process) is refused.
+    Taking a lock that is held raises OSError with errno EAGAIN or EACCES."""
+    try:
+        fcntl: Any = importlib.import_module("fcntl")
+    except ImportError:  # Windows
+        msvcrt: Any = importlib.import_module("msvcrt")
+
+        def lock(fd: int) -> None:
+            os.lseek(fd, 0, os.SEEK_SET)
+            try:
+                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            except OSError as exc:
+                raise OSError(errno.EACCES, f"locked: {exc}") from None
+
+        def unlock(fd: int) -> None:
+            os.lseek(fd, 0, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+        return lock, unlock
+
+    return (
+        lambda fd: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB),
+        lambda fd: fcntl.flock(fd, fcntl.LOCK_UN),
+    )
+
+
+_lock_file, _unlock_file = _lock_api()
+
+
 class ProjectLock:
-    """An ``flock`` on ``.novelkit/lock``: held by the one process that runs a job."""
+    """An exclusive lock on ``.novelkit/lock`` (``flock``, or ``msvcrt.locking`` on Windows):
+    held by the one process that runs a job."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -652,7 +685,7 @@ class ProjectLock:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         for attempt in range(PROBE_RETRIES + 1):
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _lock_file(fd)
                 break
             except OSError as exc:
                 if exc.errno not in (errno.EAGAIN, errno.EACCES):
@@ -683,7 +716,7 @@ class ProjectLock:
             if self._fd is None:
                 return
             fd, self._fd = self._fd, None
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            _unlock_file(fd)
             os.close(fd)
 
     def held_elsewhere(self) -> bool:
@@ -700,11 +733,11 @@ class ProjectLock:
             except OSError:
                 return False
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _lock_file(fd)
             except OSError:
                 return True
             else:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+                _unlock_file(fd)
                 return False
             finally:
                 os.close(fd)
