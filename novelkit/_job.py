@@ -523,8 +523,11 @@ class Job:
             if now is JobState.CANCELLING and final is not JobState.FAILED:
                 final, message = JobState.CANCELLED, "cancelled"
             if final is JobState.CANCELLED:
+                store = self.project.store
                 for name in runner.running_stages:
-                    self.project.store.mark_cancelled(name)
+                    with store.transaction():  # its time until the cancel is its elapsed time
+                        store.mark_cancelled(name)
+                        store.append_event("stage", {"stage": name, "state": "cancelled"}, self.id)
             runner.running_stages.clear()
             self.live.rows = None
             self.live.current_stage = None

@@ -423,6 +423,8 @@ class Project:
             cost=cost,
             stages=stages,
             preview=live.preview,
+            preview_stage=live.preview_of[0] if live.preview_of else None,
+            preview_unit=live.preview_of[1] if live.preview_of else None,
             retry=live.retry,
             elapsed=live.elapsed,
             last_seq=last_seq,

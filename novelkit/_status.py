@@ -162,6 +162,9 @@ class JobStatus:
     elapsed: float = 0.0
     last_seq: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    preview_stage: str | None = None
+    """The stage and unit whose streamed text ``preview`` is (one unit's, in order)."""
+    preview_unit: str | None = None
 
     def __call__(self) -> JobStatus:
         """Itself: ``job.status()`` reads like ``project.status()`` (``job.status`` works too)."""
@@ -205,6 +208,8 @@ class JobStatus:
             retry=data["retry"],
             elapsed=data["elapsed"],
             last_seq=int(data.get("last_seq") or 0) if last_seq is None else last_seq,
+            preview_stage=data.get("preview_stage"),
+            preview_unit=data.get("preview_unit"),
         )
 
     def table(self) -> str:
@@ -243,8 +248,31 @@ class LiveSnapshot:
     by_stage: dict[str, dict[str, Any]]  # the run's ledger rows (with rows)
     stage_started: dict[str, float]
     preview: str
+    preview_of: tuple[str, str] | None  # the (stage, unit) the preview's text is from
     retry: str | None
     elapsed: float
+
+
+class _Stream:
+    """The tail of one unit's streamed text, at most about ``PREVIEW_CHARS`` long."""
+
+    def __init__(self) -> None:
+        self.chunks: deque[str] = deque()
+        self.length = 0
+        self.ended = False
+
+    def add(self, text: str) -> None:
+        self.chunks.append(text)
+        self.length += len(text)
+        while self.length - len(self.chunks[0]) > PREVIEW_CHARS and len(self.chunks) > 1:
+            self.length -= len(self.chunks.popleft())
+
+    def clear(self) -> None:
+        self.chunks.clear()
+        self.length = 0
+
+    def text(self) -> str:
+        return "".join(self.chunks)[-PREVIEW_CHARS:]
 
 
 class LiveStatus:
@@ -277,8 +305,10 @@ class LiveStatus:
         self.version = 0
         """Bumped on every change a view may show (state, progress, streamed text)."""
         self.dirty = False  # changed since the last snapshot written for other processes
-        self._preview: deque[str] = deque()
-        self._preview_len = 0
+        # the preview: each streaming unit's text apart, and the one unit shown; it is shown
+        # until its unit ends and another streams, so two units' words never interleave
+        self._streams: dict[tuple[str, str], _Stream] = {}
+        self._shown: tuple[str, str] | None = None
 
     def changed(self) -> None:
         self.dirty = True
@@ -289,17 +319,55 @@ class LiveStatus:
             self.rows[stage] = [state, done, total]
 
     def add_text(self, stage: str, unit: str, text: str) -> None:
-        """Streamed text of ``stage`` ``unit`` for the preview."""
-        self._preview.append(text)
-        self._preview_len += len(text)
+        """Streamed text of ``stage`` ``unit``, for the preview (on the run's thread)."""
+        key = (stage, unit)
+        stream = self._streams.get(key)
+        if stream is None:
+            stream = self._streams[key] = _Stream()
+        stream.add(text)
         self.streamed_chars += len(text)
-        while self._preview_len - len(self._preview[0]) > PREVIEW_CHARS and len(self._preview) > 1:
-            self._preview_len -= len(self._preview.popleft())
+        shown = self._shown
+        if shown != key and (shown is None or self._streams[shown].ended):
+            self._show(key)
         self.retry = None
         self.changed()
 
+    def restart_text(self, stage: str, unit: str) -> None:
+        """The unit's call is tried again from the start: its text so far is void."""
+        stream = self._streams.get((stage, unit))
+        if stream is not None:
+            stream.clear()
+            self.changed()
+
+    def end_text(self, stage: str, unit: str) -> None:
+        """The unit has finished (or stopped): the preview moves on to a unit still streaming
+        (the one that began first); with none, it keeps this unit's text until one streams."""
+        key = (stage, unit)
+        stream = self._streams.get(key)
+        if stream is None:
+            return
+        stream.ended = True
+        if key != self._shown:
+            del self._streams[key]
+            return
+        live = [k for k, s in self._streams.items() if not s.ended]
+        if live:
+            self._show(live[0])
+
+    def _show(self, key: tuple[str, str]) -> None:
+        self._shown = key
+        # the streams that have ended are not shown again: drop them
+        for other in [k for k, s in self._streams.items() if s.ended and k != key]:
+            del self._streams[other]
+
     def preview(self) -> str:
-        return "".join(self._preview)[-PREVIEW_CHARS:]
+        """The shown unit's text, in the order it streamed."""
+        return self._shown_text()[1]
+
+    def _shown_text(self) -> tuple[tuple[str, str] | None, str]:
+        shown = self._shown  # read once: the text is this unit's
+        stream = self._streams.get(shown) if shown is not None else None
+        return (shown, stream.text()) if stream is not None else (None, "")
 
     def running_stage(self, local: bool) -> str | None:
         """The stage a run of this process is in now (``local``: this process runs the job)."""
@@ -322,6 +390,7 @@ class LiveStatus:
                 for name, row in tuple(self.counters.by_stage.items())
             }
             started = dict(self.stage_started)
+        preview_of, preview = self._shown_text()
         return LiveSnapshot(
             state=state,
             message=message,
@@ -330,7 +399,8 @@ class LiveStatus:
             rows=table,
             by_stage=ledger,
             stage_started=started,
-            preview=self.preview(),
+            preview=preview,
+            preview_of=preview_of,
             retry=self.retry,
             elapsed=(self.finished or time.time()) - self.started,
         )
@@ -349,6 +419,16 @@ ICONS = {
 def bar(fraction: float, width: int = 20) -> str:
     filled = int(round(max(0.0, min(1.0, fraction)) * width))
     return "█" * filled + "░" * (width - filled)
+
+
+def preview_label(status: JobStatus) -> str:
+    """Whose text the preview is: "draft · chapter 2", "premise"."""
+    stage = status.preview_stage or ""
+    unit = status.preview_unit
+    if not unit or unit == "all":
+        return stage
+    chapter = unit[2:].lstrip("0") if unit.startswith("ch") else unit
+    return f"{stage} · chapter {chapter}" if chapter.isdigit() else f"{stage} · {unit}"
 
 
 def render_status(status: JobStatus) -> str:
@@ -370,6 +450,9 @@ def render_status(status: JobStatus) -> str:
             f"{bar(fraction, 12)} {s.done:>3}/{s.total:<3} {s.tokens:>8,} tok"
             + (f"  {s.cost:.4f}" if status.cost else "")
         )
+    if status.preview and status.state is not None and status.state.active:
+        tail = " ".join(status.preview.split())[-72:]
+        lines.append(f"  ✎ {preview_label(status)}: …{tail}")
     if status.extra.get("report"):
         lines.append(f"  report: {status.extra['report']}")
     return "\n".join(lines)

@@ -338,6 +338,8 @@ class UnitRunner:
             except BaseException:
                 await ctx.settle()  # the calls it finished are saved before it is given up
                 raise
+            finally:
+                self.live.end_text(stage.name, unit)
         except (_Stop, asyncio.CancelledError, BudgetExceededError):
             self.write(
                 store.set_unit,
@@ -546,6 +548,7 @@ class _Hooks:
             f"retrying in {chunk.delay:.0f} s (attempt {chunk.attempt}/{chunk.max_attempts}): "
             f"{chunk.reason}"
         )
+        live.restart_text(stage, unit)
         live.dirty = True
         runner.write(
             runner.store.append_event,

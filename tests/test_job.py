@@ -569,3 +569,19 @@ def test_status_has_one_shape_on_project_and_job(project: nk.Project) -> None:
     job.wait(30)
     assert project.status() == job.status() == job.status
     assert project.status().state is JobState.SUCCEEDED
+
+
+def test_a_cancelled_stage_shows_the_time_it_ran_and_no_stage_running(
+    slow_project: nk.Project,
+) -> None:
+    job = running_job(slow_project)
+    cancelled_in = job.status().stage
+    assert cancelled_in is not None
+    job.cancel()
+    assert job.wait(30) is JobState.CANCELLED
+    for status in (job.status(), slow_project.status()):
+        rows = {s.name: s for s in status.stages}
+        assert not [s.name for s in status.stages if s.state is nk.StageState.RUNNING]
+        assert status.stage is None and status.unit is None
+        assert rows[cancelled_in].state is nk.StageState.CANCELLED
+        assert rows[cancelled_in].elapsed > 0, "the cancelled stage ran, for some time"

@@ -182,6 +182,8 @@ def test_running_paused_resumed_cancelled(
     assert job.state is S.CANCELLED
     assert enabled(panel) == {"run"}
     wait_until(lambda: not panel.running)  # a finished job's panel stops its renderer
+    assert "running" not in stage_rows(panel).values(), "a cancelled job shows no stage running"
+    assert "▶" not in panel.view.value and "✎ writing" not in panel.view.value
 
 
 def test_succeeded_shows_every_stage_succeeded_and_stops_refreshing(
@@ -304,9 +306,13 @@ def test_5000_tokens_per_second_sends_at_most_10_messages_a_second_and_the_final
     project = make_project(
         words_per_chapter=1200, backend_options={"tokens_per_second": 5000, "latency": 0.01}
     )
-    streamed: list[str] = []
+    streamed: list[tuple[str, str, str]] = []
     with project.subscribe(
-        lambda e: streamed.append(e.data["text"]) if e.type == "delta" else None
+        lambda e: (
+            streamed.append((e.data["stage"], e.data["unit"], e.data["text"]))
+            if e.type == "delta"
+            else None
+        )
     ):
         job = project.start()
         panel = panels(job)
@@ -324,10 +330,11 @@ def test_5000_tokens_per_second_sends_at_most_10_messages_a_second_and_the_final
     assert busiest <= 10, f"{busiest} messages in one second"
     assert len(updates) / duration <= 10.5
     assert len(updates) / duration >= 4  # and it is live, not silent
-    text = "".join(streamed)
+    last_unit = streamed[-1][:2]  # the preview ends on the last unit that streamed, whole
+    text = "".join(t for stage, unit, t in streamed if (stage, unit) == last_unit)
     last_view = [d for t, cid, d in sent if cid == view_id and "value" in d.get("state", {})][-1]
     preview = preview_of(last_view["state"]["value"])
-    assert len(preview) == 2000 and preview == text[-2000:]
+    assert preview == text[-2000:] and len(preview) == min(2000, len(text))
 
 
 # -- the text fallback ---------------------------------------------------------------------------

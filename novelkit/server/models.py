@@ -92,6 +92,8 @@ class StatusOut(_Out):
     last_seq: int
     extra: dict[str, Any]
     actions: list[str]
+    preview_stage: str | None
+    preview_unit: str | None
 
 
 class StagesOut(_Out):
