@@ -13,6 +13,15 @@ import novelkit as nk
 from novelkit import Job, JobState
 
 Factory = Callable[..., nk.Project]
+
+
+def stored_state(project: nk.Project, job: Job) -> str:
+    """The job's state as the store records it."""
+    row = project.store.job(job.id)
+    assert row is not None, f"no job {job.id} in the store"
+    return str(row["state"])
+
+
 SLOW = {"backend_options": {"tokens_per_second": 600}}
 
 
@@ -79,7 +88,7 @@ def test_writes_from_a_second_project_object_do_not_break_the_running_job(
     assert job.wait(60) is JobState.SUCCEEDED
     seqs = [e.seq for e in project.store.events_since(0, 100_000)]
     assert seqs == list(range(1, len(seqs) + 1))
-    assert project.store.job(job.id)["state"] == "succeeded"
+    assert stored_state(project, job) == "succeeded"
 
 
 def test_a_stale_view_of_a_job_defers_to_the_process_that_runs_it(make_project: Factory) -> None:
@@ -99,7 +108,7 @@ def test_a_stale_view_of_a_job_defers_to_the_process_that_runs_it(make_project: 
     with pytest.raises((nk.JobStateError, nk.ProjectLockedError)):
         project.save_artefact("premise", project.artefacts["premise"])
     assert runner.job.wait(10) is JobState.CANCELLED  # type: ignore[union-attr]
-    assert project.store.job(first.id)["state"] == "cancelled"
+    assert stored_state(project, first) == "cancelled"
 
 
 def test_a_refused_claim_leaves_no_orphan_job(make_project: Factory) -> None:
@@ -258,7 +267,7 @@ def test_a_resume_whose_store_write_fails_leaves_the_job_as_the_store_shows_it(
     with pytest.raises(sqlite3.OperationalError):
         job.resume()
     restore()
-    assert project.store.job(job.id)["state"] == "paused"
+    assert stored_state(project, job) == "paused"
     started = time.monotonic()
     assert job.wait(2) is JobState.PAUSED, "memory keeps the queued state the store never took"
     assert time.monotonic() - started < 1
@@ -319,7 +328,7 @@ def test_a_state_read_that_spans_a_whole_run_never_leaves_it_looking_active(
     runner.join(20)
     assert not errors, errors
     assert ran.is_set(), "the run never overtook the view's read: the race was not set up"
-    assert project.store.job(job.id)["state"] == "paused"
+    assert stored_state(project, job) == "paused"
     assert outcome == [JobState.PAUSED], "the view waited on a run that had already paused"
     job.cancel()
 
@@ -406,7 +415,7 @@ def test_a_view_reading_as_the_thread_ends_never_keeps_the_lock_of_a_run_whose_e
     assert job.thread is not None
     job.thread.join(10)
     restore()
-    assert project.store.job(job.id)["state"] == "pausing"
+    assert stored_state(project, job) == "pausing"
     assert not project.writer.held, "the lock outlived the run"
     assert job.wait(2) is JobState.INTERRUPTED
 

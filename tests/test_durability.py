@@ -214,7 +214,7 @@ def test_calls_saved_by_another_writer_between_runs_are_never_paid_again(
     process would) must be seen by the next run, which then pays for none of them."""
     backend = CountingBackend()
     root = tmp_path / "novel"
-    project = nk.new_project(root, premise=PREMISE, backend_instance=backend, **CONFIG)  # type: ignore[arg-type]
+    project = nk.new_project(root, premise=PREMISE, backend_instance=backend, **CONFIG)
     assert project.run_stage("premise").wait(30) is JobState.SUCCEEDED
     other = nk.open_project(root)
     assert other.run_stage("world").wait(30) is JobState.SUCCEEDED

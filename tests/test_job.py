@@ -368,7 +368,7 @@ def test_a_status_snapshot_reads_back_as_the_same_status(slow_project: nk.Projec
     assert again == status
 
 
-STAGE_SPEC = {
+STAGE_SPEC: dict[str, Any] = {
     "kind": "stage",
     "stage": "premise",
     "chapters": None,
@@ -433,7 +433,7 @@ def test_a_queued_job_pauses_at_once_and_its_thread_then_runs_nothing(
     monkeypatch.undo()
     gate.set()
     thread.join(10)
-    assert job.state is JobState.PAUSED
+    assert job.status().state is JobState.PAUSED
     assert project.store.call_count() == 0, "a job paused while queued ran a call"
     states = [e["state"] for e in project.events(limit=1000) if e["type"] == "job"]
     assert states == ["queued", "paused"]
@@ -459,7 +459,7 @@ class RefusingBackend:
 
 def failing_project(make_project: Any) -> nk.Project:
     project: nk.Project = make_project("failing")
-    project.backend = RefusingBackend()  # type: ignore[assignment]
+    project.backend = RefusingBackend()
     return project
 
 

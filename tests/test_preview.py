@@ -61,7 +61,7 @@ def test_two_units_streaming_at_once_never_interleave_in_the_preview(
 ) -> None:
     project: nk.Project = make_project(chapters=3, concurrency=3)
     backend = TwoAtOnce()
-    project.backend = backend  # type: ignore[assignment]
+    project.backend = backend
     project.pipeline.insert(Echo(), after="premise")
     job = project.run_stage("echo")
     seen: list[nk.JobStatus] = []

@@ -179,7 +179,7 @@ def test_running_paused_resumed_cancelled(
     wait_until(lambda: shown_state(panel) == "paused")
     panel.buttons["cancel"].click()
     wait_until(lambda: shown_state(panel) == "cancelled")
-    assert job.state is S.CANCELLED
+    assert job.status().state is S.CANCELLED
     assert enabled(panel) == {"run"}
     wait_until(lambda: not panel.running)  # a finished job's panel stops its renderer
     assert "running" not in stage_rows(panel).values(), "a cancelled job shows no stage running"
