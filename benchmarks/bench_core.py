@@ -149,7 +149,7 @@ def critical_path_calls(project: nk.Project) -> float:
         before = max((longest[d] for d in node.deps), default=0.0)
         longest[key] = before + calls.get(key, 0)
     chain = max(longest.values())
-    return max(chain, sum(calls.values()) / project.config.concurrency)
+    return float(max(chain, sum(calls.values()) / project.config.concurrency))
 
 
 def idle_call_time(latency: float, wait: Any = fd_sleep, samples: int = 100) -> float:
@@ -226,7 +226,7 @@ def orchestration(tmp: Path, runs: int = 5) -> dict[str, Any]:
         path_times[request.key] = time.perf_counter() - t0 - inside
         return result
 
-    _runner.UnitContext._call = timed_call  # type: ignore[method-assign]
+    _runner.UnitContext._call = timed_call  # type: ignore[method-assign,assignment]
     try:
         fast = CannedBackend(responses, 0.0)
         zero_wall, zero_calls, _ = timed_run(tmp / "zero", fast)

@@ -250,8 +250,10 @@ async def follow(ws_url: str, key: str, clients: int, seconds: float) -> dict[st
     async def client(ready: asyncio.Event) -> None:
         nonlocal received
         async with connect(
-            ws_url, subprotocols=["novelkit.v1", f"novelkit.key.{key}"], max_size=None
-        ) as ws:  # type: ignore[list-item]
+            ws_url,
+            subprotocols=["novelkit.v1", f"novelkit.key.{key}"],  # type: ignore[list-item]
+            max_size=None,
+        ) as ws:
             await ws.recv()
             ready.set()
             await go.wait()
@@ -545,7 +547,7 @@ def main() -> None:
     first, again = summary(by_condition[PLAIN]), summary(by_condition[CONTROL])
     stalled = summary(by_condition[STALLED])
     stalled["stalled_client_per_round"] = [r["stalled"] for r in by_condition[STALLED]]
-    results = {
+    results: dict[str, Any] = {
         "clients": CLIENTS,
         "method": {
             "seconds_per_round": args.seconds,
@@ -580,7 +582,7 @@ def main() -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(f"{'measure':<42}{'p50 ms':>10}{'p99 ms':>10}{'goal':>12}")
-    rows = [
+    rows: list[tuple[str, dict[str, Any], str]] = [
         ("GET status, 100 concurrent clients", results["status"], "p99 ≤ 20"),
         (f"WS event lag, 100 clients ({plain['rounds']} rounds)", plain, "p99 ≤ 50"),
         (f"  of which plain ({first['rounds']} rounds)", first, ""),

@@ -91,6 +91,19 @@ class ReplayMissError(BackendError):
     """The replay cassette has no response for a request."""
 
 
+class JobFailedError(NovelkitError):
+    """A job ended ``failed``: raised by ``Job.result()`` and ``wait(raise_on_failure=True)``.
+
+    ``error`` is the job's error message; when this process ran the job, the exception that
+    failed it is the ``__cause__``. Fix the problem, then ``job.resume()``.
+    """
+
+    def __init__(self, message: str, *, job_id: str = "", error: str = "") -> None:
+        super().__init__(message)
+        self.job_id = job_id
+        self.error = error
+
+
 class BudgetExceededError(NovelkitError):
     """The next call would exceed the configured budget."""
 

@@ -2,7 +2,9 @@
 
 A unit is fresh when it is done and the fingerprint of what it read (its input files, stage
 version, model and parameters) is the one it was made from; an edit upstream, by hand or from
-Python, makes it stale. :class:`Project` is built on this.
+Python, makes it stale. :class:`ArtefactFiles` knows the artefact files (their paths, their
+hashes, the outputs a run has staged but not yet written); :class:`Freshness` decides from them
+and the store what a run must (re)do. A :class:`~novelkit._project.Project` holds one of each.
 """
 
 from __future__ import annotations
@@ -11,8 +13,11 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
 
 from . import _artefacts as a
 from ._artefacts import StagedFile
@@ -23,9 +28,8 @@ from ._store import Store
 
 if TYPE_CHECKING:
     from ._config import NovelConfig
-    from ._job import Job
 
-__all__ = ["Freshness", "StageFigures"]
+__all__ = ["ArtefactFiles", "Freshness", "StageFigures"]
 
 # per stage (state, done, total); per stage its ledger row; when each running stage began
 StageFigures = tuple[
@@ -33,34 +37,115 @@ StageFigures = tuple[
 ]
 
 
-class Freshness:
-    """Fingerprints, fresh and pending units, stage states: the part of a project that
-    decides what a run must (re)do. Its caches follow the files (inode, mtime, size)."""
+class ArtefactFiles:
+    """The files under ``artefacts/``: their paths, their hashes (cached by mtime and size),
+    the outputs a running job has staged but not yet written, and the parsed objects units
+    share (see ``UnitContext.read(..., shared=True)``)."""
 
-    root: Path
-    config: NovelConfig
-    pipeline: Pipeline
-    store: Store
-    unsaved: dict[Path, StagedFile]  # a running job's outputs on their way to disk
-    paths: a.Paths  # under artefacts/
-    _job: Job | None
-    _hash_cache: dict[Path, tuple[int, int, str]]
-    _numbers: tuple[object, list[int]]  # the outline's chapters, by version
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.paths = a.Paths(root / "artefacts")  # artefact paths, joined once each
+        # outputs a running job has produced but not yet saved: dependants read them from here
+        self.unsaved: dict[Path, StagedFile] = {}
+        self.parsed: a.SharedReads = {}
+        self._hash_cache: dict[Path, tuple[int, int, str]] = {}
 
-    def artefact_path(self, relative: str, variant: str = "") -> Path:
+    def path(self, relative: str, variant: str = "") -> Path:
         """Where an artefact lives: under artefacts/, or under artefacts/variants/NAME/."""
         if variant:
             return self.root / "artefacts" / "variants" / variant / relative
         return self.paths[relative]
+
+    def hash(self, path: Path) -> str:
+        staged = self.unsaved.get(path)
+        if staged is not None:
+            return staged.digest
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return "missing"
+        cached = self._hash_cache.get(path)
+        if cached and cached[0] == st.st_mtime_ns and cached[1] == st.st_size:
+            return cached[2]
+        digest = a.sha256(path.read_bytes())
+        self._hash_cache[path] = (st.st_mtime_ns, st.st_size, digest)
+        return digest
+
+    def stage(self, outputs: Mapping[str, BaseModel | str], variant: str = "") -> list[StagedFile]:
+        """Serialise a unit's outputs and make them readable before they are on disk.
+
+        A dependent unit may start from these bytes while :meth:`flush` saves them.
+        """
+        staged: list[StagedFile] = []
+        for relative, value in outputs.items():
+            data = value.encode("utf-8") if isinstance(value, str) else a.serialize(value)
+            path = self.path(relative, variant)
+            file = StagedFile(relative, path, data, a.sha256(data))
+            staged.append(file)
+            if isinstance(value, BaseModel) and type(value) in a.JSON_SCHEMAS:
+                # novelkit's own JSON artefacts read back equal to what was written (a Markdown
+                # chapter, or a user's subclass with excluded fields or serializers, need not),
+                # so a shared read can have this object without a parse
+                self.parsed[path] = ((type(value), file.digest), value)
+        for file in staged:
+            self.unsaved[file.path] = file
+        return staged
+
+    def flush(self, staged: list[StagedFile]) -> dict[str, str]:
+        """Write staged outputs atomically; their hashes by relative path."""
+        try:
+            folders: set[Path] = set()
+            for file in staged:
+                a.write_atomic(file.path, file.data, sync_dir=False)
+                st = file.path.stat()
+                self._hash_cache[file.path] = (st.st_mtime_ns, st.st_size, file.digest)
+                shared = self.parsed.get(file.path)
+                if shared is not None and shared[0][1] == file.digest:
+                    # once on disk a shared read knows the file by its version, not its digest
+                    self.parsed[file.path] = ((shared[0][0], a.stat_version(st)), shared[1])
+                folders.add(file.path.parent)
+            for folder in folders:  # one directory fsync per folder makes the renames durable
+                a.fsync_dir(folder)
+        finally:
+            self.discard(staged)  # on disk now, or never: readers go to the file
+        return {file.relative: file.digest for file in staged}
+
+    def discard(self, staged: list[StagedFile]) -> None:
+        for file in staged:
+            if self.unsaved.get(file.path) is file:
+                del self.unsaved[file.path]
+
+    def write(self, outputs: Mapping[str, BaseModel | str], variant: str = "") -> dict[str, str]:
+        return self.flush(self.stage(outputs, variant))
+
+
+class Freshness:
+    """Fingerprints, fresh and pending units, stage states: what decides what a run must
+    (re)do. Its caches follow the files (inode, mtime, size) and the store's last event.
+    ``config`` is replaced when the project's settings change."""
+
+    def __init__(
+        self, files: ArtefactFiles, pipeline: Pipeline, store: Store, config: NovelConfig
+    ) -> None:
+        self.files = files
+        self.pipeline = pipeline
+        self.store = store
+        self.config = config
+        self._numbers: tuple[object, list[int]] = (None, [])  # the outline's chapters, by version
+        self._states_key: tuple[int, str | None, int, int, tuple[int, int]] | None = None
+        self._states: dict[str, tuple[StageState, int, int]] | None = None
+        self._timings_key: int | None = None
+        self._timings: dict[str, float] = {}
 
     def chapter_numbers(self) -> list[int]:
         try:
             outline = self.pipeline.get("chapters")
         except PipelineError:
             return list(range(1, self.config.chapters + 1))
-        path = self.paths[outline.output_paths(SINGLE)[0]]
+        path = self.files.paths[outline.output_paths(SINGLE)[0]]
         if outline.model is a.Outline:
-            staged = self.unsaved.get(path)  # a running job's new outline counts before it is saved
+            # a running job's new outline counts before it is saved
+            staged = self.files.unsaved.get(path)
             try:
                 key: object = staged.digest if staged else a.file_version(path)
             except FileNotFoundError:
@@ -83,21 +168,6 @@ class Freshness:
             return [SINGLE]
         return [unit_name(n) for n in self.chapter_numbers()]
 
-    def _file_hash(self, path: Path) -> str:
-        staged = self.unsaved.get(path)
-        if staged is not None:
-            return staged.digest
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            return "missing"
-        cached = self._hash_cache.get(path)
-        if cached and cached[0] == st.st_mtime_ns and cached[1] == st.st_size:
-            return cached[2]
-        digest = a.sha256(path.read_bytes())
-        self._hash_cache[path] = (st.st_mtime_ns, st.st_size, digest)
-        return digest
-
     def input_paths(self, stage: Stage, unit: str) -> list[str]:
         paths: list[str] = []
         for name in stage.inputs:
@@ -115,6 +185,7 @@ class Freshness:
         """Hash of what this unit's output depends on: inputs, stage version, model and parameters."""
         override = self.config.stage_override(stage.name)
         params = params or {}
+        paths = self.files.paths
         blob = {
             "stage": stage.name,
             "version": stage.version,
@@ -127,11 +198,11 @@ class Freshness:
             "prompt": params.get("prompt") or override.prompt,
             "seed": _first(params.get("seed"), self.config.seed),
             "config": {key: getattr(self.config, key) for key in stage.config_keys},
-            "inputs": {p: self._file_hash(self.paths[p]) for p in self.input_paths(stage, unit)},
+            "inputs": {p: self.files.hash(paths[p]) for p in self.input_paths(stage, unit)},
         }
         return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
 
-    def _unit_fresh(
+    def unit_fresh(
         self,
         stage: Stage,
         unit: str,
@@ -141,24 +212,24 @@ class Freshness:
     ) -> bool:
         if record is None or record["state"] != "done":
             return False
-        if not all(self.artefact_path(p, variant).exists() for p in stage.output_paths(unit)):
+        if not all(self.files.path(p, variant).exists() for p in stage.output_paths(unit)):
             return False
         return bool(record["fingerprint"]) and record["fingerprint"] == self.fingerprint(
             stage, unit, variant, params
         )
 
-    def _needs_run(
+    def needs_run(
         self, stage: Stage, unit: str, variant: str = "", params: dict[str, Any] | None = None
     ) -> bool:
-        return not self._unit_fresh(
+        return not self.unit_fresh(
             stage, unit, self.store.unit(stage.name, unit, variant), variant, params
         )
 
-    def _pending_units(self, stage: Stage) -> list[str]:
+    def pending_units(self, stage: Stage) -> list[str]:
         records = self.store.units(stage.name)
-        return [u for u in self.units_of(stage) if not self._unit_fresh(stage, u, records.get(u))]
+        return [u for u in self.units_of(stage) if not self.unit_fresh(stage, u, records.get(u))]
 
-    def _select_units(self, stage: Stage, chapters: list[int] | None) -> list[str]:
+    def select_units(self, stage: Stage, chapters: list[int] | None) -> list[str]:
         if chapters is None:
             return self.units_of(stage)
         if not stage.per_chapter:
@@ -176,15 +247,12 @@ class Freshness:
             )
         return [unit_name(c) for c in sorted(set(chapters))]
 
-    def stage_states(self) -> dict[str, tuple[StageState, int, int]]:
-        """Per stage: state, units done and fresh, units in all (computed from store and files).
+    def stage_states(self, running: str | None) -> dict[str, tuple[StageState, int, int]]:
+        """Per stage: state, units done and fresh, units in all (computed from store and files);
+        ``running`` is the stage a job of this process is running now, if any.
 
         Cached until the next persisted event (every change of state writes one).
         """
-        job = self._job
-        running = (
-            job._current_stage if job is not None and job._local and job._state.active else None
-        )
         key = (
             self.store.last_seq(),
             running,
@@ -198,12 +266,10 @@ class Freshness:
         self._states_key = key
         return self._states
 
-    _states_key: tuple[int, str | None, int, int, tuple[int, int]] | None = None
-
     def _artefacts_signature(self) -> tuple[int, int]:
         """Newest modification time and file count under artefacts/: a hand edit changes it."""
         newest, count = 0, 0
-        stack = [self.root / "artefacts"]
+        stack = [self.files.paths.base]
         while stack:
             try:
                 entries = list(os.scandir(stack.pop()))
@@ -217,17 +283,15 @@ class Freshness:
                     newest = max(newest, entry.stat().st_mtime_ns)
         return newest, count
 
-    _states: dict[str, tuple[StageState, int, int]] | None = None
-
     def _compute_stage_states(self, running: str | None) -> dict[str, tuple[StageState, int, int]]:
         out: dict[str, tuple[StageState, int, int]] = {}
         records = self.store.all_units()
-        cancelled = self._cancelled_stages()
+        cancelled = self.store.cancelled_stages()
         for stage in self.pipeline:
             units = self.units_of(stage)
             recs = records.get(stage.name, {})
             done = [u for u in units if recs.get(u, {}).get("state") == "done"]
-            fresh = [u for u in done if self._unit_fresh(stage, u, recs.get(u))]
+            fresh = [u for u in done if self.unit_fresh(stage, u, recs.get(u))]
             upstream_stale = any(out[i][0] is StageState.STALE for i in stage.inputs if i in out)
             if stage.name == running:
                 state = StageState.RUNNING
@@ -244,31 +308,10 @@ class Freshness:
             out[stage.name] = (state, len(fresh), len(units))
         return out
 
-    @property
-    def stages(self) -> list[StageStatus]:
-        """The pipeline's stages with their number, name, description and state."""
-        return list(self._stage_statuses())
-
-    def _stage_figures(self, job: Job | None) -> StageFigures:
-        """Per stage: (state, done, total), the ledger rows, and when each running stage began.
-
-        While ``job`` runs here it keeps them in memory, updated on its own thread: they are
-        copied in one step each (a Python loop over a dict the run adds to could see it change
-        size mid-way), and taken from one reading of ``job._live``.
-        """
-        live = job._live if job is not None and job._local else None  # read once
-        if job is None or live is None:
-            return self.stage_states(), self.store.ledger(), {}
-        states = {name: (row[0], row[1], row[2]) for name, row in tuple(live.items())}
-        ledger = {
-            name: {"prompt_tokens": row[0], "completion_tokens": row[1], "cost": row[2]}
-            for name, row in tuple(job._counters.by_stage.items())
-        }
-        return states, ledger, job._stage_started
-
-    def _stage_statuses(self, figures: StageFigures | None = None) -> tuple[StageStatus, ...]:
-        states, ledger, started = figures or self._stage_figures(self._job)
-        timings = self._stage_timings()
+    def stage_statuses(self, figures: StageFigures) -> tuple[StageStatus, ...]:
+        """The stage rows a status shows, from one reading of ``figures``."""
+        states, ledger, started = figures
+        timings = self.stage_timings()
         now = time.time()
         statuses = []
         for number, stage in enumerate(self.pipeline, 1):
@@ -294,45 +337,20 @@ class Freshness:
             )
         return tuple(statuses)
 
-    def _stage_timings(self) -> dict[str, float]:
+    def stage_timings(self) -> dict[str, float]:
         """How long each stage's last run took, from the persisted stage events (cached by seq)."""
         seq = self.store.last_seq()
         if self._timings_key == seq:
             return self._timings
-        rows = (
-            self.store._reader()
-            .execute("SELECT ts, data FROM events WHERE type = 'stage' ORDER BY seq")
-            .fetchall()
-        )
         began: dict[str, float] = {}
         took: dict[str, float] = {}
-        for ts, data in rows:
-            event = json.loads(data)
+        for ts, event in self.store.stage_events():
             if event["state"] == "running":
                 began[event["stage"]] = ts
             elif event["stage"] in began:
                 took[event["stage"]] = ts - began.pop(event["stage"])
         self._timings, self._timings_key = took, seq
         return took
-
-    _timings_key: int | None = None
-    _timings: dict[str, float] = {}
-
-    def _mark_cancelled(self, stage: str) -> None:
-        with self.store.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO meta VALUES (?, '1')", (f"cancelled:{stage}",))
-
-    def _clear_cancelled(self, stage: str) -> None:
-        with self.store.transaction() as db:
-            db.execute("DELETE FROM meta WHERE key = ?", (f"cancelled:{stage}",))
-
-    def _cancelled_stages(self) -> set[str]:
-        rows = (
-            self.store._reader()
-            .execute("SELECT key FROM meta WHERE key LIKE 'cancelled:%'")
-            .fetchall()
-        )
-        return {r[0].split(":", 1)[1] for r in rows}
 
 
 def _first(*values: Any) -> Any:

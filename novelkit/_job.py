@@ -17,14 +17,13 @@ import logging
 import threading
 import time
 import uuid
-from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import AsyncIterator, Callable, Generator
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from ._errors import BudgetExceededError, JobStateError, NovelkitError
-from ._events import Subscription
-from ._status import _RESUMABLE, ControlResult, JobState, JobStatus
-from ._units import PREVIEW_CHARS, UnitRunner, _Counters, _Stop
+from ._errors import BudgetExceededError, JobFailedError, JobStateError, NovelkitError
+from ._events import Event, Subscription
+from ._status import CONTROL, REPEATS, ControlResult, JobState, JobStatus, LiveSnapshot, LiveStatus
+from ._units import Control, UnitRunner, _Stop
 
 if TYPE_CHECKING:
     from ._events import Callback
@@ -39,8 +38,26 @@ CONTROL_POLL = 0.05
 SNAPSHOT_EVERY = 0.25
 
 
-class Job(UnitRunner):
-    """A run of the pipeline (``kind="all"``) or of one stage (``kind="stage"``)."""
+class JobTestHooks:
+    """Named points in a job's thread where a test may hold the run (each does nothing here):
+    ``monkeypatch.setattr(Job.test_hooks, "run_ended", ...)``."""
+
+    def thread_started(self, job: Job) -> None:
+        """The run's thread has begun; its event loop has not."""
+
+    def run_ended(self, job: Job) -> None:
+        """The run's event loop has ended; the writer lock is not yet released."""
+
+
+class Job:
+    """A run of the pipeline (``kind="all"``) or of one stage (``kind="stage"``).
+
+    It holds what its status shows (:attr:`live`, a :class:`~novelkit._status.LiveStatus`),
+    the :class:`~novelkit._units.Control` flags that pause and cancel set, and the
+    :class:`~novelkit._units.UnitRunner` that runs its units on the job's thread.
+    """
+
+    test_hooks: ClassVar[JobTestHooks] = JobTestHooks()
 
     def __init__(
         self,
@@ -52,45 +69,44 @@ class Job(UnitRunner):
         local: bool,
         message: str = "",
         error: str | None = None,
+        started: float | None = None,
+        finished: float | None = None,
     ) -> None:
         self.project = project
         self.id = job_id
         self.spec = spec
-        self._state = state
+        self.live = LiveStatus(state, message, error, started=started, finished=finished)
+        self._control = Control()
+        self._runner = UnitRunner(project, job_id, spec, self.live, self._control)
+        # Who runs the job: ``_here`` while a thread of this process runs it (or is about to);
+        # ``_local`` (the last answer of :attr:`local`) when no other process runs it
         self._local = local
-        self._message = message
-        self._error = error
+        self._here = False
+        self._runs = 0  # bumped whenever _here changes: a store row read before is outdated
         self._cond = threading.Condition(threading.RLock())
         self._thread: threading.Thread | None = None
-        self._here = False  # a thread of this process runs the job (or is about to)
-        self._runs = 0  # bumped whenever _here changes: a store row read before is outdated
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._stop: JobState | None = None  # PAUSED or CANCELLED once requested
-        self._abort = False
-        self._current: tuple[str, str] | None = None
-        self._preview: deque[str] = deque()
-        self._preview_len = 0
-        self.streamed_chars = 0
-        self._retry: str | None = None
-        self._started = time.time()
-        self._counters = _Counters()
-        self._planned: dict[str, int] = {}
-        self._done: dict[str, int] = {}
-        self._snapshot_dirty = False
-        self._variant: str = spec.get("variant") or ""
-        self._live: dict[str, list[Any]] | None = None  # stage → [state, done, total] while running
         self._generation = 0  # each launch runs under a new number; stale threads step aside
-        self._finished: float | None = None
-        self._stage_started: dict[str, float] = {}
-        self._running_stages: set[str] = set()
-        self._write_error: BaseException | None = None
-        self._outbox: list[Callable[[], None]] = []  # writes waiting for the loop to idle
-        self._hand_over_due = False
-        self._loop_thread: int | None = None
-        self._save_error: BaseException | None = None  # the first unit save that failed
-        self.version = 0
+        self._callbacks: list[Callable[[Job], object]] = []  # add_done_callback(), not yet run
+        self._failure: BaseException | None = None  # what failed this process's last run
+
+    @property
+    def version(self) -> int:
         """Bumped on every change a view may show (state, progress, streamed text)."""
+        return self.live.version
+
+    @property
+    def streamed_chars(self) -> int:
+        """Characters of model output streamed so far by this job's runs in this process."""
+        return self.live.streamed_chars
+
+    @property
+    def _state(self) -> JobState:
+        return self.live.state
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The thread of this job's latest run in this process (None before the first)."""
+        return self._thread
 
     # -- creation ---------------------------------------------------------------------------
 
@@ -120,7 +136,7 @@ class Job(UnitRunner):
         if self._here:  # a plain read: a running job's readers never wait for its lock
             self._local = True
             return
-        self._local = not self.project._lock.held_elsewhere()
+        self._local = not self.project.writer.held_elsewhere()
         self._refresh_remote()
 
     @property
@@ -134,8 +150,17 @@ class Job(UnitRunner):
         if not self._local:
             snap = self.project.store.snapshot() or {}
             if snap.get("id") == self.id and self._state.active:
-                return self.project._status_from(self, snap)
-        return self.project._status_from(self, None)
+                return JobStatus.from_dict(snap)  # the process running it wrote this
+        return self.project.status_of(self)
+
+    def snapshot(self) -> LiveSnapshot:
+        """One reading of what the job's status shows, as this process last knew it (its live
+        stage rows only while this process runs it)."""
+        return self.live.snapshot(self._local)
+
+    def running_stage(self) -> str | None:
+        """The stage this process is running for the job now, if any."""
+        return self.live.running_stage(self._local)
 
     def subscribe(self, callback: Callback | None = None) -> Subscription:
         """Events of this project, pushed to ``callback`` on its own thread (or pulled)."""
@@ -152,11 +177,115 @@ class Job(UnitRunner):
 
         return mimebundle(self, **kwargs)
 
-    def wait(self, timeout: float | None = None) -> JobState:
+    def wait(self, timeout: float | None = None, *, raise_on_failure: bool = False) -> JobState:
         """Block until the job stops (succeeded, failed, paused, cancelled, interrupted).
 
-        Returns the state it stopped in, or the current state when ``timeout`` runs out.
+        Returns the state it stopped in, or the current state when ``timeout`` runs out. With
+        ``raise_on_failure=True`` a failed job raises :class:`~novelkit.JobFailedError`
+        instead, so that a notebook's Run All stops at the failure.
         """
+        state = self._wait(timeout)
+        if raise_on_failure and state is JobState.FAILED:
+            raise self._failed()
+        return state
+
+    def result(self, timeout: float | None = None) -> JobState:
+        """Wait until the job stops; its final state, or :class:`~novelkit.JobFailedError`
+        (a NovelkitError) when it failed. ``TimeoutError`` if it still runs after ``timeout``."""
+        state = self._wait(timeout)
+        if state.active:
+            raise TimeoutError(f"job {self.id} is still {state.value} after {timeout} s")
+        if state is JobState.FAILED:
+            raise self._failed()
+        return state
+
+    def done(self) -> bool:
+        """True when the job has stopped: succeeded, failed, paused, cancelled or interrupted
+        (a paused, interrupted or failed job may be resumed, and then runs again)."""
+        return not self.state.active
+
+    def add_done_callback(self, fn: Callable[[Job], object]) -> None:
+        """Call ``fn(job)`` once, when the job next stops (at once if it has stopped). It runs
+        on the thread that stopped the job, usually the job's own; an error in it is logged."""
+        with self._cond:
+            if self.state.active:
+                self._callbacks.append(fn)
+                remote = not self._local
+            else:
+                remote = None
+        if remote is None:
+            _call_back(fn, self)
+        elif remote:  # another process runs it: nothing here will see it stop unless asked
+
+            def watch() -> None:
+                self._wait(None)
+                self._run_callbacks()
+
+            threading.Thread(target=watch, name=f"novelkit-job-{self.id}-done", daemon=True).start()
+
+    def __await__(self) -> Generator[Any, None, JobState]:
+        """``await job``: the state the job stops in, without blocking the event loop."""
+        return self._stopped().__await__()
+
+    async def _stopped(self) -> JobState:
+        loop = asyncio.get_running_loop()
+        stopped: asyncio.Future[JobState] = loop.create_future()
+
+        def settle(job: Job) -> None:
+            if not stopped.done():
+                stopped.set_result(job.state)
+
+        self.add_done_callback(lambda job: loop.call_soon_threadsafe(settle, job))
+        return await stopped
+
+    async def events(self, poll: float = 0.1) -> AsyncIterator[Event]:
+        """This job's events as they happen (streamed ``delta`` text included when this process
+        runs the job), ending after the event of the state it stops in::
+
+            async for event in job.events():
+                print(event.type, event.data)
+        """
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Event] = asyncio.Queue()
+        seq = self.project.store.last_seq()
+        with self.subscribe(lambda event: loop.call_soon_threadsafe(queue.put_nowait, event)):
+            while True:
+                if self.done() and queue.empty():
+                    return
+                try:
+                    event = await asyncio.wait_for(queue.get(), poll)
+                except TimeoutError:
+                    if not self._local:  # another process runs it: read what it has stored
+                        for stored in self.project.store.events_since(seq):
+                            seq = stored.seq or seq
+                            queue.put_nowait(stored)
+                    continue
+                if event.job_id != self.id:
+                    continue
+                seq = max(seq, event.seq or 0)
+                yield event
+                if event.type == "job" and not JobState(event.data["state"]).active:
+                    return
+
+    def _failed(self) -> JobFailedError:
+        error = self.live.error or "the job failed"
+        failure = JobFailedError(
+            f"job {self.id} failed: {error}; fix the problem, then job.resume()",
+            job_id=self.id,
+            error=error,
+        )
+        failure.__cause__ = self._failure
+        return failure
+
+    def _run_callbacks(self) -> None:
+        with self._cond:
+            if self.live.state.active:
+                return
+            callbacks, self._callbacks = self._callbacks, []
+        for fn in callbacks:
+            _call_back(fn, self)
+
+    def _wait(self, timeout: float | None) -> JobState:
         self._sync()
         if not self._local:
             deadline = None if timeout is None else time.monotonic() + timeout
@@ -178,113 +307,129 @@ class Job(UnitRunner):
         with self._cond:
             if self._here or runs != self._runs:  # a run here began (or ended) since the read
                 return
-            self._state = JobState(row["state"])
-            self._message, self._error = row["message"], row["error"]
-            lock = self.project._lock
-            if self._state.active and not lock.held and not lock.held_elsewhere():
-                if self.project._mark_interrupted(self.id):
-                    self._state = JobState.INTERRUPTED
+            live = self.live
+            live.state = JobState(row["state"])
+            live.message, live.error = row["message"], row["error"]
+            writer = self.project.writer
+            if live.state.active and not writer.held and not writer.held_elsewhere():
+                if self.project.mark_interrupted(self.id):
+                    live.state = JobState.INTERRUPTED
 
     # -- control ----------------------------------------------------------------------------
 
     def pause(self, now: bool = False) -> ControlResult:
         """Stop starting new calls (``now=True``: also abort in-flight ones), then ``paused``."""
+        action = "pause_now" if now else "pause"
         with self._cond:
             state = self.state
-            if state is JobState.PAUSED:
-                return ControlResult(False, state, "already paused")
-            if state is JobState.PAUSING:
-                if now and not self._abort and self._local:
-                    self._abort = True
-                    self._abort_inflight()
-                    return ControlResult(True, state, "pausing now: in-flight calls aborted")
-                if now and not self._local:
+            target = self._target(state, action, "only a queued or running job pauses")
+            if target is None:
+                return ControlResult(False, state, f"already {state.value}")
+            if state is JobState.PAUSING:  # pause_now while pausing: drop the calls in flight
+                if not self._local:
                     self.project.store.request_control(self.id, "pause", True)
                     return ControlResult(True, state, "pause-now requested")
-                return ControlResult(False, state, "already pausing")
-            if state not in (JobState.QUEUED, JobState.RUNNING):
-                raise JobStateError(
-                    f"cannot pause a job that is {state.value}; only a queued or running job pauses",
-                    state=state,
-                    action="pause",
-                )
+                if self._control.abort:
+                    return ControlResult(False, state, "already pausing")
+                self._control.abort = True
+                self._runner.abort_inflight()
+                return ControlResult(True, state, "pausing now: in-flight calls aborted")
             if not self._local:
                 self.project.store.request_control(self.id, "pause", now)
                 return ControlResult(True, state, "pause requested from another process")
-            if state is JobState.QUEUED:
-                self._set_state(JobState.PAUSED, "paused before it started")
-                return ControlResult(True, JobState.PAUSED, "paused")
-            self._stop, self._abort = JobState.PAUSED, now
+            if target is JobState.PAUSED:  # queued: nothing runs yet
+                self._set_state(target, "paused before it started")
+                return ControlResult(True, target, "paused")
+            self._control.stop, self._control.abort = JobState.PAUSED, now
             self._set_state(
-                JobState.PAUSING,
+                target,
                 "pausing: "
                 + ("aborting in-flight calls" if now else "letting in-flight calls finish"),
             )
             if now:
-                self._abort_inflight()
-            return ControlResult(True, JobState.PAUSING, "pausing")
+                self._runner.abort_inflight()
+            return ControlResult(True, target, "pausing")
 
     def resume(self) -> ControlResult:
         """Continue a paused, interrupted or failed job; nothing finished is redone."""
         with self._cond:
             state = self.state
-            if state in (JobState.QUEUED, JobState.RUNNING):
+            hint = (
+                "start() a new job"
+                if state in (JobState.SUCCEEDED, JobState.CANCELLED)
+                else f"wait until it is {'paused' if state is JobState.PAUSING else 'cancelled'}"
+            )
+            target = self._target(state, "resume", hint)
+            if target is None:
                 return ControlResult(False, state, f"already {state.value}")
-            if state not in _RESUMABLE:
-                hint = (
-                    "start() a new job"
-                    if state in (JobState.SUCCEEDED, JobState.CANCELLED)
-                    else f"wait until it is {'paused' if state is JobState.PAUSING else 'cancelled'}"
-                )
-                raise JobStateError(
-                    f"cannot resume a job that is {state.value}; {hint}",
-                    state=state,
-                    action="resume",
-                )
-            claim = self.project._claim(self)
+            claim = self.project.writer.claim(self.id)
             self._local = True
-            self._launch(claim)
-            return ControlResult(True, JobState.QUEUED, "resumed")
+            self.launch(claim)
+            return ControlResult(True, target, "resumed")
 
     def cancel(self) -> ControlResult:
         """Abort in-flight calls and stop; finished work stays, and a later start() reuses it."""
         with self._cond:
             state = self.state
-            if state in (JobState.CANCELLED, JobState.CANCELLING):
-                return ControlResult(False, state, f"already {state.value}")
             if state in (JobState.SUCCEEDED, JobState.FAILED):
                 raise JobStateError(
                     f"cannot cancel a job that has {state.value}", state=state, action="cancel"
                 )
+            target = self._target(state, "cancel", "")
+            if target is None:
+                return ControlResult(False, state, f"already {state.value}")
             if not self._local and state.active:
                 self.project.store.request_control(self.id, "cancel", True)
                 return ControlResult(True, state, "cancel requested from another process")
-            if state in (JobState.QUEUED, JobState.PAUSED, JobState.INTERRUPTED):
-                self._set_state(JobState.CANCELLED, "cancelled")
-                return ControlResult(True, JobState.CANCELLED, "cancelled")
-            self._stop, self._abort = JobState.CANCELLED, True
-            self._set_state(JobState.CANCELLING, "cancelling: aborting in-flight calls")
-            self._abort_inflight()
-            return ControlResult(True, JobState.CANCELLING, "cancelling")
+            if target is JobState.CANCELLED:  # nothing in flight
+                self._set_state(target, "cancelled")
+                return ControlResult(True, target, "cancelled")
+            self._control.stop, self._control.abort = JobState.CANCELLED, True
+            self._set_state(target, "cancelling: aborting in-flight calls")
+            self._runner.abort_inflight()
+            return ControlResult(True, target, "cancelling")
+
+    @staticmethod
+    def _target(state: JobState, action: str, hint: str) -> JobState | None:
+        """Where ``action`` takes a job in ``state`` (the table ``CONTROL``); None when it is
+        already there (a repeat); JobStateError, with ``hint``, when it does not apply."""
+        target = CONTROL[action].get(state)
+        if target is not None:
+            return target
+        if state in REPEATS[action]:
+            return None
+        verb = "pause" if action == "pause_now" else action
+        raise JobStateError(
+            f"cannot {verb} a job that is {state.value}" + (f"; {hint}" if hint else ""),
+            state=state,
+            action=verb,
+        )
 
     def _set_state(self, state: JobState, message: str = "", error: str | None = None) -> None:
+        try:
+            self._record_state(state, message, error)
+        finally:  # in memory the job has stopped, even if the store could not be told
+            if not state.active:
+                self._run_callbacks()
+
+    def _record_state(self, state: JobState, message: str, error: str | None) -> None:
         with self._cond:
-            previous = self._state
-            self._state = state
-            self._message = message or self._message
-            self._error = error
-            self._snapshot_dirty = True
-            self.version += 1
+            live = self.live
+            previous = live.state
+            live.state = state
+            live.message = message or live.message
+            live.error = error
+            live.changed()
             try:
                 store = self.project.store
                 with store.transaction():
-                    store.update_job(self.id, state=state.value, message=self._message, error=error)
+                    store.update_job(self.id, state=state.value, message=live.message, error=error)
                     store.append_event(
                         "job",
                         {
                             "state": state.value,
                             "previous": previous.value,
-                            "message": self._message,
+                            "message": live.message,
                             "error": error,
                         },
                         self.id,
@@ -293,28 +438,17 @@ class Job(UnitRunner):
                 self._cond.notify_all()  # waiters must never hang on a failed write
         # no snapshot once stopped: other processes read a stopped job from the store itself
 
-    def _abort_inflight(self) -> None:
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            try:
-                loop.call_soon_threadsafe(self._cancel_tasks)
-            except RuntimeError:
-                pass  # the loop closed between the check and the call: nothing in flight
-
-    def _cancel_tasks(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-
     # -- the worker -------------------------------------------------------------------------
 
-    def _launch(self, claim: int) -> None:
-        """Start a run under ``claim`` (see :meth:`Project._claim`). An earlier run's thread
+    def launch(self, claim: int) -> None:
+        """Start a run under ``claim`` (from the project's :class:`~novelkit._store.Writer`). An earlier run's thread
         may still be tidying up: it steps aside (its generation is past), nobody waits for it."""
         with self._cond:
             self._here = True  # from now until the run's thread ends, memory is the truth
             self._runs += 1
             try:
-                self._stop, self._abort, self._retry = None, False, None
+                self._control.stop, self._control.abort, self.live.retry = None, False, None
+                self._failure = None
                 self.project.store.take_control(self.id)  # requests for an earlier run are void
                 if self._state is not JobState.QUEUED:
                     self._set_state(JobState.QUEUED, "queued")
@@ -333,12 +467,15 @@ class Job(UnitRunner):
 
     def _thread_main(self, generation: int, claim: int) -> None:
         try:
+            self.test_hooks.thread_started(self)
             asyncio.run(self._main(generation))
         finally:
-            self.project._release(self, claim)  # while memory (the final state) is the truth
+            self.test_hooks.run_ended(self)
+            # while memory (the final state) is the truth
+            self.project.release_writer(self, claim)
             with self._cond:
                 if generation == self._generation:
-                    self._loop = None
+                    self._runner.detach()
                     self._here = False
                     self._runs += 1
 
@@ -346,75 +483,60 @@ class Job(UnitRunner):
         with self._cond:
             if self._state is not JobState.QUEUED or generation != self._generation:
                 return  # paused, cancelled or relaunched before it began
-            self._hand_over()  # anything an earlier run queued after its last drain
-            self._loop = asyncio.get_running_loop()
-            self._loop_thread = threading.get_ident()
-            self._started = time.time()
-            self._finished = None
-            self._save_error = None
-            self._load_counters()
-            self._live = {name: list(row) for name, row in self.project.stage_states().items()}
+            self.live.started = time.time()
+            self.live.finished = None
+            self._runner.begin()
             self._set_state(JobState.RUNNING, "running")
         watcher = asyncio.create_task(self._watch())
         final, message, error = JobState.SUCCEEDED, "finished", None
+        runner = self._runner
         try:
-            await self._execute()
-            if self._stop is not None:
+            await runner.execute()
+            if self._control.stop is not None:
                 raise _Stop()
         except _Stop:
-            final = self._stop or JobState.PAUSED
+            final = self._control.stop or JobState.PAUSED
             message = "paused" if final is JobState.PAUSED else "cancelled"
         except BudgetExceededError as exc:
             final, message = JobState.PAUSED, str(exc)
         except NovelkitError as exc:
             final, message, error = JobState.FAILED, "failed", str(exc)
+            self._failure = exc
         except Exception as exc:  # unexpected: keep the job resumable and say what happened
             final, message = JobState.FAILED, "failed"
             error = f"{type(exc).__name__}: {exc}"
+            self._failure = exc
         finally:
             watcher.cancel()
-            self._current = None
+            self.live.current = None
             try:
                 await self.project.backend.aclose()  # connections belong to this run's loop
             except Exception:  # closing must never hide how the run ended
                 pass
         try:
-            await self._drain_writes()  # everything the run queued lands before its final state
+            await runner.drain_writes()  # everything the run queued lands before its final state
         except Exception as exc:
             if final is not JobState.FAILED:
                 final, message, error = JobState.FAILED, "failed", f"could not save: {exc}"
         with self._cond:  # a cancel() may have come in while the run was winding down
-            now: JobState = self._state
+            now: JobState = self.live.state
             if now is JobState.CANCELLING and final is not JobState.FAILED:
                 final, message = JobState.CANCELLED, "cancelled"
             if final is JobState.CANCELLED:
-                for name in self._running_stages:
-                    self.project._mark_cancelled(name)
-            self._running_stages.clear()
-            self._live = None
-            self._current_stage = None
-            self._finished = time.time()
+                store = self.project.store
+                for name in runner.running_stages:
+                    with store.transaction():  # its time until the cancel is its elapsed time
+                        store.mark_cancelled(name)
+                        store.append_event("stage", {"stage": name, "state": "cancelled"}, self.id)
+            runner.running_stages.clear()
+            self.live.rows = None
+            self.live.current_stage = None
+            self.live.finished = time.time()
             try:
                 self._set_state(final, message, error)
                 self.project.store.take_control(self.id)  # nothing left to act on them
             except Exception:  # the state is set in memory; on reopen the store shows interrupted
                 log.exception("novelkit: could not record that job %s is %s", self.id, final.value)
-
-    _current_stage: str | None = None
-
-    def _load_counters(self) -> None:
-        ledger = self.project.store.ledger()
-        counters = _Counters()
-        for stage, row in ledger.items():
-            counters.prompt_tokens += int(row["prompt_tokens"] or 0)
-            counters.completion_tokens += int(row["completion_tokens"] or 0)
-            counters.cost += float(row["cost"] or 0.0)
-            counters.by_stage[stage] = [
-                int(row["prompt_tokens"] or 0),
-                int(row["completion_tokens"] or 0),
-                float(row["cost"] or 0.0),
-            ]
-        self._counters = counters
 
     async def _watch(self) -> None:
         """Pick up control requests from other processes; keep the live snapshot fresh."""
@@ -430,10 +552,10 @@ class Job(UnitRunner):
                         self.cancel()
                 except JobStateError:
                     pass  # the state moved on since the request was written
-            if self._snapshot_dirty and time.monotonic() - last_snapshot >= SNAPSHOT_EVERY:
+            if self.live.dirty and time.monotonic() - last_snapshot >= SNAPSHOT_EVERY:
                 last_snapshot = time.monotonic()
-                self._snapshot_dirty = False
-                self._later(self._write_snapshot)
+                self.live.dirty = False
+                self._runner.later(self._write_snapshot)
 
     def _write_snapshot(self) -> None:
         try:
@@ -442,4 +564,11 @@ class Job(UnitRunner):
             pass
 
     def preview(self) -> str:
-        return "".join(self._preview)[-PREVIEW_CHARS:]
+        return self.live.preview()
+
+
+def _call_back(fn: Callable[[Job], object], job: Job) -> None:
+    try:
+        fn(job)
+    except Exception:  # a callback must never break the job or the thread that stopped it
+        log.exception("novelkit: done callback %r of job %s failed", fn, job.id)

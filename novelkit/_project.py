@@ -1,11 +1,10 @@
-"""Project: a folder with novel.toml, artefacts/, exports/ and .novelkit/ (DESIGN §9)."""
+"""Project: a folder with novel.toml, artefacts/, exports/ and .novelkit/ (docs/architecture.md)."""
 
 from __future__ import annotations
 
 import json
 import os
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from . import _artefacts as a
-from ._artefacts import StagedFile
 from ._config import NovelConfig, load_config, validate_config
 from ._errors import (
     ArtefactError,
@@ -24,11 +22,11 @@ from ._errors import (
     ProjectLockedError,
 )
 from ._events import EventBus, Subscription
-from ._freshness import Freshness, StageFigures
+from ._freshness import ArtefactFiles, Freshness, StageFigures
 from ._job import Job
 from ._pipeline import SINGLE, Pipeline, Stage, StageState, chapter_of, unit_name
-from ._status import JobState, JobStatus, StageStatus
-from ._store import ProjectLock, Store
+from ._status import JobState, JobStatus, LiveSnapshot, StageStatus
+from ._store import ProjectLock, Store, Writer
 from .stages import default_stages
 
 if TYPE_CHECKING:
@@ -38,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["Artefacts", "Project", "new_project", "open_project"]
 
 CONFIG = "novel.toml"
+REPORT = 1  # the assemble stage's second output: report.json
 
 
 def new_project(
@@ -86,8 +85,14 @@ def open_project(
     return Project(root, load_config(root / CONFIG), backend=backend_instance)
 
 
-class Project(Freshness):
-    """A novel in a folder: its config, pipeline, artefacts, jobs and exports."""
+class Project:
+    """A novel in a folder: its config, pipeline, artefacts, jobs and exports.
+
+    It holds the :class:`~novelkit._store.Store`, the artefact files
+    (:class:`~novelkit._freshness.ArtefactFiles`), what is fresh
+    (:class:`~novelkit._freshness.Freshness`), the writer lock
+    (:class:`~novelkit._store.Writer`) and its current or last :class:`~novelkit.Job`.
+    """
 
     def __init__(self, root: Path, config: NovelConfig, *, backend: Backend | None = None) -> None:
         self.root = root.resolve()
@@ -101,17 +106,14 @@ class Project(Freshness):
             )
         state_dir.mkdir(exist_ok=True)
         self.store = Store(state_dir / "state.db", self.bus)
-        self._lock = ProjectLock(state_dir / "lock")
+        self._guard = threading.RLock()
+        self.writer = Writer(ProjectLock(state_dir / "lock"), self.store, self._guard)
+        self.files = ArtefactFiles(self.root)
+        self.freshness = Freshness(self.files, self.pipeline, self.store, config)
+        self.paths = self.files.paths  # artefact paths, joined once each
+        self.unsaved = self.files.unsaved  # outputs a running job has staged, not yet saved
         self._backend = backend
         self._job: Job | None = None
-        self._hash_cache: dict[Path, tuple[int, int, str]] = {}
-        self._numbers: tuple[object, list[int]] = (None, [])  # the outline's chapters, by version
-        self._parsed: a.SharedReads = {}  # UnitContext.read(..., shared=True)
-        self.paths = a.Paths(self.root / "artefacts")  # artefact paths, joined once each
-        # outputs a running job has produced but not yet saved: dependants read them from here
-        self.unsaved: dict[Path, StagedFile] = {}
-        self._guard = threading.RLock()
-        self._claims = 0  # how often this project took the writer lock for a run
         self.problems: list[str] = []
         self._recover()
 
@@ -122,45 +124,26 @@ class Project(Freshness):
 
     def _recover(self) -> None:
         """After a crash: clean temp files, mark a dead job interrupted, accept hand edits."""
-        if self._lock.held_elsewhere():
+        if self.writer.held_elsewhere():
             return  # another process is writing; it owns recovery
         a.clean_temp_files(self.root / "artefacts")
         a.clean_temp_files(self.root / "exports")
         last = self.store.last_job()
         if last is not None and JobState(last["state"]).active:
-            self._mark_interrupted(last["id"])
+            self.mark_interrupted(last["id"])
         for stage_name, units in self.store.all_units().items():
             for unit, record in units.items():
                 if record["state"] == "running":
                     self.store.set_unit(stage_name, unit, "pending")
         self._detect_edits()
 
-    def _mark_interrupted(self, job_id: str) -> bool:
+    def mark_interrupted(self, job_id: str) -> bool:
         """Record that a job's process died; only a job the store still shows active changes."""
-        active = tuple(s.value for s in JobState if s.active)
-        with self.store.transaction() as db:
-            changed = db.execute(
-                f"UPDATE jobs SET state = ?, message = ?, updated = ? WHERE id = ? "
-                f"AND state IN ({', '.join('?' * len(active))})",
-                (
-                    JobState.INTERRUPTED.value,
-                    "interrupted: the process running it stopped; resume() continues",
-                    time.time(),
-                    job_id,
-                    *active,
-                ),
-            ).rowcount
-            if changed:
-                self.store.append_event(
-                    "job",
-                    {
-                        "state": "interrupted",
-                        "previous": "running",
-                        "message": "the process running this job stopped",
-                    },
-                    job_id,
-                )
-        return bool(changed)
+        return self.store.mark_interrupted(
+            job_id,
+            tuple(s.value for s in JobState if s.active),
+            "interrupted: the process running it stopped; resume() continues",
+        )
 
     def _detect_edits(self) -> None:
         for stage in self.pipeline:
@@ -175,7 +158,7 @@ class Project(Freshness):
                     path = self.paths[relative]
                     if not path.exists():
                         continue
-                    current = self._file_hash(path)
+                    current = self.files.hash(path)
                     if current == recorded:
                         continue
                     try:
@@ -223,6 +206,7 @@ class Project(Freshness):
             self.pipeline.get(name)  # an override for a stage that does not exist is an error
         a.write_atomic(self.root / CONFIG, config.to_toml().encode("utf-8"))
         self.config = config
+        self.freshness.config = config
         self._backend = None
         return config
 
@@ -256,18 +240,18 @@ class Project(Freshness):
             if self._job is None:
                 row = self.store.last_job()
                 if row is not None:
-                    job = Job(
+                    state = JobState(row["state"])
+                    self._job = Job(
                         self,
                         row["id"],
                         row["spec"],
-                        JobState(row["state"]),
-                        local=not self._lock.held_elsewhere(),
+                        state,
+                        local=not self.writer.held_elsewhere(),
                         message=row["message"],
                         error=row["error"],
+                        started=row["created"],
+                        finished=None if state.active else row["updated"],
                     )
-                    job._started = row["created"]
-                    job._finished = None if job._state.active else row["updated"]
-                    self._job = job
             return self._job
 
     def _check_problems(self) -> None:
@@ -333,7 +317,7 @@ class Project(Freshness):
                     action="run_stage",
                 )
             self._check_problems()
-            units = self._select_units(target, chapters)
+            units = self.freshness.select_units(target, chapters)
             self._check_inputs(target, units)
             return self._new_job(
                 {
@@ -366,47 +350,22 @@ class Project(Freshness):
 
     def _new_job(self, spec: dict[str, Any]) -> Job:
         with self._guard:
-            claim = self._take_lock()  # before the job exists: a refused claim leaves no row
+            claim = self.writer.take()  # before the job exists: a refused claim leaves no row
             try:
                 job = Job.create(self, spec)
             except BaseException:
-                self._drop_lock()
+                self.writer.drop()
                 raise
             self._job = job
-            job._launch(claim)
+            job.launch(claim)
             return job
 
-    def _claim(self, job: Job) -> int:
-        """Become the writer for ``job`` (raises ProjectLockedError if another process is);
-        returns the claim's number, which the run hands back to :meth:`_release`."""
+    def release_writer(self, job: Job, claim: int) -> None:
+        """The end of ``job``'s run under ``claim`` (from :meth:`Writer.claim`): the lock goes
+        if that run is the latest and the job has stopped."""
         with self._guard:
-            claim = self._take_lock()
-            self.store.update_job(job.id, pid=os.getpid())
-            return claim
-
-    def _take_lock(self) -> int:
-        held = self._lock.held
-        self._lock.acquire()
-        try:
-            self.store.know_calls()  # the only writer now: the memo may trust its misses
-        except BaseException:
-            self.store.forget_calls()
-            if not held:  # a lock this claim did not take stays with the run that did
-                self._lock.release()
-            raise
-        self._claims += 1
-        return self._claims
-
-    def _drop_lock(self) -> None:
-        self.store.forget_calls()  # before another process can take the lock and save calls
-        self._lock.release()
-
-    def _release(self, job: Job, claim: int) -> None:
-        with self._guard:
-            # only the latest claim's run lets the lock go: an older job's thread, or an
-            # earlier run of this one still tidying up, must not drop it from under a new run
-            if self._job is job and claim == self._claims and not job._state.active:
-                self._drop_lock()
+            if self._job is job:
+                self.writer.release(claim, not job.live.state.active)
 
     def subscribe(self, callback: Callback | None = None) -> Subscription:
         return self.bus.subscribe(callback)
@@ -416,18 +375,19 @@ class Project(Freshness):
 
     def status(self) -> JobStatus:
         job = self.job
-        return job.status if job is not None else self._status_from(None, None)
+        return job.status if job is not None else self.status_of(None)
 
-    def _status_from(self, job: Job | None, snapshot: dict[str, Any] | None) -> JobStatus:
-        if snapshot is not None:  # the job runs in another process: its latest snapshot
-            return JobStatus.from_dict(snapshot)
+    def status_of(self, job: Job | None) -> JobStatus:
+        """The status of ``job`` (this project's current or last job) as this process sees
+        it: from one :meth:`Job.snapshot` of it, the store and the files."""
         # The run's thread changes memory first and then writes the event, and at its end it
         # clears the stage rows before it sets the final state. Reading in the reverse order
         # gives a status that never shows less than the events up to its last_seq and never
         # pairs a final state with a stage still running.
         last_seq = self.store.last_seq()
         if job is None:
-            stages, progress, (prompt, completion, cost) = self._summed(self._stage_figures(None))
+            figures = self._stage_figures(None)
+            stages, progress, (prompt, completion, cost) = self._summed(figures)
             return JobStatus(
                 None,
                 None,
@@ -442,9 +402,9 @@ class Project(Freshness):
                 stages,
                 last_seq=last_seq,
             )
-        state, message, error = job._state, job._message, job._error
-        current = job._current if job._local else None
-        figures = self._stage_figures(job)
+        live = job.snapshot()
+        state, current = live.state, live.current
+        figures = self._stage_figures(_figures(live))
         row = figures[0].get(current[0]) if current is not None else None
         if row is None or row[0] is not StageState.RUNNING:
             current = None  # its stage just ended (or is not shown begun): name no unit of it
@@ -456,15 +416,17 @@ class Project(Freshness):
             stage=current[0] if current else None,
             unit=current[1] if current else None,
             progress=progress,
-            message=message,
-            error=error,
+            message=live.message,
+            error=live.error,
             prompt_tokens=prompt,
             completion_tokens=completion,
             cost=cost,
             stages=stages,
-            preview=job.preview(),
-            retry=job._retry,
-            elapsed=(job._finished or time.time()) - job._started,
+            preview=live.preview,
+            preview_stage=live.preview_of[0] if live.preview_of else None,
+            preview_unit=live.preview_of[1] if live.preview_of else None,
+            retry=live.retry,
+            elapsed=live.elapsed,
             last_seq=last_seq,
             extra={"report": report.headline()} if report else {},
         )
@@ -474,7 +436,7 @@ class Project(Freshness):
     ) -> tuple[tuple[StageStatus, ...], float, tuple[int, int, float]]:
         """The stage rows, the progress, and the token and cost totals as the rows' sums (all
         from one reading)."""
-        stages = self._stage_statuses(figures)
+        stages = self.freshness.stage_statuses(figures)
         total = sum(s.total for s in stages)
         progress = sum(s.done for s in stages) / total if total else 0.0
         rows = figures[1].values()
@@ -483,63 +445,53 @@ class Project(Freshness):
         cost = sum(float(r.get("cost") or 0.0) for r in rows)
         return stages, progress, (prompt, completion, cost)
 
+    def _stage_figures(self, live: StageFigures | None) -> StageFigures:
+        """Per stage: (state, done, total), the ledger rows, and when each running stage began:
+        ``live``, a running job's own (one reading of them), or else from the store."""
+        if live is not None:
+            return live
+        return self.stage_states(), self.store.ledger(), {}
+
+    # -- what is fresh ----------------------------------------------------------------------------
+
+    def artefact_path(self, relative: str, variant: str = "") -> Path:
+        """Where an artefact lives: under artefacts/, or under artefacts/variants/NAME/."""
+        return self.files.path(relative, variant)
+
+    def chapter_numbers(self) -> list[int]:
+        """The outline's chapter numbers (before there is an outline: 1 to ``chapters``)."""
+        return self.freshness.chapter_numbers()
+
+    def units_of(self, stage: Stage) -> list[str]:
+        return self.freshness.units_of(stage)
+
+    def input_paths(self, stage: Stage, unit: str) -> list[str]:
+        return self.freshness.input_paths(stage, unit)
+
+    def fingerprint(
+        self, stage: Stage, unit: str, variant: str = "", params: dict[str, Any] | None = None
+    ) -> str:
+        """Hash of what this unit's output depends on: inputs, stage version, model and parameters."""
+        return self.freshness.fingerprint(stage, unit, variant, params)
+
+    def stage_states(self) -> dict[str, tuple[StageState, int, int]]:
+        """Per stage: state, units done and fresh, units in all (computed from store and files)."""
+        job = self._job
+        return self.freshness.stage_states(job.running_stage() if job is not None else None)
+
+    @property
+    def stages(self) -> list[StageStatus]:
+        """The pipeline's stages with their number, name, description and state."""
+        job = self._job
+        own = _figures(job.snapshot()) if job is not None else None
+        return list(self.freshness.stage_statuses(self._stage_figures(own)))
+
     # -- artefacts ------------------------------------------------------------------------------
 
     @property
     def artefacts(self) -> Artefacts:
         """Typed artefacts by stage name: ``project.artefacts["chapters"]``; assign to edit."""
         return Artefacts(self)
-
-    def _stage_outputs(
-        self, outputs: Mapping[str, BaseModel | str], variant: str = ""
-    ) -> list[StagedFile]:
-        """Serialise a unit's outputs and make them readable before they are on disk.
-
-        A dependent unit may start from these bytes while :meth:`_flush_outputs` saves them.
-        """
-        staged: list[StagedFile] = []
-        for relative, value in outputs.items():
-            data = value.encode("utf-8") if isinstance(value, str) else a.serialize(value)
-            path = self.artefact_path(relative, variant)
-            file = StagedFile(relative, path, data, a.sha256(data))
-            staged.append(file)
-            if isinstance(value, BaseModel) and type(value) in a.JSON_SCHEMAS:
-                # novelkit's own JSON artefacts read back equal to what was written (a Markdown
-                # chapter, or a user's subclass with excluded fields or serializers, need not),
-                # so a shared read can have this object without a parse
-                self._parsed[path] = ((type(value), file.digest), value)
-        for file in staged:
-            self.unsaved[file.path] = file
-        return staged
-
-    def _flush_outputs(self, staged: list[StagedFile]) -> dict[str, str]:
-        """Write staged outputs atomically; their hashes by relative path."""
-        try:
-            folders: set[Path] = set()
-            for file in staged:
-                a.write_atomic(file.path, file.data, sync_dir=False)
-                st = file.path.stat()
-                self._hash_cache[file.path] = (st.st_mtime_ns, st.st_size, file.digest)
-                shared = self._parsed.get(file.path)
-                if shared is not None and shared[0][1] == file.digest:
-                    # once on disk a shared read knows the file by its version, not its digest
-                    self._parsed[file.path] = ((shared[0][0], a.stat_version(st)), shared[1])
-                folders.add(file.path.parent)
-            for folder in folders:  # one directory fsync per folder makes the renames durable
-                a.fsync_dir(folder)
-        finally:
-            self._discard_staged(staged)  # on disk now, or never: readers go to the file
-        return {file.relative: file.digest for file in staged}
-
-    def _discard_staged(self, staged: list[StagedFile]) -> None:
-        for file in staged:
-            if self.unsaved.get(file.path) is file:
-                del self.unsaved[file.path]
-
-    def _write_outputs(
-        self, outputs: Mapping[str, BaseModel | str], variant: str = ""
-    ) -> dict[str, str]:
-        return self._flush_outputs(self._stage_outputs(outputs, variant))
 
     def save_artefact(
         self, stage: str | int, value: BaseModel | str, chapter: int | None = None
@@ -559,7 +511,7 @@ class Project(Freshness):
                 )
             value = target.model.model_validate(value.model_dump())
         self._check_writable("edit artefacts")
-        hashes = self._write_outputs({relative: value})
+        hashes = self.files.write({relative: value})
         record = self.store.unit(target.name, unit)
         outputs = {**(record["outputs"] if record else {}), **hashes}
         fingerprint = record["fingerprint"] if record else self.fingerprint(target, unit)
@@ -577,7 +529,7 @@ class Project(Freshness):
                 state=job.state,
                 action="edit",
             )
-        if self._lock.held_elsewhere():
+        if self.writer.held_elsewhere():
             raise ProjectLockedError(
                 f"{self.root} is being written by another process; {action} there, or wait"
             )
@@ -585,16 +537,7 @@ class Project(Freshness):
     # -- variants -------------------------------------------------------------------------------
 
     def variants(self, stage: str | int) -> list[str]:
-        name = self.pipeline.get(stage).name
-        rows = (
-            self.store._reader()
-            .execute(
-                "SELECT DISTINCT variant FROM units WHERE stage = ? AND variant != '' AND state = 'done' ORDER BY variant",
-                (name,),
-            )
-            .fetchall()
-        )
-        return [r[0] for r in rows]
+        return self.store.variants(self.pipeline.get(stage).name)
 
     def read_variant(self, stage: str | int, variant: str, chapter: int | None = None) -> Any:
         target = self.pipeline.get(stage)
@@ -621,7 +564,7 @@ class Project(Freshness):
                 f"{target.name!r} has no variant {variant!r}; variants: {self.variants(target.name) or 'none'}"
             )
         records = self.store.units(target.name, variant)
-        units = self._select_units(target, chapters) if chapters else list(records)
+        units = self.freshness.select_units(target, chapters) if chapters else list(records)
         for unit in units:
             record = records.get(unit)
             if record is None:
@@ -644,9 +587,18 @@ class Project(Freshness):
 
     # -- reports and exports --------------------------------------------------------------------
 
+    def _output(self, stage: str, index: int = 0) -> Path | None:
+        """Where a single-unit stage's output ``index`` lives (its name comes from the stage);
+        None when the pipeline has no such stage."""
+        try:
+            target = self.pipeline.get(stage)
+        except PipelineError:
+            return None
+        return self.paths[target.output_paths(SINGLE)[index]]
+
     def report(self) -> a.Report | None:
-        path = self.root / "artefacts" / "report.json"
-        if not path.exists():
+        path = self._output("assemble", REPORT)
+        if path is None or not path.exists():
             return None
         try:
             report: a.Report = a.parse(a.Report, path, path.read_bytes())
@@ -658,15 +610,15 @@ class Project(Freshness):
         """The assembled manuscript as an :class:`novelkit.export.Manuscript`."""
         from .export import Manuscript
 
-        path = self.root / "artefacts" / "12-manuscript.md"
-        if not path.exists():
+        path = self._output("assemble")
+        if path is None or not path.exists():
             raise ExportError(
                 "there is no manuscript yet: run the pipeline to stage 12 'assemble' first "
                 "(project.start() or novelkit run DIR)"
             )
         meta: a.Metadata | None = None
-        meta_path = self.root / "artefacts" / "11-metadata.json"
-        if meta_path.exists():
+        meta_path = self._output("metadata")
+        if meta_path is not None and meta_path.exists():
             meta = a.parse(a.Metadata, meta_path, meta_path.read_bytes())
         c = self.config
         return Manuscript.from_markdown(
@@ -713,8 +665,8 @@ class Project(Freshness):
     def exports(self) -> dict[str, dict[str, Any]]:
         """Each export's format, path, size, times, and whether the manuscript changed since."""
         current = ""
-        path = self.root / "artefacts" / "12-manuscript.md"
-        if path.exists():
+        path = self._output("assemble")
+        if path is not None and path.exists():
             current = a.sha256(path.read_bytes())
         out = {}
         for fmt, row in self.store.exports().items():
@@ -747,15 +699,16 @@ class Project(Freshness):
 
     def close(self) -> None:
         job = self._job
-        if job is not None and job._thread is not None and job._thread.is_alive():
-            if job._state.active:
+        thread = job.thread if job is not None else None
+        if job is not None and thread is not None and thread.is_alive():
+            if job.live.state.active:
                 job.cancel()
             job.wait(10)
-            if job._thread.is_alive():  # still writing: keep the lock and the store open
+            if thread.is_alive():  # still writing: keep the lock and the store open
                 raise ProjectError(
                     f"the job on {self.root} did not stop within 10 s; try close() again"
                 )
-        self._drop_lock()
+        self.writer.drop()
         self.store.close()
 
     def __enter__(self) -> Project:
@@ -763,6 +716,11 @@ class Project(Freshness):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _figures(live: LiveSnapshot) -> StageFigures | None:
+    """A running job's own stage figures, when its run is in this process."""
+    return None if live.rows is None else (live.rows, live.by_stage, live.stage_started)
 
 
 class Artefacts(Mapping[str, Any]):
@@ -804,9 +762,7 @@ class ChapterArtefacts(Mapping[int, Any]):
 
     def __iter__(self) -> Iterator[int]:
         for number in self._project.chapter_numbers():
-            if (
-                self._project.root / "artefacts" / self._stage.output_paths(unit_name(number))[0]
-            ).exists():
+            if self._project.paths[self._stage.output_paths(unit_name(number))[0]].exists():
                 yield number
 
     def __len__(self) -> int:

@@ -7,7 +7,7 @@ cost ledger), persisted events, cross-process control requests, the live snapsho
 from __future__ import annotations
 
 import errno
-import fcntl
+import importlib
 import json
 import os
 import sqlite3
@@ -472,6 +472,65 @@ class Store:
             for r in rows
         }
 
+    def variants(self, stage: str) -> list[str]:
+        """The names of ``stage``'s variants that have a finished unit, in order."""
+        rows = (
+            self._reader()
+            .execute(
+                "SELECT DISTINCT variant FROM units WHERE stage = ? AND variant != '' "
+                "AND state = 'done' ORDER BY variant",
+                (stage,),
+            )
+            .fetchall()
+        )
+        return [r[0] for r in rows]
+
+    def stage_events(self) -> list[tuple[float, dict[str, Any]]]:
+        """Every stage event (a stage began, succeeded, failed) with its time, in order."""
+        rows = (
+            self._reader()
+            .execute("SELECT ts, data FROM events WHERE type = 'stage' ORDER BY seq")
+            .fetchall()
+        )
+        return [(ts, json.loads(data)) for ts, data in rows]
+
+    # -- stages a cancelled run left unfinished -------------------------------------------
+
+    def mark_cancelled(self, stage: str) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, '1')", (f"cancelled:{stage}",))
+
+    def clear_cancelled(self, stage: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM meta WHERE key = ?", (f"cancelled:{stage}",))
+
+    def cancelled_stages(self) -> set[str]:
+        rows = (
+            self._reader().execute("SELECT key FROM meta WHERE key LIKE 'cancelled:%'").fetchall()
+        )
+        return {r[0].split(":", 1)[1] for r in rows}
+
+    def mark_interrupted(self, job_id: str, active: tuple[str, ...], message: str) -> bool:
+        """Set a job ``interrupted`` (with its event) if the store still shows it in one of the
+        ``active`` states; whether it changed."""
+        with self.transaction() as db:
+            changed = db.execute(
+                f"UPDATE jobs SET state = 'interrupted', message = ?, updated = ? WHERE id = ? "
+                f"AND state IN ({', '.join('?' * len(active))})",
+                (message, time.time(), job_id, *active),
+            ).rowcount
+            if changed:
+                self.append_event(
+                    "job",
+                    {
+                        "state": "interrupted",
+                        "previous": "running",
+                        "message": "the process running this job stopped",
+                    },
+                    job_id,
+                )
+        return bool(changed)
+
     # -- cross-process control and live snapshot ------------------------------------------
 
     def request_control(self, job_id: str, action: str, now: bool = False) -> None:
@@ -571,8 +630,41 @@ def _job_row(row: tuple[Any, ...]) -> dict[str, Any]:
 PROBE_RETRIES = 6
 
 
+def _lock_api() -> tuple[Callable[[int], None], Callable[[int], None]]:
+    """Take and drop an exclusive, non-blocking lock on a whole open file: ``flock`` on Linux
+    and macOS, ``msvcrt.locking`` on its first byte on Windows. Each lock belongs to its file
+    descriptor, so a second open of the file (another Project, another process) is refused.
+    Taking a lock that is held raises OSError with errno EAGAIN or EACCES."""
+    try:
+        fcntl: Any = importlib.import_module("fcntl")
+    except ImportError:  # Windows
+        msvcrt: Any = importlib.import_module("msvcrt")
+
+        def lock(fd: int) -> None:
+            os.lseek(fd, 0, os.SEEK_SET)
+            try:
+                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            except OSError as exc:
+                raise OSError(errno.EACCES, f"locked: {exc}") from None
+
+        def unlock(fd: int) -> None:
+            os.lseek(fd, 0, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+        return lock, unlock
+
+    return (
+        lambda fd: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB),
+        lambda fd: fcntl.flock(fd, fcntl.LOCK_UN),
+    )
+
+
+_lock_file, _unlock_file = _lock_api()
+
+
 class ProjectLock:
-    """An ``flock`` on ``.novelkit/lock``: held by the one process that runs a job."""
+    """An exclusive lock on ``.novelkit/lock`` (``flock``, or ``msvcrt.locking`` on Windows):
+    held by the one process that runs a job."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -593,7 +685,7 @@ class ProjectLock:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         for attempt in range(PROBE_RETRIES + 1):
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _lock_file(fd)
                 break
             except OSError as exc:
                 if exc.errno not in (errno.EAGAIN, errno.EACCES):
@@ -624,7 +716,7 @@ class ProjectLock:
             if self._fd is None:
                 return
             fd, self._fd = self._fd, None
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            _unlock_file(fd)
             os.close(fd)
 
     def held_elsewhere(self) -> bool:
@@ -641,11 +733,62 @@ class ProjectLock:
             except OSError:
                 return False
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _lock_file(fd)
             except OSError:
                 return True
             else:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+                _unlock_file(fd)
                 return False
             finally:
                 os.close(fd)
+
+
+class Writer:
+    """The right to write a project's artefacts and store: the :class:`ProjectLock`, plus the
+    claims this process made on it. Each run claims it; only the latest claim's run lets it go,
+    so an older run still tidying up never drops it from under a newer one."""
+
+    def __init__(self, lock: ProjectLock, store: Store, guard: threading.RLock) -> None:
+        self.lock = lock
+        self.store = store
+        self.guard = guard  # the project's: a claim and a start() never interleave
+        self.claims = 0
+
+    @property
+    def held(self) -> bool:
+        return self.lock.held
+
+    def held_elsewhere(self) -> bool:
+        return self.lock.held_elsewhere()
+
+    def take(self) -> int:
+        """Take the lock (ProjectLockedError if another process has it); the claim's number."""
+        held = self.lock.held
+        self.lock.acquire()
+        try:
+            self.store.know_calls()  # the only writer now: the memo may trust its misses
+        except BaseException:
+            self.store.forget_calls()
+            if not held:  # a lock this claim did not take stays with the run that did
+                self.lock.release()
+            raise
+        self.claims += 1
+        return self.claims
+
+    def claim(self, job_id: str) -> int:
+        """Become the writer for ``job_id``'s run; the claim's number for :meth:`release`."""
+        with self.guard:
+            claim = self.take()
+            self.store.update_job(job_id, pid=os.getpid())
+            return claim
+
+    def release(self, claim: int, finished: bool) -> None:
+        """The end of the run that made ``claim``: the lock goes if that run is the latest and
+        its job stopped (``finished``)."""
+        with self.guard:
+            if claim == self.claims and finished:
+                self.drop()
+
+    def drop(self) -> None:
+        self.store.forget_calls()  # before another process can take the lock and save calls
+        self.lock.release()

@@ -1,6 +1,7 @@
 """Running a job's units: producing each one, saving it on the store's writer thread, and
-the hooks its calls report through. :class:`~novelkit._job.Job` (the state machine and its
-thread) is built on :class:`UnitRunner`.
+the hooks its calls report through. A :class:`~novelkit._job.Job` (the state machine and its
+thread) holds one :class:`UnitRunner`, and hands it the :class:`Control` flags that pause and
+cancel set and the :class:`~novelkit._status.LiveStatus` the run keeps up to date.
 """
 
 from __future__ import annotations
@@ -10,10 +11,9 @@ import errno
 import functools
 import threading
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._artefacts import StagedFile
@@ -22,18 +22,16 @@ from ._events import Event
 from ._pipeline import Stage, StageState
 from ._runner import UnitContext, check_commits, complete
 from ._scheduler import GraphRun
-from ._status import JobState
+from ._status import Counters, JobState, LiveStatus
 from ._store import CallRecord
 from .llm.base import Request, Retrying
 
 if TYPE_CHECKING:
     from ._project import Project
 
-__all__ = ["UnitRunner"]
+__all__ = ["Control", "UnitRunner"]
 
 T = TypeVar("T")
-
-PREVIEW_CHARS = 2000
 
 
 class _Stop(Exception):
@@ -59,74 +57,114 @@ class _Produced:
 
 
 @dataclass
-class _Counters:
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost: float = 0.0
-    by_stage: dict[str, list[float]] = field(default_factory=dict)  # prompt, completion, cost
+class Control:
+    """What the job asks of its run: ``stop`` (PAUSED or CANCELLED) once a pause or a cancel
+    is requested, ``abort`` when in-flight calls are to be dropped too."""
+
+    stop: JobState | None = None
+    abort: bool = False
 
 
 class UnitRunner:
     """A job's run of its units: what to run, producing and saving each unit, and the writes
-    it hands to the writer thread. The state it works on is the job's (see ``Job.__init__``)."""
+    it hands to the writer thread. It reads ``control`` at every checkpoint and keeps
+    ``live`` (what the job's status shows) up to date."""
 
-    project: Project
-    id: str
-    spec: dict[str, Any]
-    version: int
-    streamed_chars: int
-    _loop: asyncio.AbstractEventLoop | None
-    _loop_thread: int | None
-    _tasks: set[asyncio.Task[Any]]
-    _stop: JobState | None
-    _abort: bool
-    _current: tuple[str, str] | None
-    _current_stage: str | None
-    _preview: deque[str]
-    _preview_len: int
-    _retry: str | None
-    _counters: _Counters
-    _planned: dict[str, int]
-    _done: dict[str, int]
-    _snapshot_dirty: bool
-    _variant: str
-    _live: dict[str, list[Any]] | None
-    _stage_started: dict[str, float]
-    _running_stages: set[str]
-    _write_error: BaseException | None
-    _save_error: BaseException | None
-    _outbox: list[Callable[[], None]]
-    _hand_over_due: bool
+    def __init__(
+        self,
+        project: Project,
+        job_id: str,
+        spec: dict[str, Any],
+        live: LiveStatus,
+        control: Control,
+    ) -> None:
+        self.project = project
+        self.store = project.store
+        self.job_id = job_id
+        self.spec = spec
+        self.live = live
+        self.control = control
+        self.variant: str = spec.get("variant") or ""
+        self.params: dict[str, Any] = spec.get("params") or {}
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._outbox: list[Callable[[], None]] = []  # writes waiting for the loop to idle
+        self._hand_over_due = False
+        self._write_error: BaseException | None = None
+        self.save_error: BaseException | None = None  # the first unit save that failed
+        self.planned: dict[str, int] = {}
+        self.done: dict[str, int] = {}
+        self.running_stages: set[str] = set()
+
+    # -- the run's loop -------------------------------------------------------------------------
+
+    def begin(self) -> None:
+        """On the run's loop, as it starts: its writes go through this loop from now on."""
+        self.hand_over()  # anything an earlier run queued after its last drain
+        self.loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self.save_error = None
+        self._load_counters()
+        self.live.rows = {name: list(row) for name, row in self.project.stage_states().items()}
+
+    def detach(self) -> None:
+        """The run's loop has closed."""
+        self.loop = None
+
+    def abort_inflight(self) -> None:
+        """From any thread: cancel the calls in flight (their partial text is dropped)."""
+        loop = self.loop
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(self._cancel_tasks)
+            except RuntimeError:
+                pass  # the loop closed between the check and the call: nothing in flight
+
+    def _cancel_tasks(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
+    def _load_counters(self) -> None:
+        counters = Counters()
+        for stage, row in self.store.ledger().items():
+            counters.add(
+                stage,
+                int(row["prompt_tokens"] or 0),
+                int(row["completion_tokens"] or 0),
+                float(row["cost"] or 0.0),
+            )
+        self.live.counters = counters
 
     # -- writes ---------------------------------------------------------------------------------
 
-    def _write(self, fn: Callable[..., object], /, *args: Any, **kwargs: Any) -> None:
+    def write(self, fn: Callable[..., object], /, *args: Any, **kwargs: Any) -> None:
         """Queue a store write on the writer thread; writes land in the order they are queued.
 
         The event loop never waits for an fsync; a failed write fails the run at its end.
         """
-        self._later(fn, *args, **kwargs).add_done_callback(self._note_write)
+        self.later(fn, *args, **kwargs).add_done_callback(self._note_write)
 
-    def _later(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+    def later(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         """Run ``fn`` on the store's writer thread, handed over when the event loop next idles.
 
         Handing it over at once would wake the writer while the unit that queued it is still on
         its way to its next request, and the two would take turns holding the GIL.
         """
-        loop = self._loop
+        loop = self.loop
         if loop is None or threading.get_ident() != self._loop_thread:
-            return self.project.store.later(fn, *args, **kwargs)  # not from the loop: at once
+            return self.store.later(fn, *args, **kwargs)  # not from the loop: at once
         result: Future[T] = Future()
         self._outbox.append(functools.partial(_run_into, result, fn, *args, **kwargs))
         if not self._hand_over_due:
             self._hand_over_due = True
-            loop.call_soon(self._hand_over)
+            loop.call_soon(self.hand_over)
         return result
 
-    def _hand_over(self) -> None:
+    def hand_over(self) -> None:
         self._hand_over_due = False
         outbox, self._outbox = self._outbox, []
-        store = self.project.store
+        store = self.store
         for write in outbox:
             store.later(write)
 
@@ -135,80 +173,79 @@ class UnitRunner:
         if exc is not None and self._write_error is None:
             self._write_error = exc
 
-    async def _drain_writes(self) -> None:
+    async def drain_writes(self) -> None:
         """Wait for every write queued so far; raise the first that failed."""
-        self._hand_over()
-        await complete(asyncio.wrap_future(self.project.store.later(lambda: None)))
+        self.hand_over()
+        await complete(asyncio.wrap_future(self.store.later(lambda: None)))
         if self._write_error is not None:
             error, self._write_error = self._write_error, None
             raise error
 
-    async def _execute(self) -> None:
+    # -- running --------------------------------------------------------------------------------
+
+    async def execute(self) -> None:
         project = self.project
+        freshness = project.freshness
         if self.spec["kind"] == "stage":
             stage = project.pipeline.get(self.spec["stage"])
-            units = project._select_units(stage, self.spec.get("chapters"))
+            units = freshness.select_units(stage, self.spec.get("chapters"))
             if not self.spec.get("force"):
                 units = [
-                    u for u in units if project._needs_run(stage, u, self._variant, self._params)
+                    u for u in units if freshness.needs_run(stage, u, self.variant, self.params)
                 ]
-            self._planned = {stage.name: len(units)}
+            self.planned = {stage.name: len(units)}
             await self._run_stage(stage, units)
-            if units and not self._variant:
-                project.store.invalidate(project.pipeline.downstream(stage.name))
+            if units and not self.variant:
+                self.store.invalidate(project.pipeline.downstream(stage.name))
             return
         stages = list(project.pipeline)
-        self._planned = {s.name: len(project._pending_units(s)) for s in stages}
+        self.planned = {s.name: len(freshness.pending_units(s)) for s in stages}
         await self._run_graph(stages)
 
     async def _run_graph(self, stages: list[Stage]) -> None:
         """Run every unit as soon as the units it reads are ready, within ``concurrency``."""
         run = GraphRun(_GraphWork(self), stages, self.project.config.concurrency, _Stop)
         outcome = await run.run()
-        if self._save_error is not None:  # the cause: units that read its outputs fail after it
-            raise self._save_error
+        if self.save_error is not None:  # the cause: units that read its outputs fail after it
+            raise self.save_error
         if outcome.failures:
             raise outcome.failures[0]
-        if outcome.interrupted or self._stop is not None:
+        if outcome.interrupted or self.control.stop is not None:
             raise _Stop()
         if outcome.unsaved:  # never report success for work that is not on disk
             unsaved = ", ".join(outcome.unsaved)
             raise NovelkitError(f"units were not saved: {unsaved}; resume to retry")
 
-    def _begin_stage(self, stage: Stage, units: int) -> None:
-        self._current_stage = stage.name
-        self._running_stages.add(stage.name)
-        self._stage_started[stage.name] = time.time()
-        self._done.setdefault(stage.name, 0)
-        if self._live is not None and stage.name in self._live:
-            self._live[stage.name][0] = StageState.RUNNING
-        self._write(
-            self.project.store.append_event,
+    def begin_stage(self, stage: Stage, units: int) -> None:
+        live = self.live
+        live.current_stage = stage.name
+        self.running_stages.add(stage.name)
+        live.stage_started[stage.name] = time.time()
+        self.done.setdefault(stage.name, 0)
+        if live.rows is not None and stage.name in live.rows:
+            live.rows[stage.name][0] = StageState.RUNNING
+        self.write(
+            self.store.append_event,
             "stage",
             {"stage": stage.name, "state": "running", "units": units},
-            self.id,
+            self.job_id,
             durable=False,
         )
-
-    @property
-    def _params(self) -> dict[str, Any]:
-        params: dict[str, Any] = self.spec.get("params") or {}
-        return params
 
     async def _run_stage(self, stage: Stage, units: list[str]) -> None:
         if not units:
             return
-        total = len(self.project.units_of(stage)) if not self._variant else len(units)
-        self._done[stage.name] = 0
-        self._begin_stage(stage, len(units))  # its start time first: the row shows it running
-        self._set_live(stage.name, StageState.RUNNING, max(0, total - len(units)), total)
+        total = len(self.project.units_of(stage)) if not self.variant else len(units)
+        self.done[stage.name] = 0
+        self.begin_stage(stage, len(units))  # its start time first: the row shows it running
+        self.live.set_row(stage.name, StageState.RUNNING, max(0, total - len(units)), total)
         if stage.parallel:
             limit = asyncio.Semaphore(self.project.config.concurrency)
             failure: list[BaseException] = []
 
             async def guarded(unit: str) -> None:
                 async with limit:
-                    if self._stop is not None or failure:
+                    if self.control.stop is not None or failure:
                         raise _Stop()
                     try:
                         await self._run_unit(stage, unit)
@@ -218,69 +255,67 @@ class UnitRunner:
                         failure.append(exc)
                         raise
 
-            tasks = [self._track(guarded(u)) for u in units]
+            tasks = [self.track(guarded(u)) for u in units]
             results = await asyncio.gather(*tasks, return_exceptions=True)
             errors = [r for r in results if isinstance(r, BaseException)]
             real = [e for e in errors if not isinstance(e, _Stop | asyncio.CancelledError)]
             if real:
-                self._stage_event(stage, "failed")
+                self.stage_event(stage, "failed")
                 raise real[0]
             if errors:
                 raise _Stop()
         else:
             for unit in units:
                 try:
-                    await self._track(self._run_unit(stage, unit))
+                    await self.track(self._run_unit(stage, unit))
                 except asyncio.CancelledError:
                     raise _Stop() from None
                 except _Stop:
                     raise
                 except BaseException:
-                    self._stage_event(stage, "failed")
+                    self.stage_event(stage, "failed")
                     raise
-        self._stage_event(stage, "succeeded", clear_cancelled=True)
-        self._running_stages.discard(stage.name)
-        self._current_stage = None
-        self._snapshot_dirty = True
+        self.stage_event(stage, "succeeded", clear_cancelled=True)
+        self.running_stages.discard(stage.name)
+        self.live.current_stage = None
+        self.live.dirty = True
 
-    def _stage_event(self, stage: Stage, state: str, *, clear_cancelled: bool = False) -> None:
-        if self._live is not None and stage.name in self._live:
-            self._live[stage.name][0] = StageState(state)
+    def stage_event(self, stage: Stage, state: str, *, clear_cancelled: bool = False) -> None:
+        rows = self.live.rows
+        if rows is not None and stage.name in rows:
+            rows[stage.name][0] = StageState(state)
             if state == "succeeded":
-                self._live[stage.name][1] = self._live[stage.name][2]
-        self._write(self._record_stage, stage.name, state, clear_cancelled)
+                rows[stage.name][1] = rows[stage.name][2]
+        self.write(self._record_stage, stage.name, state, clear_cancelled)
 
     def _record_stage(self, name: str, state: str, clear_cancelled: bool) -> None:
-        project = self.project
-        with project.store.transaction():  # one commit for the event and the cleared mark
-            project.store.append_event("stage", {"stage": name, "state": state}, self.id)
+        store = self.store
+        with store.transaction():  # one commit for the event and the cleared mark
+            store.append_event("stage", {"stage": name, "state": state}, self.job_id)
             if clear_cancelled:
-                project._clear_cancelled(name)
+                store.clear_cancelled(name)
 
-    def _set_live(self, name: str, state: StageState, done: int, total: int) -> None:
-        if self._live is not None:
-            self._live[name] = [state, done, total]
-
-    def _track(self, coro: Any) -> asyncio.Task[Any]:
+    def track(self, coro: Any) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        if self._abort:
+        if self.control.abort:
             task.cancel()
         return task
 
     async def _run_unit(self, stage: Stage, unit: str) -> None:
-        await self._save(await self._produce(stage, unit))
+        await self._save(await self.produce(stage, unit))
 
-    async def _produce(self, stage: Stage, unit: str) -> _Produced:
+    async def produce(self, stage: Stage, unit: str) -> _Produced:
         """Run the unit: its calls are saved and its outputs readable, but not yet on disk."""
         project = self.project
-        store = project.store
-        if self._stop is not None:
+        store = self.store
+        files = project.files
+        if self.control.stop is not None:
             raise _Stop()
-        fingerprint = project.fingerprint(stage, unit, self._variant, self._params)
-        self._current = (stage.name, unit)
-        self._write(self._mark_running, stage, unit)
+        fingerprint = project.freshness.fingerprint(stage, unit, self.variant, self.params)
+        self.live.current = (stage.name, unit)
+        self.write(self._mark_running, stage, unit)
         ctx = UnitContext(
             stage=stage,
             unit=unit,
@@ -290,12 +325,12 @@ class UnitRunner:
             store=store,
             backend=project.backend,
             hooks=_Hooks(self),
-            variant=self._variant,
-            params=self._params,
-            unsaved=project.unsaved,
-            later=self._later,
-            parsed=project._parsed,
-            paths=project.paths,
+            variant=self.variant,
+            params=self.params,
+            unsaved=files.unsaved,
+            later=self.later,
+            parsed=files.parsed,
+            paths=files.paths,
         )
         try:
             try:
@@ -303,9 +338,16 @@ class UnitRunner:
             except BaseException:
                 await ctx.settle()  # the calls it finished are saved before it is given up
                 raise
+            finally:
+                self.live.end_text(stage.name, unit)
         except (_Stop, asyncio.CancelledError, BudgetExceededError):
-            self._write(
-                store.set_unit, stage.name, unit, "pending", variant=self._variant, job_id=self.id
+            self.write(
+                store.set_unit,
+                stage.name,
+                unit,
+                "pending",
+                variant=self.variant,
+                job_id=self.job_id,
             )
             raise
         except NovelkitError as exc:
@@ -316,52 +358,53 @@ class UnitRunner:
             raise NovelkitError(
                 f"stage {stage.name!r} unit {unit} failed: {type(exc).__name__}: {exc}"
             ) from exc
-        files = project._stage_outputs(outputs, self._variant)
-        return _Produced(stage, unit, fingerprint, files, ctx.take_commits())
+        staged = files.stage(outputs, self.variant)
+        return _Produced(stage, unit, fingerprint, staged, ctx.take_commits())
 
     async def _save(self, produced: _Produced) -> None:
         """Write the unit's artefacts and mark it done; always completes once started."""
-        if not await complete(asyncio.wrap_future(self._queue_save(produced, []))):
+        if not await complete(asyncio.wrap_future(self.queue_save(produced, []))):
             raise NovelkitError(f"stage {produced.stage.name!r} unit {produced.unit} was not saved")
 
-    def _queue_save(self, produced: _Produced, after: list[Future[bool]]) -> Future[bool]:
+    def queue_save(self, produced: _Produced, after: list[Future[bool]]) -> Future[bool]:
         """Queue the unit's save on the writer, which runs it after ``after`` and its calls.
 
         The future says whether it was saved: not when a save it comes after did not succeed
         (a crash must never leave a unit done on top of inputs that are not).
         """
-        return self._later(self._save_after, produced, after)
+        return self.later(self._save_after, produced, after)
 
     def _save_after(self, produced: _Produced, after: list[Future[bool]]) -> bool:
         # on the writer thread: everything queued before this has run, so these are done
+        files = self.project.files
         try:
             check_commits(produced.commits, produced.stage.name, produced.unit)
             if not all(f.exception() is None and f.result() for f in after):
-                self.project._discard_staged(produced.files)
+                files.discard(produced.files)
                 return False
             self._save_unit(produced)
         except BaseException as exc:
-            self.project._discard_staged(produced.files)
-            if self._save_error is None:
-                self._save_error = exc
+            files.discard(produced.files)
+            if self.save_error is None:
+                self.save_error = exc
             raise
-        self._snapshot_dirty = True
+        self.live.dirty = True
         return True
 
     def _mark_running(self, stage: Stage, unit: str) -> None:
-        store = self.project.store
+        store = self.store
         with store.transaction(durable=False):  # only views need to know a unit started
-            store.set_unit(stage.name, unit, "running", variant=self._variant, job_id=self.id)
+            store.set_unit(stage.name, unit, "running", variant=self.variant, job_id=self.job_id)
             store.append_event(
-                "unit", {"stage": stage.name, "unit": unit, "state": "running"}, self.id
+                "unit", {"stage": stage.name, "unit": unit, "state": "running"}, self.job_id
             )
 
     def _save_unit(self, produced: _Produced) -> None:
-        project = self.project
-        store = project.store
+        store = self.store
+        live = self.live
         stage, unit = produced.stage, produced.unit
         try:
-            hashes = project._flush_outputs(produced.files)
+            hashes = self.project.files.flush(produced.files)
         except OSError as exc:
             reason = "the disk is full" if exc.errno == errno.ENOSPC else str(exc)
             message = (
@@ -375,147 +418,140 @@ class UnitRunner:
                 stage.name,
                 unit,
                 "done",
-                variant=self._variant,
+                variant=self.variant,
                 fingerprint=produced.fingerprint,
                 outputs=hashes,
-                job_id=self.id,
+                job_id=self.job_id,
             )
-            self._done[stage.name] = self._done.get(stage.name, 0) + 1
-            self._planned[stage.name] = max(
-                self._planned.get(stage.name, 0), self._done[stage.name]
-            )
-            self.version += 1
-            if self._live is not None and stage.name in self._live:
-                self._live[stage.name][1] = min(
-                    self._live[stage.name][1] + 1, self._live[stage.name][2]
-                )
+            self.done[stage.name] = self.done.get(stage.name, 0) + 1
+            self.planned[stage.name] = max(self.planned.get(stage.name, 0), self.done[stage.name])
+            live.version += 1
+            rows = live.rows
+            if rows is not None and stage.name in rows:
+                rows[stage.name][1] = min(rows[stage.name][1] + 1, rows[stage.name][2])
             store.append_event(
                 "unit",
                 {"stage": stage.name, "unit": unit, "state": "done", "outputs": sorted(hashes)},
-                self.id,
+                self.job_id,
             )
             store.append_event(
                 "progress",
                 {
                     "stage": stage.name,
-                    "done": self._done[stage.name],
-                    "total": self._planned.get(stage.name, 0),
+                    "done": self.done[stage.name],
+                    "total": self.planned.get(stage.name, 0),
                     "overall": self._overall(),
                 },
-                self.id,
+                self.job_id,
             )
 
     def _unit_failed(self, stage: Stage, unit: str, message: str) -> None:
-        self._write(self._record_failure, stage, unit, message)
+        self.write(self._record_failure, stage, unit, message)
 
     def _record_failure(self, stage: Stage, unit: str, message: str) -> None:
-        store = self.project.store
+        store = self.store
         with store.transaction():
             store.set_unit(
-                stage.name, unit, "failed", variant=self._variant, error=message, job_id=self.id
+                stage.name, unit, "failed", variant=self.variant, error=message, job_id=self.job_id
             )
             store.append_event(
                 "unit",
                 {"stage": stage.name, "unit": unit, "state": "failed", "error": message},
-                self.id,
+                self.job_id,
             )
 
     def _overall(self) -> float:
-        total = sum(self._planned.values())
-        return sum(self._done.values()) / total if total else 1.0
+        total = sum(self.planned.values())
+        return sum(self.done.values()) / total if total else 1.0
 
     # -- what the hooks feed ------------------------------------------------------------------
 
-    def _on_delta(self, stage: str, unit: str, text: str) -> None:
-        self._preview.append(text)
-        self._preview_len += len(text)
-        self.streamed_chars += len(text)
-        while self._preview_len - len(self._preview[0]) > PREVIEW_CHARS and len(self._preview) > 1:
-            self._preview_len -= len(self._preview.popleft())
-        self._retry = None
-        self._snapshot_dirty = True
-        self.version += 1
-        self.project.store.publish_ephemeral(
-            Event("delta", {"stage": stage, "unit": unit, "text": text}, job_id=self.id)
+    def on_delta(self, stage: str, unit: str, text: str) -> None:
+        self.live.add_text(stage, unit, text)
+        self.store.publish_ephemeral(
+            Event("delta", {"stage": stage, "unit": unit, "text": text}, job_id=self.job_id)
         )
 
 
 class _GraphWork:
     """The job's side of a :class:`~novelkit._scheduler.GraphRun`."""
 
-    def __init__(self, job: UnitRunner) -> None:
-        self.job = job
+    def __init__(self, runner: UnitRunner) -> None:
+        self.runner = runner
 
     def plan(self, stage: Stage, units: list[str]) -> list[str]:
-        job = self.job
-        todo = job.project._pending_units(stage)
-        job._planned[stage.name] = len(todo)
-        if job._live is not None:
+        runner = self.runner
+        todo = runner.project.freshness.pending_units(stage)
+        runner.planned[stage.name] = len(todo)
+        rows = runner.live.rows
+        if rows is not None:
             total = len(units)
-            state = job._live.get(stage.name, [StageState.PENDING])[0] if todo else None
-            job._set_live(stage.name, state or StageState.SUCCEEDED, total - len(todo), total)
+            state = rows.get(stage.name, [StageState.PENDING])[0] if todo else None
+            runner.live.set_row(stage.name, state or StageState.SUCCEEDED, total - len(todo), total)
         return todo
 
     def units_of(self, stage: Stage) -> list[str]:
-        return self.job.project.units_of(stage)
+        return self.runner.project.units_of(stage)
 
     def stop_requested(self) -> bool:
-        return self.job._stop is not None
+        return self.runner.control.stop is not None
 
     def save_failed(self) -> bool:
-        return self.job._save_error is not None
+        return self.runner.save_error is not None
 
     def needs_run(self, stage: Stage, unit: str) -> bool:
-        return self.job.project._needs_run(stage, unit)
+        return self.runner.project.freshness.needs_run(stage, unit)
 
     def begin_stage(self, stage: Stage, units: int) -> None:
-        self.job._begin_stage(stage, units)
+        self.runner.begin_stage(stage, units)
 
     def end_stage(self, stage: Stage, ok: bool) -> None:
-        job = self.job
+        runner = self.runner
         if not ok:
-            job._stage_event(stage, "failed")
+            runner.stage_event(stage, "failed")
             return
-        job._stage_event(stage, "succeeded", clear_cancelled=True)
-        job._running_stages.discard(stage.name)
+        runner.stage_event(stage, "succeeded", clear_cancelled=True)
+        runner.running_stages.discard(stage.name)
 
     async def produce(self, stage: Stage, unit: str) -> _Produced:
-        return await self.job._produce(stage, unit)
+        return await self.runner.produce(stage, unit)
 
     def save(self, produced: _Produced, after: list[Future[bool]]) -> Future[bool]:
-        return self.job._queue_save(produced, after)
+        return self.runner.queue_save(produced, after)
 
     def track(self, coro: Awaitable[None]) -> asyncio.Task[None]:
-        return self.job._track(coro)
+        return self.runner.track(coro)
 
 
 class _Hooks:
-    """The job's side of :class:`~novelkit._runner.RunHooks`."""
+    """The run's side of :class:`~novelkit._runner.RunHooks`."""
 
-    def __init__(self, job: UnitRunner) -> None:
-        self.job = job
-        self.job_id: str | None = job.id
+    def __init__(self, runner: UnitRunner) -> None:
+        self.runner = runner
+        self.job_id: str | None = runner.job_id
 
     def checkpoint(self) -> None:
-        if self.job._stop is not None:
+        if self.runner.control.stop is not None:
             raise _Stop()
 
     def chunk_checkpoint(self) -> None:
-        if self.job._abort:
+        if self.runner.control.abort:
             raise _Stop()
 
     def on_delta(self, stage: str, unit: str, text: str) -> None:
-        self.job._on_delta(stage, unit, text)
+        self.runner.on_delta(stage, unit, text)
 
     def on_retry(self, stage: str, unit: str, chunk: Retrying) -> None:
-        job = self.job
-        job._retry = (
+        runner = self.runner
+        live = runner.live
+        live.retry = (
             f"retrying in {chunk.delay:.0f} s (attempt {chunk.attempt}/{chunk.max_attempts}): "
             f"{chunk.reason}"
         )
-        job._snapshot_dirty = True
-        job._write(
-            job.project.store.append_event,
+        live.restart_text(stage, unit)
+        live.dirty = True
+        runner.write(
+            runner.store.append_event,
             "retry",
             {
                 "stage": stage,
@@ -524,9 +560,9 @@ class _Hooks:
                 "max_attempts": chunk.max_attempts,
                 "delay": chunk.delay,
                 "reason": chunk.reason,
-                "message": job._retry,
+                "message": live.retry,
             },
-            job.id,
+            runner.job_id,
             durable=False,
         )
 
@@ -540,18 +576,13 @@ class _Hooks:
         )
 
     def on_usage(self, record: CallRecord) -> None:
-        c = self.job._counters
-        c.prompt_tokens += record.prompt_tokens
-        c.completion_tokens += record.completion_tokens
-        c.cost += record.cost
-        row = c.by_stage.setdefault(record.stage, [0, 0, 0.0])
-        row[0] += record.prompt_tokens
-        row[1] += record.completion_tokens
-        row[2] += record.cost
+        self.runner.live.counters.add(
+            record.stage, record.prompt_tokens, record.completion_tokens, record.cost
+        )
 
     def on_call(self, record: CallRecord, cached: bool) -> None:
-        job = self.job
-        job.project.store.append_event(
+        runner = self.runner
+        runner.store.append_event(
             "call",
             {
                 "stage": record.stage,
@@ -564,12 +595,12 @@ class _Hooks:
                 "model": record.model,
                 "latency": round(record.latency, 4),
             },
-            job.id,
+            runner.job_id,
         )
 
     def check_budget(self, request: Request, expected_tokens: int) -> None:
-        config = self.job.project.config
-        c = self.job._counters
+        config = self.runner.project.config
+        c = self.runner.live.counters
         if config.max_tokens is not None:
             projected = (
                 c.prompt_tokens + c.completion_tokens + request.prompt_tokens + expected_tokens
@@ -581,7 +612,7 @@ class _Hooks:
                     f"{config.max_tokens:,}); raise max_tokens in novel.toml and resume"
                 )
         if config.max_cost is not None:
-            price = config.prices.get(request.model or self.job.project.backend.name)
+            price = config.prices.get(request.model or self.runner.project.backend.name)
             if price is not None:
                 estimate = (
                     request.prompt_tokens * price.prompt + expected_tokens * price.completion

@@ -1,4 +1,4 @@
-"""The ``novelkit`` command (DESIGN §7).
+"""The ``novelkit`` command (contracts: docs/architecture.md).
 
 Exit codes: 0 success, 1 job failed, 2 bad input, 130 interrupted (Ctrl-C paused or cancelled).
 """

@@ -23,7 +23,7 @@ STAGE_NAMES = [
     "metadata",
     "assemble",
 ]
-"""The twelve stages in pipeline order, as a user reads them in DESIGN §3."""
+"""The twelve stages in pipeline order, as a user reads them in README.md."""
 
 
 def require_tool(name: str) -> str:

@@ -162,7 +162,7 @@ def test_a_compressed_event_stream_is_decoded() -> None:
     import httpx2
     import openai
 
-    chunks = [{"choices": [{"delta": {"content": "Hello"}}]}]
+    chunks: list[dict[str, Any]] = [{"choices": [{"delta": {"content": "Hello"}}]}]
     chunks.append({"choices": [{"delta": {}, "finish_reason": "stop"}], "model": "m"})
     sse = b"".join(f"data: {json.dumps(c)}\n\n".encode() for c in chunks) + b"data: [DONE]\n\n"
 

@@ -13,22 +13,29 @@ import novelkit as nk
 from novelkit import Job, JobState
 
 Factory = Callable[..., nk.Project]
+
+
+def stored_state(project: nk.Project, job: Job) -> str:
+    """The job's state as the store records it."""
+    row = project.store.job(job.id)
+    assert row is not None, f"no job {job.id} in the store"
+    return str(row["state"])
+
+
 SLOW = {"backend_options": {"tokens_per_second": 600}}
 
 
 def hold_first_thread(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
     """Make the first job thread wait at its start until the returned event is set."""
     gate = threading.Event()
-    original = Job._thread_main
     held: list[Job] = []
 
-    def patched(self: Job, generation: int, claim: int) -> None:
+    def held_first(job: Job) -> None:
         if not held:
-            held.append(self)
+            held.append(job)
             gate.wait(10)
-        original(self, generation, claim)
 
-    monkeypatch.setattr(Job, "_thread_main", patched)
+    monkeypatch.setattr(Job.test_hooks, "thread_started", held_first)
     return gate
 
 
@@ -43,8 +50,8 @@ def test_a_finished_run_never_drops_the_lock_of_the_next_one(
     gate.set()  # the first run's thread now starts, sees it was cancelled, and tidies up
     time.sleep(0.3)
     assert second.state is JobState.RUNNING
-    assert project._lock.held, "the second run still holds the writer lock"
-    assert nk.open_project(project.root)._lock.held_elsewhere()
+    assert project.writer.held, "the second run still holds the writer lock"
+    assert nk.open_project(project.root).writer.held_elsewhere()
     second.cancel()
     second.wait(10)
 
@@ -60,9 +67,9 @@ def test_pause_and_resume_before_the_thread_starts_runs_once(
     gate.set()
     time.sleep(0.4)
     assert job.state is JobState.RUNNING
-    assert job._loop is not None and job._thread is not None and job._thread.is_alive()
+    assert job.thread is not None and job.thread.is_alive()
     workers = [t for t in threading.enumerate() if t.name == f"novelkit-job-{job.id}"]
-    assert workers == [job._thread], "the stale first thread stepped aside"
+    assert workers == [job.thread], "the stale first thread stepped aside"
     started = time.perf_counter()
     job.pause(now=True)
     assert job.wait(5) is JobState.PAUSED and time.perf_counter() - started < 0.5
@@ -81,7 +88,7 @@ def test_writes_from_a_second_project_object_do_not_break_the_running_job(
     assert job.wait(60) is JobState.SUCCEEDED
     seqs = [e.seq for e in project.store.events_since(0, 100_000)]
     assert seqs == list(range(1, len(seqs) + 1))
-    assert project.store.job(job.id)["state"] == "succeeded"
+    assert stored_state(project, job) == "succeeded"
 
 
 def test_a_stale_view_of_a_job_defers_to_the_process_that_runs_it(make_project: Factory) -> None:
@@ -101,19 +108,23 @@ def test_a_stale_view_of_a_job_defers_to_the_process_that_runs_it(make_project: 
     with pytest.raises((nk.JobStateError, nk.ProjectLockedError)):
         project.save_artefact("premise", project.artefacts["premise"])
     assert runner.job.wait(10) is JobState.CANCELLED  # type: ignore[union-attr]
-    assert project.store.job(first.id)["state"] == "cancelled"
+    assert stored_state(project, first) == "cancelled"
 
 
 def test_a_refused_claim_leaves_no_orphan_job(make_project: Factory) -> None:
     project = make_project(**SLOW)
     project.run_stage("premise").wait(30)
     other = nk.open_project(project.root)
+    # knows only the finished job, so its start() goes past the check
+    stale = nk.open_project(project.root)
+    assert stale.job is not None and stale.job.state is JobState.SUCCEEDED
     running = project.start()
     time.sleep(0.2)
     with pytest.raises((nk.JobStateError, nk.ProjectLockedError), match="running|another process"):
         other.run_stage("premise", force=True)
     with pytest.raises(nk.ProjectLockedError):
-        other._new_job({"kind": "all"})  # even past the check, the claim comes before the row
+        stale.start()  # past the check, the claim comes before the row
+    stale.close()
     third = nk.open_project(project.root)
     assert third.job is not None and third.job.id == running.id
     running.cancel()
@@ -213,7 +224,7 @@ def test_reading_the_state_from_other_threads_never_rewinds_a_run(make_project: 
     assert states.count("pausing") == 40 and states.count("paused") == 40
 
 
-# -- while this process runs the job, memory is the truth (``Job._here``) --------------------
+# -- while this process runs the job, memory is the truth (``Job.local``) --------------------
 
 
 def _paused_with_its_thread_ended(make_project: Factory) -> tuple[nk.Project, Job]:
@@ -222,7 +233,7 @@ def _paused_with_its_thread_ended(make_project: Factory) -> tuple[nk.Project, Jo
     time.sleep(0.3)
     job.pause(now=True)
     assert job.wait(10) is JobState.PAUSED
-    assert job._thread is not None and not job._thread.is_alive()
+    assert job.thread is not None and not job.thread.is_alive()
     return project, job
 
 
@@ -256,7 +267,7 @@ def test_a_resume_whose_store_write_fails_leaves_the_job_as_the_store_shows_it(
     with pytest.raises(sqlite3.OperationalError):
         job.resume()
     restore()
-    assert project.store.job(job.id)["state"] == "paused"
+    assert stored_state(project, job) == "paused"
     started = time.monotonic()
     assert job.wait(2) is JobState.PAUSED, "memory keeps the queued state the store never took"
     assert time.monotonic() - started < 1
@@ -287,8 +298,8 @@ def test_a_state_read_that_spans_a_whole_run_never_leaves_it_looking_active(
                 time.sleep(0.005)
             seen.append(original(job.id))  # what the reader reads while the run goes on …
             job.pause(now=True)  # … and the run ends before the reader applies it
-            assert job._thread is not None
-            job._thread.join(10)
+            assert job.thread is not None
+            job.thread.join(10)
             ran.set()
         except BaseException as exc:
             errors.append(exc)
@@ -317,7 +328,7 @@ def test_a_state_read_that_spans_a_whole_run_never_leaves_it_looking_active(
     runner.join(20)
     assert not errors, errors
     assert ran.is_set(), "the run never overtook the view's read: the race was not set up"
-    assert project.store.job(job.id)["state"] == "paused"
+    assert stored_state(project, job) == "paused"
     assert outcome == [JobState.PAUSED], "the view waited on a run that had already paused"
     job.cancel()
 
@@ -328,13 +339,11 @@ def _paused_while_its_thread_tidies_up(
     """A job just paused (as a client that saw the 'paused' event knows) whose run's thread is
     still tidying up for 2 s, far longer than asyncio.run's teardown takes even on a busy
     machine, so that waiting for it shows."""
-    original = Job._main
 
-    async def slow_teardown(self: Job, generation: int) -> None:
-        await original(self, generation)
+    def slow_teardown(job: Job) -> None:
         time.sleep(2.0)
 
-    monkeypatch.setattr(Job, "_main", slow_teardown)
+    monkeypatch.setattr(Job.test_hooks, "run_ended", slow_teardown)
     project = make_project(**SLOW)
     job = project.start()
     time.sleep(0.3)
@@ -370,13 +379,13 @@ def test_resuming_just_after_the_pause_lands_does_not_stall(
     """A resume that comes while the previous run's thread is still tidying up starts at once,
     without waiting for that thread, and the new run keeps the writer lock when it ends."""
     project, job = _paused_while_its_thread_tidies_up(make_project, monkeypatch)
-    old_thread = job._thread
+    old_thread = job.thread
     started = time.monotonic()
     job.resume()
     took = time.monotonic() - started
     assert old_thread is not None
     old_thread.join(10)  # the earlier run's thread has ended, the new run goes on
-    kept = project._lock.held and job.state.active
+    kept = project.writer.held and job.state.active
     job.cancel()
     job.wait(10)
     assert took < 1.5, f"resume() took {took:.1f} s"
@@ -393,23 +402,21 @@ def test_a_view_reading_as_the_thread_ends_never_keeps_the_lock_of_a_run_whose_e
 
     project = make_project(**SLOW)
     restore = _fail_recording(monkeypatch, project, "paused", "disk I/O error")
-    original_release = project._release
 
-    def a_view_reads_first(job: Job, claim: int) -> None:
+    def a_view_reads_first(job: Job) -> None:
         view = threading.Thread(target=lambda: job.state)
         view.start()
         view.join(10)
-        original_release(job, claim)
 
-    monkeypatch.setattr(project, "_release", a_view_reads_first)
+    monkeypatch.setattr(Job.test_hooks, "run_ended", a_view_reads_first)
     job = project.start()
     time.sleep(0.3)
     job.pause(now=True)
-    assert job._thread is not None
-    job._thread.join(10)
+    assert job.thread is not None
+    job.thread.join(10)
     restore()
-    assert project.store.job(job.id)["state"] == "pausing"
-    assert not project._lock.held, "the lock outlived the run"
+    assert stored_state(project, job) == "pausing"
+    assert not project.writer.held, "the lock outlived the run"
     assert job.wait(2) is JobState.INTERRUPTED
 
 

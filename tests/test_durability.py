@@ -178,7 +178,7 @@ def test_second_process_gets_project_locked_error(slow_project: nk.Project) -> N
         except nk.JobStateError as exc:
             print("refused:", exc)
         try:
-            project._claim(project.job)
+            project.writer.claim(project.job.id)
         except nk.ProjectLockedError as exc:
             print("locked:", exc)
         """
@@ -198,9 +198,8 @@ def test_second_project_object_in_same_process_is_locked_out(slow_project: nk.Pr
     job = slow_project.start()
     other = nk.open_project(slow_project.root)
     try:
-        other._job = None
         with pytest.raises(nk.ProjectLockedError, match="being written by another process"):
-            other._claim(slow_project.job)  # type: ignore[arg-type]
+            other.writer.claim(job.id)
     finally:
         job.cancel()
         job.wait(10)
@@ -215,7 +214,7 @@ def test_calls_saved_by_another_writer_between_runs_are_never_paid_again(
     process would) must be seen by the next run, which then pays for none of them."""
     backend = CountingBackend()
     root = tmp_path / "novel"
-    project = nk.new_project(root, premise=PREMISE, backend_instance=backend, **CONFIG)  # type: ignore[arg-type]
+    project = nk.new_project(root, premise=PREMISE, backend_instance=backend, **CONFIG)
     assert project.run_stage("premise").wait(30) is JobState.SUCCEEDED
     other = nk.open_project(root)
     assert other.run_stage("world").wait(30) is JobState.SUCCEEDED

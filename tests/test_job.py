@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from typing import Any
@@ -9,7 +10,9 @@ from typing import Any
 import pytest
 
 import novelkit as nk
-from novelkit import JobState
+from novelkit import Job, JobState
+from novelkit._status import CONTROL, TRANSITIONS
+from novelkit.widgets.panel import legal_actions as panel_actions
 
 
 def wait_for(predicate: Any, timeout: float = 10.0) -> None:
@@ -174,19 +177,9 @@ def test_fifty_concurrent_control_calls_end_in_a_legal_state_with_gap_free_seq(
     states = [
         e.data["state"] for e in slow_project.store.events_since(0, 100_000) if e.type == "job"
     ]
-    legal = {
-        None: {"queued"},
-        "queued": {"running", "paused", "cancelled"},
-        "running": {"pausing", "cancelling", "succeeded", "failed", "paused"},
-        "pausing": {"paused", "cancelling", "failed", "succeeded"},
-        "paused": {"queued", "cancelled"},
-        "cancelling": {"cancelled", "failed"},
-    }
-    previous = None
-    for state in states:
-        assert state in legal.get(previous, set()), (
-            f"{previous} → {state} is not a legal transition"
-        )
+    previous: JobState | None = None
+    for state in map(JobState, states):
+        assert state in TRANSITIONS[previous], f"{previous} → {state} is not a legal transition"
         previous = state
 
 
@@ -215,7 +208,7 @@ def while_the_next_status_is_read(
     """Run ``meanwhile`` once, in the middle of the next status read on this thread (after
     the stage rows are taken, during the SQLite read of the stage timings): the run's own
     thread going on while another thread (the panel, the sidecar) puts a status together."""
-    timings = project._stage_timings
+    timings = project.freshness.stage_timings
     pending = [meanwhile]
 
     def the_run_moves_on() -> Any:
@@ -223,7 +216,7 @@ def while_the_next_status_is_read(
             pending.pop()()
         return timings()
 
-    monkeypatch.setattr(project, "_stage_timings", the_run_moves_on)
+    monkeypatch.setattr(project.freshness, "stage_timings", the_run_moves_on)
 
 
 def test_a_status_read_while_the_run_moves_on_never_names_a_stage_it_shows_not_running(
@@ -232,7 +225,7 @@ def test_a_status_read_while_the_run_moves_on_never_names_a_stage_it_shows_not_r
     """The stage a status names as current must be running in its own stage list."""
     project = slow_project
     planning, go = threading.Event(), threading.Event()
-    needs_run = project._needs_run
+    needs_run = project.freshness.needs_run
 
     def held_while_planning(*args: Any, **kwargs: Any) -> bool:
         planning.set()
@@ -241,9 +234,9 @@ def test_a_status_read_while_the_run_moves_on_never_names_a_stage_it_shows_not_r
 
     def first_unit_starts() -> None:
         go.set()
-        wait_for(lambda: job._current is not None)
+        wait_for(lambda: job.live.current is not None)
 
-    monkeypatch.setattr(project, "_needs_run", held_while_planning)
+    monkeypatch.setattr(project.freshness, "needs_run", held_while_planning)
     job = project.run_stage("premise")
     assert planning.wait(10)
     while_the_next_status_is_read(project, monkeypatch, first_unit_starts)
@@ -292,7 +285,7 @@ def test_a_status_read_as_the_job_stops_shows_one_moment(
 
     def it_pauses() -> None:
         job.pause(now=True)
-        wait_for(lambda: job._state is JobState.PAUSED)
+        wait_for(lambda: job.live.state is JobState.PAUSED)
 
     while_the_next_status_is_read(slow_project, monkeypatch, it_pauses)
     caught = job.status
@@ -313,11 +306,11 @@ def test_a_status_totals_are_the_sums_of_its_stage_rows(
     rows, or in neither."""
     slow_project.configure(prices={"offline": {"prompt": 1.0, "completion": 2.0}})
     job = running_job(slow_project)
-    wait_for(lambda: job._counters.prompt_tokens > 0)  # the first call is in
-    tokens = job._counters.prompt_tokens
+    wait_for(lambda: job.live.counters.prompt_tokens > 0)  # the first call is in
+    tokens = job.live.counters.prompt_tokens
 
     def another_call_finishes() -> None:
-        wait_for(lambda: job._counters.prompt_tokens > tokens)
+        wait_for(lambda: job.live.counters.prompt_tokens > tokens)
 
     while_the_next_status_is_read(slow_project, monkeypatch, another_call_finishes)
     caught = job.status
@@ -373,3 +366,222 @@ def test_a_status_snapshot_reads_back_as_the_same_status(slow_project: nk.Projec
     job.wait(30)
     assert again.state is JobState.RUNNING and again.preview
     assert again == status
+
+
+STAGE_SPEC: dict[str, Any] = {
+    "kind": "stage",
+    "stage": "premise",
+    "chapters": None,
+    "force": False,
+    "variant": "",
+    "params": {},
+}
+
+
+def call_action(job: nk.Job, action: str) -> nk.ControlResult:
+    if action == "pause_now":
+        return job.pause(now=True)
+    result: nk.ControlResult = getattr(job, action)()
+    return result
+
+
+@pytest.mark.parametrize("action", list(CONTROL))
+@pytest.mark.parametrize("state", list(JobState), ids=str)
+def test_the_views_offer_an_action_exactly_when_the_job_accepts_it(
+    project: nk.Project, state: JobState, action: str
+) -> None:
+    """For every state and control action: the panel's buttons and the status the sidecar and
+    the dashboard serve (``actions``) offer it exactly when the Job, asked, does something
+    (``changed``), rather than refusing it or answering that it is already done."""
+    project.writer.lock.acquire()  # as a run holds it: the recorded state is this process's
+    job_id = f"job-{state.value}"
+    project.store.create_job(job_id, "stage", STAGE_SPEC, state.value)
+    job = Job(project, job_id, STAGE_SPEC, state, local=True)
+    assert job.state is state
+    offered_by_status = action in job.status.actions
+    offered_by_panel = action in panel_actions(state)
+    try:
+        accepted = call_action(job, action).changed
+    except nk.JobStateError as refused:
+        assert refused.state is state
+        accepted = False
+    finally:
+        if job.thread is not None:  # resume() launched a run: let it end
+            job.cancel()
+            job.wait(30)
+    assert offered_by_status == accepted, f"status offers {action} in {state}: {offered_by_status}"
+    assert offered_by_panel == accepted, f"panel offers {action} in {state}: {offered_by_panel}"
+
+
+def test_a_queued_job_pauses_at_once_and_its_thread_then_runs_nothing(
+    project: nk.Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """queued → paused: a job paused before its thread begins is paused straight away, runs no
+    unit when its thread does begin, and resumes from there."""
+    gate = threading.Event()
+
+    def held(job: nk.Job) -> None:
+        gate.wait(10)
+
+    monkeypatch.setattr(Job.test_hooks, "thread_started", held)
+    job = project.start()
+    assert job.state is JobState.QUEUED
+    result = job.pause()
+    assert result.changed and result.state is JobState.PAUSED
+    thread = job.thread
+    assert thread is not None
+    monkeypatch.undo()
+    gate.set()
+    thread.join(10)
+    assert job.status().state is JobState.PAUSED
+    assert project.store.call_count() == 0, "a job paused while queued ran a call"
+    states = [e["state"] for e in project.events(limit=1000) if e["type"] == "job"]
+    assert states == ["queued", "paused"]
+    assert job.resume().changed
+    assert job.wait(60) is JobState.SUCCEEDED
+
+
+# -- the Job as Python users expect it: awaitable, result(), done(), callbacks, events ----------
+
+
+class RefusingBackend:
+    """A backend whose every call fails the way a wrong model name does."""
+
+    name = "refusing"
+
+    async def stream(self, request: Any) -> Any:
+        raise nk.BackendError("the model 'nope' does not exist; set model in novel.toml")
+        yield  # pragma: no cover  (an async generator)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def failing_project(make_project: Any) -> nk.Project:
+    project: nk.Project = make_project("failing")
+    project.backend = RefusingBackend()
+    return project
+
+
+def test_await_job_returns_the_state_it_stops_in(project: nk.Project) -> None:
+    async def notebook_cell() -> tuple[JobState, list[str]]:
+        job = project.run_stage("premise")
+        ticks: list[str] = []
+
+        async def meanwhile() -> None:  # the loop stays free while the job runs
+            while not job.done():
+                ticks.append("tick")
+                await asyncio.sleep(0.001)
+
+        ticker = asyncio.ensure_future(meanwhile())
+        state = await job
+        await ticker
+        return state, ticks
+
+    state, ticks = asyncio.run(notebook_cell())
+    assert state is JobState.SUCCEEDED
+    assert ticks, "await job blocked the event loop"
+    assert project.job is not None and project.job.done()
+
+
+def test_await_a_stopped_job_returns_at_once(project: nk.Project) -> None:
+    job = project.run_stage("premise")
+    assert job.wait(30) is JobState.SUCCEEDED
+
+    async def again() -> JobState:
+        return await job
+
+    assert asyncio.run(again()) is JobState.SUCCEEDED
+
+
+def test_result_returns_the_final_state_or_raises_the_jobs_error(
+    project: nk.Project, make_project: Any
+) -> None:
+    assert project.run_stage("premise").result(30) is JobState.SUCCEEDED
+
+    failing = failing_project(make_project)
+    job = failing.run_stage("premise")
+    with pytest.raises(nk.JobFailedError, match="model 'nope' does not exist") as info:
+        job.result(30)
+    assert isinstance(info.value, nk.NovelkitError)
+    assert info.value.job_id == job.id
+    assert isinstance(info.value.__cause__, nk.BackendError)
+    assert job.state is JobState.FAILED
+    with pytest.raises(nk.JobFailedError):
+        job.wait(30, raise_on_failure=True)
+    assert job.wait(30) is JobState.FAILED  # the default keeps returning the state
+
+
+def test_result_of_a_failed_job_read_back_from_disk_raises_too(make_project: Any) -> None:
+    failing = failing_project(make_project)
+    assert failing.run_stage("premise").wait(30) is JobState.FAILED
+    failing.close()
+    reopened = nk.open_project(failing.root)
+    try:
+        assert reopened.job is not None
+        with pytest.raises(nk.JobFailedError, match="model 'nope' does not exist"):
+            reopened.job.result()
+    finally:
+        reopened.close()
+
+
+def test_result_times_out_while_the_job_runs(slow_project: nk.Project) -> None:
+    job = slow_project.start()
+    with pytest.raises(TimeoutError, match="still"):
+        job.result(timeout=0.01)
+    job.cancel()
+    assert job.result(30) is JobState.CANCELLED
+
+
+def test_done_callbacks_run_once_when_the_job_stops(slow_project: nk.Project) -> None:
+    job = running_job(slow_project)
+    assert not job.done()
+    seen: list[JobState] = []
+    job.add_done_callback(lambda j: seen.append(j.state))
+    job.add_done_callback(lambda j: 1 / 0)  # a failing callback is logged, not raised
+    job.pause(now=True)
+    assert job.wait(30) is JobState.PAUSED
+    assert job.done()
+    assert seen == [JobState.PAUSED]
+    job.add_done_callback(lambda j: seen.append(j.state))  # already stopped: at once
+    assert seen == [JobState.PAUSED, JobState.PAUSED]
+    job.resume()
+    assert job.wait(60) is JobState.SUCCEEDED
+    assert seen == [JobState.PAUSED, JobState.PAUSED], "a callback runs once"
+
+
+def test_async_for_events_follows_the_job_to_its_end(project: nk.Project) -> None:
+    async def follow() -> list[nk.Event]:
+        job = project.run_stage("premise")
+        return [event async for event in job.events()]
+
+    events = asyncio.run(follow())
+    assert events[-1].type == "job" and events[-1].data["state"] == "succeeded"
+    kinds = {e.type for e in events}
+    assert {"unit", "call", "job"} <= kinds
+    assert "delta" in kinds, "the streamed text comes through too"
+    seqs = [e.seq for e in events if e.seq is not None]
+    assert seqs == sorted(seqs)
+
+
+def test_status_has_one_shape_on_project_and_job(project: nk.Project) -> None:
+    job = project.run_stage("premise")
+    job.wait(30)
+    assert project.status() == job.status() == job.status
+    assert project.status().state is JobState.SUCCEEDED
+
+
+def test_a_cancelled_stage_shows_the_time_it_ran_and_no_stage_running(
+    slow_project: nk.Project,
+) -> None:
+    job = running_job(slow_project)
+    cancelled_in = job.status().stage
+    assert cancelled_in is not None
+    job.cancel()
+    assert job.wait(30) is JobState.CANCELLED
+    for status in (job.status(), slow_project.status()):
+        rows = {s.name: s for s in status.stages}
+        assert not [s.name for s in status.stages if s.state is nk.StageState.RUNNING]
+        assert status.stage is None and status.unit is None
+        assert rows[cancelled_in].state is nk.StageState.CANCELLED
+        assert rows[cancelled_in].elapsed > 0, "the cancelled stage ran, for some time"

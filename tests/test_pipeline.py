@@ -114,7 +114,7 @@ def _context(project: nk.Project, stage: str, unit: str) -> UnitContext:
         backend=project.backend,
         hooks=None,  # type: ignore[arg-type]  # reading calls no hook
         unsaved=project.unsaved,
-        parsed=project._parsed,
+        parsed=project.files.parsed,
     )
 
 
@@ -260,7 +260,7 @@ def test_a_users_model_is_parsed_from_the_file_not_served_as_returned(
         notes: str = Field("", exclude=True)
 
     class NotedCharacters(Characters):
-        model = NotedCast
+        model = NotedCast  # type: ignore[assignment]
 
         async def run(self, ctx: UnitContext, unit: str) -> Outputs:
             outputs = await super().run(ctx, unit)

@@ -175,7 +175,7 @@ def test_a_server_that_rejects_json_schema_is_found_out_once(
     rejected = [c for c in fake.calls if c.status == 500]
     assert len(rejected) == 1  # found out on the first structured call, not retried
     structured = [c for c in fake.calls if c.status == 200 and c.task not in ("draft", "extend")]
-    formats = [c.body.get("response_format") for c in structured if "response_format" in c.body]
+    formats = [c.body["response_format"] for c in structured if "response_format" in c.body]
     assert formats and all(f["type"] == "json_object" and "schema" in f for f in formats)
     facts = json.loads((project.root / ".novelkit" / "server.json").read_text("utf-8"))
     [learned] = facts.values()

@@ -78,7 +78,7 @@ def test_a_unit_is_marked_done_only_after_the_units_it_read(
     project = make_project(chapters=6, concurrency=4, backend_options={"latency": 0.002})
     assert project.start().wait(60) is JobState.SUCCEEDED
     done = {
-        (e.data["stage"], e.data["unit"]): e.seq
+        (e.data["stage"], e.data["unit"]): int(e.seq or 0)
         for e in project.store.events_since(0, 100_000)
         if e.type == "unit" and e.data["state"] == "done"
     }

@@ -48,7 +48,7 @@ class Env:
     def wait_state(self, project: str, *states: str, timeout: float = 20.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
-            status = self.get(f"/api/v2/projects/{project}/generate/status").json()
+            status: dict[str, Any] = self.get(f"/api/v2/projects/{project}/generate/status").json()
             if status["state"] in states or time.monotonic() > deadline:
                 return status
             time.sleep(0.02)

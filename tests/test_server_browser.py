@@ -76,6 +76,17 @@ def test_dashboard_follows_a_job_and_pauses(served: tuple[ServerHandle, str, str
             assert page.locator("#btn-resume").is_enabled()
             tokens = int(page.locator("#tokens").inner_text().replace(",", ""))
             assert tokens > 0
+            # a stopped job: no stage row running, each bar as full as its count says
+            page.wait_for_function("!document.querySelector('#stages tr.running')")
+            for row in page.locator("#stages tbody tr").all():
+                done, total = map(int, row.locator(".stage-units").inner_text().split("/"))
+                width = row.locator(".stage-bar .bar > div").evaluate("e => e.style.width")
+                assert width == f"{int(100 * done / total + 0.5) if total else 0}%", width
+            # the buttons follow the job's own table of actions
+            assert page.locator("#btn-pause").is_disabled()
+            assert page.locator("#btn-cancel").is_enabled()
+            # the preview is one unit's text, labelled with it
+            assert page.locator("#preview-label").inner_text().startswith("(")
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
 

@@ -275,7 +275,7 @@ def test_serve_in_thread_reports_a_taken_port(live: Live) -> None:
 def test_schemathesis_all_checks(live: Live, tmp_path: Path) -> None:
     binary = require_tool("schemathesis")
     config = tmp_path / "schemathesis.toml"
-    # Schema-valid requests that the API answers 422 by design (DESIGN §8): chapters outside the
+    # Schema-valid requests that the API answers 422 by design: chapters outside the
     # outline or a stage whose upstream has not run (run_stage), and an Idempotency-Key reused
     # with another body (the IETF idempotency-key draft says 422) on the idempotent POSTs.
     accepted = '["2xx", "401", "403", "404", "409", "422", "429"]'

@@ -26,8 +26,8 @@ def test_shipped_cassette_replays_the_whole_novel_identically(tmp_path: Path) ->
         premise=PREMISE,
         backend="replay",
         backend_options={"cassette": str(CASSETTE)},
-        **CONFIG,
-    )  # type: ignore[arg-type]
+        **CONFIG,  # type: ignore[arg-type]
+    )
     live = nk.new_project(tmp_path / "live", premise=PREMISE, **CONFIG)  # type: ignore[arg-type]
     try:
         assert replayed.start().wait(60) is JobState.SUCCEEDED, replayed.status().error

@@ -1,4 +1,4 @@
-"""The app factory: routes of DESIGN §8, auth, limits, OpenAPI + Swagger UI, the dashboard.
+"""The app factory: the REST routes, auth, limits, OpenAPI + Swagger UI, the dashboard.
 
 from novelkit.server import create_app
 app = create_app("novels")           # uvicorn novelkit.server.app:... or serve_in_thread

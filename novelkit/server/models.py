@@ -91,6 +91,9 @@ class StatusOut(_Out):
     elapsed: float
     last_seq: int
     extra: dict[str, Any]
+    actions: list[str]
+    preview_stage: str | None
+    preview_unit: str | None
 
 
 class StagesOut(_Out):

@@ -1,4 +1,4 @@
-"""The REST routes of DESIGN §8, each a thin call into the Project/Job API."""
+"""The REST routes (documented in /openapi.json), each a thin call into the Project/Job API."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The twelve built-in stages (DESIGN §3). ``default_stages()`` returns fresh instances."""
+"""The twelve built-in stages (docs/architecture.md). ``default_stages()`` returns fresh instances."""
 
 from __future__ import annotations
 

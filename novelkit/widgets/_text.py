@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from html import escape
 from typing import TYPE_CHECKING
 
-from .._status import ICONS
+from .._status import ICONS, preview_label
 
 if TYPE_CHECKING:
     from .._status import JobStatus
@@ -198,9 +198,16 @@ def render_view(
             f'<div class="nk-live" style="margin-top:4px">✎ writing <b>{escape(status.stage)}</b>{unit}</div>'
         )
     if status.preview:
+        label = preview_label(status)
         parts.append(
             f'<div class="nk-preview-box" style="{PREVIEW_BOX}">'
-            f'<pre class="nk-preview" style="{PRE}">{escape(status.preview)}</pre></div>'
+            + (
+                f'<div class="nk-preview-label" style="font-size:85%;opacity:.7">'
+                f"✎ {escape(label)}</div>"
+                if label
+                else ""
+            )
+            + f'<pre class="nk-preview" style="{PRE}">{escape(status.preview)}</pre></div>'
         )
     parts.append("</div>")
     return "".join(parts)

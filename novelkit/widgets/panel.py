@@ -33,6 +33,7 @@ from .._job import Job
 from .._pipeline import StageState
 from .._project import Project
 from .._status import ControlResult, JobState, JobStatus
+from .._status import legal_actions as job_actions
 from ._text import render_notice, render_view
 
 __all__ = ["JobPanel", "PanelStats", "close_tree", "legal_actions"]
@@ -44,18 +45,13 @@ IDLE_POLL = 0.5  # after the job stopped: notice a resume(), a new job or an edi
 MAX_MESSAGES = 10  # comm messages in any one-second window
 
 S = JobState
-_LEGAL: dict[str, frozenset[JobState]] = {
-    "pause": frozenset({S.QUEUED, S.RUNNING}),
-    "pause_now": frozenset({S.QUEUED, S.RUNNING, S.PAUSING}),
-    "resume": frozenset({S.PAUSED, S.INTERRUPTED, S.FAILED}),
-    "cancel": frozenset({S.QUEUED, S.RUNNING, S.PAUSING, S.PAUSED, S.INTERRUPTED}),
-}
 _FINAL = frozenset({S.SUCCEEDED, S.CANCELLED})
 
 
 def legal_actions(state: JobState | None, *, project_busy: bool = False) -> frozenset[str]:
-    """The buttons a job in ``state`` allows; "run" needs no active job on the project."""
-    legal = {name for name, states in _LEGAL.items() if state in states}
+    """The buttons a job in ``state`` allows (the job's control table, ``CONTROL``); "run"
+    needs no active job on the project."""
+    legal = set(job_actions(state))
     if not project_busy and (state is None or not state.active):
         legal.add("run")
     return frozenset(legal)

@@ -4,7 +4,7 @@
 const KEY_STORAGE = "novelkit.key";
 const $ = (id) => document.getElementById(id);
 const state = { key: null, scope: "read", project: null, ws: null, lastSeq: 0, statusTimer: null,
-                reconnect: null, preview: "", jobState: null };
+                reconnect: null, preview: "", previewOf: null, previewEnded: false, jobState: null };
 
 function apiUrl(path) { return new URL(path, document.baseURI).toString(); }
 
@@ -71,8 +71,7 @@ async function login(key) {
 async function selectProject(id) {
   state.project = id;
   state.lastSeq = 0;
-  state.preview = "";
-  $("preview").textContent = "";
+  showPreview(null, "");
   $("events").replaceChildren();
   for (const b of document.querySelectorAll("#projects button")) {
     b.classList.toggle("active", b.dataset.project === id);
@@ -125,10 +124,18 @@ function onMessage(msg) {
       renderStatus(msg.status);
       logEvent(`resync (${msg.reason})`);
       break;
-    case "delta":
-      state.preview = (state.preview + msg.text).slice(-4000);
-      $("preview").textContent = state.preview;
-      $("preview").scrollTop = $("preview").scrollHeight;
+    case "delta": {
+      // one unit's text at a time: another unit's words wait until the shown unit ends
+      const of = unitKey(msg.stage, msg.unit);
+      if (state.previewOf && of !== state.previewOf && !state.previewEnded) break;
+      showPreview(of, (of === state.previewOf ? state.preview : "") + msg.text);
+      break;
+    }
+    case "unit":
+      if (unitKey(msg.stage, msg.unit) === state.previewOf && msg.state !== "running") {
+        state.previewEnded = true;
+      }
+      logEvent(`unit ${msg.stage || ""} ${msg.unit || ""} ${msg.state || ""}`);
       break;
     case "pong": case "error": break;
     case "job":
@@ -181,9 +188,13 @@ function renderStatus(s) {
   $("current").textContent = s.stage ? `${s.stage} ${s.unit || ""}` : "";
   $("message").textContent = s.retry || s.message || "";
   $("error").textContent = s.error || "";
-  if (s.preview && s.preview.length > state.preview.length) {
-    state.preview = s.preview;
-    $("preview").textContent = s.preview;
+  if (s.preview) {
+    const of = unitKey(s.preview_stage, s.preview_unit);
+    // the server's unit, unless this page follows another one still streaming
+    if (of === state.previewOf ? s.preview.length > state.preview.length
+        : !state.previewOf || state.previewEnded) {
+      showPreview(of, s.preview);
+    }
   }
   const body = $("stages").tBodies[0];
   for (const stage of s.stages) {
@@ -214,11 +225,31 @@ function renderStatus(s) {
   }
   const active = ["queued", "running", "pausing", "cancelling"].includes(s.state);
   $("btn-start").disabled = active;
-  $("btn-pause").disabled = !(s.state === "running" || s.state === "queued");
-  $("btn-pause-now").disabled = !(s.state === "running" || s.state === "queued" || s.state === "pausing");
-  $("btn-resume").disabled = !["paused", "interrupted", "failed"].includes(s.state);
-  $("btn-cancel").disabled = !(active || s.state === "paused" || s.state === "interrupted");
+  // the job's own table of legal actions (JobStatus.actions), never a copy of it here
+  const actions = s.actions || [];
+  $("btn-pause").disabled = !actions.includes("pause");
+  $("btn-pause-now").disabled = !actions.includes("pause_now");
+  $("btn-resume").disabled = !actions.includes("resume");
+  $("btn-cancel").disabled = !actions.includes("cancel");
   $("btn-run-stage").disabled = active;
+}
+
+function unitKey(stage, unit) { return stage ? `${stage}/${unit || "all"}` : null; }
+
+// The preview shows one unit's text, labelled with its stage and chapter.
+function showPreview(of, text) {
+  if (of !== state.previewOf) state.previewEnded = false;
+  state.previewOf = of;
+  state.preview = text.slice(-4000);
+  $("preview").textContent = state.preview;
+  $("preview").scrollTop = $("preview").scrollHeight;
+  let label = "";
+  if (of) {
+    const [stage, unit] = of.split("/");
+    const chapter = /^ch0*(\d+)$/.exec(unit);
+    label = unit === "all" ? stage : `${stage} · ${chapter ? "chapter " + chapter[1] : unit}`;
+  }
+  $("preview-label").textContent = label ? `(${label})` : "";
 }
 
 // The REST answer carries only the new state; the old one is the state this page showed.
