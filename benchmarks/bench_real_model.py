@@ -27,8 +27,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-import novelkit as nk  # noqa: E402
 from real_model import CountingProxy, LlamaServer  # noqa: E402
+
+import novelkit as nk  # noqa: E402
 
 PREMISE = "A lighthouse keeper finds a letter from her drowned brother."
 STRUCTURED = (

@@ -567,12 +567,12 @@ class _Hooks:
         )
 
     def on_notice(self, stage: str, unit: str, message: str) -> None:
-        job = self.job
-        job._write(
-            job.project.store.append_event,
+        runner = self.runner
+        runner.write(
+            runner.store.append_event,
             "log",
             {"stage": stage, "unit": unit, "level": "warning", "message": message},
-            job.id,
+            runner.job_id,
         )
 
     def on_usage(self, record: CallRecord) -> None:

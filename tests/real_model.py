@@ -150,9 +150,7 @@ class CountingProxy:
         self.port = 0
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
-        self.app = Starlette(
-            routes=[Route("/{path:path}", self.forward, methods=["GET", "POST"])]
-        )
+        self.app = Starlette(routes=[Route("/{path:path}", self.forward, methods=["GET", "POST"])])
 
     @property
     def url(self) -> str:
@@ -178,7 +176,9 @@ class CountingProxy:
         path = request.url.path
         raw = await request.body()
         headers = {
-            k: v for k, v in request.headers.items() if k.lower() in ("content-type", "authorization")
+            k: v
+            for k, v in request.headers.items()
+            if k.lower() in ("content-type", "authorization")
         }
         client = httpx.AsyncClient(base_url=self.upstream, timeout=600)
         upstream = await client.send(
