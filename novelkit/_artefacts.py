@@ -233,11 +233,11 @@ class ChapterText(Schema):
         return cls(chapter=chapter, title=title, text="\n".join(lines).strip())
 
 
-_WORD = re.compile(r"[\w'’-]+")
+WORD = re.compile(r"[\w'’-]+")
 
 
 def count_words(text: str) -> int:
-    return len(_WORD.findall(text))
+    return len(WORD.findall(text))
 
 
 class Paths(dict[str, Path]):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import re
 from typing import Any
 
@@ -40,7 +41,21 @@ def trim_to_length(text: str, target: int) -> str:
         if len(longest) <= 2:
             break
         del longest[-2]  # keep the scene's last paragraph: it lands the scene
-    return f"\n\n{a.SCENE_BREAK}\n\n".join("\n\n".join(scene) for scene in scenes)
+    trimmed = f"\n\n{a.SCENE_BREAK}\n\n".join("\n\n".join(scene) for scene in scenes)
+    if total() > limit:  # too few paragraphs to trim (a model that writes one long block)
+        trimmed = _cut_at_sentence(trimmed, limit)
+    return trimmed
+
+
+def _cut_at_sentence(text: str, limit: int) -> str:
+    """The text up to the last sentence end within ``limit`` words."""
+    ends = [m.end() for m in a.WORD.finditer(text)]
+    cut = 0
+    for match in _SENTENCE_END.finditer(text):
+        if bisect.bisect_right(ends, match.end()) > limit:
+            break
+        cut = match.end()
+    return text[:cut].rstrip() if cut else text
 
 
 class Draft(Stage):
@@ -194,8 +209,8 @@ async def rewrite(
     for _ in range(2):
         answer = await ctx.complete(request, expected_tokens=int(source.words * 1.4))
         text = _clean(end_on_sentence(clean_prose(answer)))
-        if a.count_words(text) > max(source.words, target) * (1 + TOLERANCE):
-            text = trim_to_length(text, max(source.words, target))
+        if a.count_words(text) > target * (1 + TOLERANCE):
+            text = trim_to_length(text, target)
         words = a.count_words(text)
         if words >= low:
             return text
