@@ -22,7 +22,7 @@ from real_model import CountingProxy, LlamaServer
 import novelkit as nk
 from novelkit import _artefacts as a
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 PREMISE = "A lighthouse keeper finds a letter from her drowned brother."
 CHAPTERS = 2
