@@ -247,8 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         dest="formats",
         default=None,
-        choices=formats,
-        help="export format at the end (repeatable; default md and txt)",
+        metavar="FORMAT",
+        help=f"export format at the end (repeatable; default md and txt): {', '.join(formats)}",
     )
     _add_config_options(p)
 
@@ -320,8 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         dest="formats",
         required=True,
-        choices=formats,
-        help="format to write (repeatable)",
+        metavar="FORMAT",
+        help=f"format to write (repeatable): {', '.join(formats)}",
     )
     p.add_argument("--out", type=Path, metavar="FILE", help="output file (one format only)")
     for name, text in (
@@ -404,7 +404,7 @@ class _Progress:
         self.stream.flush()
 
 
-def _follow(job: Any) -> int:
+def _follow(job: Any, pause_hint: str = "novelkit pause DIR") -> int:
     """Show progress until the job stops; Ctrl-C pauses, a second Ctrl-C cancels. A job run by
     another process is only followed: Ctrl-C stops following and leaves it running."""
     from ._status import JobState
@@ -427,6 +427,13 @@ def _follow(job: Any) -> int:
             pass
 
     previous = signal.signal(signal.SIGINT, on_sigint)
+    if following:  # said once the handler is in place, so a Ctrl-C right after it is ours
+        row = job.project.store.job(job.id) or {}
+        sys.stderr.write(
+            f"following job {job.id} run by process {row.get('pid') or '?'}; Ctrl-C stops "
+            f"following, it does not pause (to pause it: {pause_hint})\n"
+        )
+        sys.stderr.flush()
     progress = _Progress(sys.stderr)
     try:
         while True:
@@ -511,13 +518,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         job = project.start()
     else:
         job = project.run_stage(args.stage, chapters=args.chapters, force=args.force)
-    if not job.local:
-        row = project.store.job(job.id) or {}
-        sys.stderr.write(
-            f"following job {job.id} run by process {row.get('pid') or '?'}; Ctrl-C stops "
-            f"following, it does not pause (to pause it: novelkit pause {args.dir})\n"
-        )
-    return _follow(job)
+    return _follow(job, pause_hint=f"novelkit pause {args.dir}")
 
 
 def _cmd_status(args: argparse.Namespace) -> int:

@@ -132,6 +132,16 @@ class ProjectList(_Out):
     projects: list[ProjectSummary]
 
 
+class WriterOut(_Out):
+    name: str = Field(description="The backend: offline, openai, anthropic or replay.")
+    model: str | None
+    stage_models: dict[str, str] = Field(description="Per-stage model overrides.")
+    placeholder: bool = Field(
+        description="True for the offline backend: placeholder prose, not written by a model."
+    )
+    label: str = Field(description="One line to show, e.g. 'openai, model gpt-4o-mini'.")
+
+
 class ProjectOut(_Out):
     id: str
     title: str
@@ -141,6 +151,7 @@ class ProjectOut(_Out):
     words_per_chapter: int
     backend: str
     model: str | None
+    writer: WriterOut
     status: StatusOut
     exports: dict[str, Any]
 

@@ -10,6 +10,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 
 from .._errors import ExportError
 from .._job import Job
+from .._provenance import Writer
 from .._status import ControlResult
 from ..export import export_formats, get_exporter
 from . import models as m
@@ -104,6 +105,7 @@ async def get_project(call: Call) -> Response:
             "words_per_chapter": config.words_per_chapter,
             "backend": config.backend,
             "model": config.model,
+            "writer": Writer.of(config).to_dict(),
             "status": status,
             "exports": {e["format"]: e for e in exports},
         }
