@@ -170,3 +170,14 @@ def test_schemathesis_every_check_every_phase_finds_nothing(served: Served, tmp_
     for operation, statuses in answers.items():
         assert 429 not in statuses, f"{operation} was rate limited"
         assert any(200 <= s < 300 for s in statuses), f"{operation} never got past its checks"
+
+
+def test_a_project_names_who_writes_it(served: Served) -> None:
+    writer = served.http.get("/api/v2/projects/done").json()["writer"]
+    assert writer == {
+        "name": "offline",
+        "model": None,
+        "stage_models": {},
+        "placeholder": True,
+        "label": "offline — placeholder prose, not written by a model",
+    }
