@@ -189,20 +189,11 @@ class Report(Schema):
     missing_chapters: list[int] = Field(default_factory=list)
     duplicated_chapters: list[int] = Field(default_factory=list)
     open_findings: list[Finding] = Field(default_factory=list)
-    written_by: str = Field(
-        default="",
-        description="The backend and model that wrote the prose, e.g. 'openai, model gpt-4o'; "
-        "a book from the offline backend says it is placeholder prose.",
-    )
-    placeholder: bool = Field(
-        default=False, description="True when no model wrote the prose (the offline backend)."
-    )
 
     def headline(self) -> str:
         within = sum(c.within_tolerance for c in self.chapters)
         return (
-            ("placeholder prose (offline backend, no model): " if self.placeholder else "")
-            + f"{self.total_words:,} words in {len(self.chapters)} chapters "
+            f"{self.total_words:,} words in {len(self.chapters)} chapters "
             f"({within}/{len(self.chapters)} within ±10% of target); "
             f"repeated 12-grams {self.repeated_12gram_share:.1%}; "
             f"{len(self.open_findings)} open continuity findings"

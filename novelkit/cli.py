@@ -498,6 +498,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         report = project.report()
         if report is not None:
             sys.stderr.write(report.headline() + "\n")
+        sys.stderr.write(f"written by: {_writer(project).label()}\n")
         _export(project, args.formats or ["md", "txt"])
     return code
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from .. import _artefacts as a
 from .._answers import Shape
 from .._pipeline import Outputs, Stage, unit_name
-from .._provenance import Writer
 from .._runner import UnitContext
 from .continuity import check_chapter
 
@@ -206,7 +205,6 @@ class Assemble(Stage):
             )
             for c in chapters
         ]
-        writer = Writer.of(ctx.config)
         report_model = a.Report(
             title=meta.title,
             total_words=sum(words.values()),
@@ -215,8 +213,6 @@ class Assemble(Stage):
             missing_chapters=missing,
             duplicated_chapters=duplicated,
             open_findings=open_findings,
-            written_by=writer.label(),
-            placeholder=writer.placeholder,
         )
         return {
             self.path: manuscript,
@@ -229,7 +225,6 @@ def render_report(report: a.Report) -> str:
     lines = [
         f"# Report: {report.title}",
         "",
-        *([f"Written by: {report.written_by}", ""] if report.written_by else []),
         report.headline(),
         "",
         "## Chapters",
