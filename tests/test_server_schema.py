@@ -181,3 +181,25 @@ def test_a_project_names_who_writes_it(served: Served) -> None:
         "placeholder": True,
         "label": "offline — placeholder prose, not written by a model",
     }
+
+
+def test_a_broken_novel_toml_answers_a_documented_status(served: Served) -> None:
+    broken = served.root / "broken"
+    nk.new_project(broken, premise=PREMISE, chapters=2).close()
+    config = broken / "novel.toml"
+    config.write_text(config.read_text().replace("chapters = 2", "chapters = 0"))
+    paths = served.schema()["paths"]
+    for path, method in [
+        ("/api/v2/projects/{id}", "get"),
+        ("/api/v2/projects/{id}/generate/status", "get"),
+        ("/api/v2/projects/{id}/generate", "post"),
+        ("/api/v2/projects/{id}/export", "get"),
+    ]:
+        response = served.http.request(method, path.replace("{id}", "broken"))
+        documented = paths[path][method]["responses"]
+        assert str(response.status_code) in documented, (path, response.status_code)
+        assert "chapters" in response.json()["error"]["message"]
+    assert [p["id"] for p in served.http.get("/api/v2/projects").json()["projects"]] == [
+        "done",
+        "slow",
+    ]
