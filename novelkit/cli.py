@@ -613,8 +613,19 @@ def _cmd_keys(args: argparse.Namespace) -> int:
 def _cmd_new(args: argparse.Namespace) -> int:
     import novelkit as nk
 
+    from ._config import validate_config
+    from .llm import make_backend
+
     _check_backend_flags(args)
-    project = nk.new_project(args.dir, premise=args.premise, **_config_from(args))
+    config = _config_from(args)
+    if config.get("backend") in KEYED_BACKENDS:  # offline is checked by new_project itself
+        try:  # a bad backend option fails now; a key may still be set before the run
+            make_backend(
+                validate_config({"premise": args.premise, **config}, "command line"), args.dir
+            )
+        except errors.BackendConfigError as exc:
+            sys.stderr.write(f"novelkit: note: {exc}; `novelkit run` needs it\n")
+    project = nk.new_project(args.dir, premise=args.premise, **config)
     print(project.root)
     return EXIT_OK
 

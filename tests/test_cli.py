@@ -505,3 +505,19 @@ def test_run_announces_following_another_process_and_ctrl_c_leaves_it_running(
         assert runner.wait(timeout=120) == 0
     assert project.job.state is nk.JobState.SUCCEEDED
     project.close()
+
+
+def test_new_refuses_an_option_of_another_backend_and_notes_a_missing_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    folder = tmp_path / "book"
+    argv = ["new", str(folder), "--premise", PREMISE, "--backend", "openai", "--model", "gpt-4o"]
+    assert main([*argv, "--backend-option", "tokens_per_second=3"]) == 2
+    assert "tokens_per_second is not an option of the openai backend" in capsys.readouterr().err
+    assert not folder.exists()
+    assert main(argv) == 0  # the key can be set before the run
+    err = capsys.readouterr().err
+    assert "note: OPENAI_API_KEY is missing" in err and "`novelkit run` needs it" in err
+    assert (folder / "novel.toml").exists()
