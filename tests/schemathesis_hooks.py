@@ -1,6 +1,6 @@
 """Schemathesis hooks for tests/test_server_schema.py (loaded with SCHEMATHESIS_HOOKS).
 
-- ``after_call`` logs each answer (operation and status) to the file named by
+- ``after_call`` logs each answer (operation, status, error code) to the file named by
   ``NOVELKIT_ST_LOG``, so the test can check that every operation was reached.
 - ``documented_rejection`` is a check: a 422 names an ``error.code`` that the operation's 422
   description in the schema lists, and a schema-valid request is never rejected for a reason
@@ -32,7 +32,11 @@ def after_call(ctx: Any, case: Any, response: Any) -> None:
     path = os.environ.get("NOVELKIT_ST_LOG")
     if path:
         with open(path, "a", encoding="utf-8") as log:
+            code = None
+            if response.status_code >= 400:
+                code = response.json().get("error", {}).get("code")
             record = {"operation": case.operation.label, "status": response.status_code}
+            record["code"] = code
             log.write(json.dumps(record) + "\n")
 
 
