@@ -114,9 +114,11 @@ def _operation(ep: Endpoint, schemas: dict[str, Any], formats: list[str]) -> dic
     if rejections:
         responses["422"] = _error(" ".join(rejections))
     if ep.per_project:  # opening the project reads its novel.toml, which a person may have broken
-        unopenable = "The project's novel.toml does not validate (the message names the key)."
+        unopenable = "the project's novel.toml does not validate (the message names the key)."
         conflict = responses.get("409", {}).get("description")
-        responses["409"] = _error(f"{conflict} Or: {unopenable}" if conflict else unopenable)
+        responses["409"] = _error(
+            f"{conflict} Or {unopenable}" if conflict else unopenable[0].upper() + unopenable[1:]
+        )
     responses.setdefault(
         "401",
         _error(
