@@ -503,7 +503,7 @@ def test_run_announces_following_another_process_and_ctrl_c_leaves_it_running(
         assert "stopped following" in rest
         assert project.job.state is nk.JobState.RUNNING  # the runner's job was left alone
         assert runner.wait(timeout=120) == 0
-    assert project.job.state is nk.JobState.SUCCEEDED
+    assert project.job.wait(timeout=10) is nk.JobState.SUCCEEDED
     project.close()
 
 
