@@ -519,6 +519,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         job = project.start()
     else:
         job = project.run_stage(args.stage, chapters=args.chapters, force=args.force)
+    sys.stderr.write(f"backend: {_writer(project).label()}\n")
     return _follow(job, pause_hint=f"novelkit pause {args.dir}")
 
 

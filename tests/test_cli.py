@@ -495,10 +495,12 @@ def test_run_announces_following_another_process_and_ctrl_c_leaves_it_running(
         ) as follower:
             assert follower.stderr is not None
             first = follower.stderr.readline()
+            announced = follower.stderr.readline()
             follower.send_signal(signal.SIGINT)
             _, rest = follower.communicate(timeout=30)
-        assert first.startswith(f"following job {project.job.id} run by process {runner.pid};")
-        assert "Ctrl-C stops following, it does not pause" in first
+        assert first == "backend: offline — placeholder prose, not written by a model\n"
+        assert announced.startswith(f"following job {project.job.id} run by process {runner.pid};")
+        assert "Ctrl-C stops following, it does not pause" in announced
         assert follower.returncode == 130, rest
         assert "stopped following" in rest
         assert project.job.state is nk.JobState.RUNNING  # the runner's job was left alone
