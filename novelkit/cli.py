@@ -11,10 +11,12 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, get_args
 
 from . import _errors as errors
+from ._config import BackendName
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -51,28 +53,130 @@ def _option(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+BACKENDS: tuple[str, ...] = get_args(BackendName)
+KEYED_BACKENDS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+EXAMPLE_MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-sonnet-4-5"}
+
+ENVIRONMENT = """\
+environment variables:
+  OPENAI_API_KEY     key for --backend openai (not needed for a local server given by --base-url)
+  OPENAI_BASE_URL    OpenAI-compatible server when --base-url is not given
+  ANTHROPIC_API_KEY  key for --backend anthropic
+  ANTHROPIC_BASE_URL Anthropic-compatible server when --base-url is not given
+  --backend offline (the default) needs none of them: it writes placeholder prose, with no
+  model, to try the pipeline for free.
+"""
+
+EXAMPLES = """\
+examples:
+  novelkit generate "A keeper finds a letter from her drowned brother." --out lighthouse
+  novelkit generate "..." --out book --backend openai --model gpt-4o-mini
+  novelkit generate "..." --out book --backend openai --model llama3.1 \\
+      --base-url http://localhost:11434/v1
+  novelkit new book --premise "..." --chapters 8 && novelkit run book
+  novelkit run book --stage draft --chapters 3,4 --force
+  novelkit status book --json
+  novelkit export book --format docx --format epub
+  novelkit serve novels && novelkit keys create novels --scope write
+"""
+
+
+def _formatter(prog: str) -> argparse.HelpFormatter:
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=30)
+
+
 def _add_config_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--chapters", type=int, help="number of chapters (default 12)")
-    p.add_argument("--words-per-chapter", type=int, help="target words per chapter (default 2000)")
-    p.add_argument("--backend", help="offline (default), openai, anthropic or replay")
-    p.add_argument("--model", help="model name for openai/anthropic backends")
     p.add_argument(
-        "--base-url", help="OpenAI-compatible server URL, e.g. http://localhost:11434/v1"
+        "--chapters", type=int, metavar="N", help="number of chapters, 1-200 (default 12)"
     )
-    p.add_argument("--seed", type=int)
-    p.add_argument("--concurrency", type=int)
-    p.add_argument("--genre")
-    p.add_argument("--title")
-    p.add_argument("--author")
-    p.add_argument("--contact")
-    p.add_argument("--language")
+    p.add_argument(
+        "--words-per-chapter",
+        type=int,
+        metavar="N",
+        help="target words per chapter, 100-20000 (default 2000)",
+    )
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        help="who writes: offline (default; placeholder prose, no model), openai "
+        "(OpenAI or any compatible server), anthropic, or replay (a recorded cassette)",
+    )
+    p.add_argument(
+        "--model",
+        metavar="NAME",
+        help="model for --backend openai or anthropic, e.g. gpt-4o-mini, claude-sonnet-4-5, "
+        "llama3.1",
+    )
+    p.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="server for --backend openai/anthropic, e.g. http://localhost:11434/v1 (Ollama)",
+    )
+    p.add_argument("--seed", type=int, help="seed of every call; the same seed, the same book")
+    p.add_argument(
+        "--concurrency", type=int, metavar="N", help="model calls at once, 1-64 (default 4)"
+    )
+    p.add_argument("--genre", help="e.g. 'literary fiction' (the default) or 'cozy mystery'")
+    p.add_argument("--title", help="title (default: the model proposes one)")
+    p.add_argument("--author", help="author name for the title page and exports")
+    p.add_argument(
+        "--contact", help="contact block for the manuscript title page, lines separated by \\n"
+    )
+    p.add_argument("--language", metavar="CODE", help="language code, e.g. en (default) or fr-CA")
     p.add_argument(
         "--backend-option",
         action="append",
         type=_option,
         default=[],
         metavar="KEY=VALUE",
-        help="backend option (repeatable), e.g. tokens_per_second=200",
+        help="backend option (repeatable), e.g. tokens_per_second=200 (offline), "
+        "api_key_env=MY_KEY (openai/anthropic), cassette=run.jsonl (replay)",
+    )
+
+
+def _guess_backend(model: str) -> str:
+    return "anthropic" if model.lower().startswith("claude") else "openai"
+
+
+def _check_backend_flags(args: argparse.Namespace) -> None:
+    """Refuse flags the chosen backend would ignore, saying what to add instead."""
+    backend = args.backend or "offline"
+    options = dict(args.backend_option)
+    fallback = options.get("fallback") if backend == "replay" else None
+    uses_model = backend in KEYED_BACKENDS or fallback in KEYED_BACKENDS or backend == "replay"
+    if args.model and not uses_model:
+        guess = _guess_backend(args.model)
+        other = "anthropic" if guess == "openai" else "openai"
+        raise _Usage(
+            f"--model {args.model} needs --backend {guess} (or --backend {other}); "
+            f"the {backend} backend uses no model"
+        )
+    if args.base_url and backend not in KEYED_BACKENDS and fallback not in KEYED_BACKENDS:
+        raise _Usage(
+            f"--base-url needs --backend openai (any OpenAI-compatible server: Ollama, vLLM, "
+            f"llama.cpp) or --backend anthropic; the {backend} backend calls no server"
+        )
+    if backend in KEYED_BACKENDS and not args.model:
+        raise _Usage(
+            f"--backend {backend} needs --model, e.g. --model {EXAMPLE_MODELS[backend]}"
+            + (" (or llama3.1 with --base-url for Ollama)" if backend == "openai" else "")
+        )
+
+
+def _offline_note(args: argparse.Namespace, environ: Mapping[str, str]) -> str | None:
+    """What to tell a user who chose no backend: the book will be placeholder prose."""
+    if args.backend is not None:
+        return None
+    keys = [name for name in KEYED_BACKENDS.values() if environ.get(name, "").strip()]
+    found = (
+        f" ({' and '.join(keys)} {'is' if len(keys) == 1 else 'are'} set but unused)"
+        if keys
+        else ""
+    )
+    return (
+        "novelkit: no --backend given, so the offline backend writes placeholder prose (no "
+        f"model is called){found}; for a real book add --backend openai --model gpt-4o-mini "
+        "or --backend anthropic --model claude-sonnet-4-5\n"
     )
 
 
@@ -101,59 +205,125 @@ def _config_from(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .export import export_formats
+
+    formats = export_formats()
     parser = argparse.ArgumentParser(
-        prog="novelkit", description="Write a novel with a language model."
+        prog="novelkit",
+        description="Write a novel with a language model, through twelve stages you can "
+        "pause, resume, rerun and edit. `novelkit COMMAND --help` describes each command.",
+        epilog=EXAMPLES + "\n" + ENVIRONMENT + "\nexit codes: 0 success, 1 the job failed, "
+        "2 bad input, 130 interrupted (the job is paused and resumable)",
+        formatter_class=_formatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("generate", help="create a project and write the whole novel")
+    def command(name: str, text: str, examples: str = "") -> argparse.ArgumentParser:
+        p = sub.add_parser(
+            name,
+            help=text,
+            description=text[0].upper() + text[1:] + ".",
+            epilog=("examples:\n" + examples if examples else None),
+            formatter_class=_formatter,
+        )
+        p.set_defaults(parser=p)  # bad combinations are reported with this command's usage
+        return p
+
+    p = command(
+        "generate",
+        "create a project and write the whole novel",
+        '  novelkit generate "A keeper finds a letter." --out lighthouse\n'
+        '  novelkit generate "..." --out book --backend openai --model gpt-4o-mini\n'
+        '  novelkit generate "..." --out book --backend anthropic --model claude-sonnet-4-5\n'
+        "\n" + ENVIRONMENT,
+    )
     p.add_argument("premise", help="one or two sentences about the story")
-    p.add_argument("--out", required=True, type=Path, help="project folder to create")
+    p.add_argument(
+        "--out", required=True, type=Path, metavar="DIR", help="project folder to create"
+    )
     p.add_argument(
         "--format",
         action="append",
         dest="formats",
         default=None,
-        help="export format(s) at the end (default md and txt)",
+        metavar="FORMAT",
+        help=f"export format at the end (repeatable; default md and txt): {', '.join(formats)}",
     )
     _add_config_options(p)
 
-    p = sub.add_parser("new", help="create a project without running it")
-    p.add_argument("dir", type=Path)
-    p.add_argument("--premise", required=True)
+    p = command(
+        "new",
+        "create a project without running it",
+        '  novelkit new book --premise "A keeper finds a letter." --chapters 8\n'
+        '  novelkit new book --premise "..." --backend openai --model gpt-4o-mini\n'
+        "\n" + ENVIRONMENT,
+    )
+    p.add_argument("dir", type=Path, help="project folder to create")
+    p.add_argument("--premise", required=True, help="one or two sentences about the story")
     _add_config_options(p)
 
-    p = sub.add_parser("run", help="run the pipeline, or one stage")
-    p.add_argument("dir", type=Path)
-    p.add_argument("--stage", help="stage name or number")
-    p.add_argument("--chapters", type=_chapters, help="e.g. 3,4 or 2-5 (per-chapter stages)")
-    p.add_argument("--force", action="store_true", help="rerun units even if up to date")
+    p = command(
+        "run",
+        "run the pipeline (or one stage); Ctrl-C pauses, a second Ctrl-C cancels",
+        "  novelkit run book\n  novelkit run book --stage draft --chapters 3,4 --force\n"
+        "  novelkit run book --stage 7\n",
+    )
+    p.add_argument("dir", type=Path, help="project folder")
+    p.add_argument("--stage", help="run only this stage: its name or number (novelkit stages DIR)")
+    p.add_argument(
+        "--chapters",
+        type=_chapters,
+        metavar="LIST",
+        help="with --stage: these chapters of a per-chapter stage, e.g. 3,4 or 2-5",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="with --stage: rerun units even if up to date"
+    )
 
-    p = sub.add_parser("status", help="show the job and stage states")
-    p.add_argument("dir", type=Path)
+    p = command(
+        "status",
+        "show the job, the stages, the backend and model, and the report",
+        "  novelkit status book\n  novelkit status book --json | jq .backend\n",
+    )
+    p.add_argument("dir", type=Path, help="project folder")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
-    sub.add_parser("stages", help="list the pipeline's stages")
+    p = command(
+        "stages",
+        "list the pipeline's stages (a project's own pipeline when given its folder)",
+        "  novelkit stages\n  novelkit stages book\n",
+    )
+    p.add_argument(
+        "dir", type=Path, nargs="?", help="project folder: its pipeline and each stage's state"
+    )
 
-    p = sub.add_parser("pause", help="pause a running job (also one run by another process)")
-    p.add_argument("dir", type=Path)
-    p.add_argument("--now", action="store_true", help="abort in-flight calls")
-    p = sub.add_parser("resume", help="resume a paused or interrupted job here")
-    p.add_argument("dir", type=Path)
-    p = sub.add_parser("cancel", help="cancel a job (also one run by another process)")
-    p.add_argument("dir", type=Path)
+    p = command("pause", "pause a running job (also one run by another process)")
+    p.add_argument("dir", type=Path, help="project folder")
+    p.add_argument(
+        "--now", action="store_true", help="abort in-flight calls too (they are redone on resume)"
+    )
+    p = command("resume", "resume a paused or interrupted job in this process and follow it")
+    p.add_argument("dir", type=Path, help="project folder")
+    p = command("cancel", "cancel a job (also one run by another process); finished work stays")
+    p.add_argument("dir", type=Path, help="project folder")
 
-    p = sub.add_parser("export", help="export the manuscript")
-    p.add_argument("dir", type=Path)
+    p = command(
+        "export",
+        "export the manuscript",
+        "  novelkit export book --format docx --format epub\n"
+        "  novelkit export book --format pdf --out ~/book.pdf --option profile=kdp\n",
+    )
+    p.add_argument("dir", type=Path, help="project folder")
     p.add_argument(
         "--format",
         action="append",
         dest="formats",
         required=True,
-        help="md, txt, docx, epub or pdf (repeatable)",
+        metavar="FORMAT",
+        help=f"format to write (repeatable): {', '.join(formats)}",
     )
-    p.add_argument("--out", type=Path, help="output file (one format only)")
+    p.add_argument("--out", type=Path, metavar="FILE", help="output file (one format only)")
     for name, text in (
         ("--author", "author name (saved to novel.toml)"),
         ("--contact", "contact block for the manuscript title page, lines separated by \\n"),
@@ -167,17 +337,29 @@ def build_parser() -> argparse.ArgumentParser:
         type=_option,
         default=[],
         metavar="KEY=VALUE",
-        help="exporter option, e.g. profile=kdp or wrap=72",
+        help="exporter option (repeatable), e.g. profile=kdp or wrap=72",
     )
 
     from .server.cli import add_keys_create_arguments, add_serve_arguments
 
     add_serve_arguments(
-        sub.add_parser("serve", help="run the HTTP/WebSocket sidecar over a folder of projects")
+        command(
+            "serve",
+            "run the HTTP/WebSocket sidecar over a folder of projects",
+            "  novelkit keys create novels --scope write\n  novelkit serve novels --port 8765\n",
+        )
     )
-    keys = sub.add_parser("keys", help="manage sidecar API keys")
+    keys = command("keys", "manage sidecar API keys")
     ksub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
-    add_keys_create_arguments(ksub.add_parser("create", help="create a key (printed once)"))
+    add_keys_create_arguments(
+        ksub.add_parser(
+            "create",
+            help="create a key (printed once)",
+            description="Create a sidecar API key; it is printed once and stored hashed.",
+            epilog="examples:\n  novelkit keys create novels --scope read --project lighthouse\n",
+            formatter_class=_formatter,
+        )
+    )
     return parser
 
 
@@ -222,14 +404,18 @@ class _Progress:
         self.stream.flush()
 
 
-def _follow(job: Any) -> int:
-    """Show progress until the job stops; Ctrl-C pauses, a second Ctrl-C cancels."""
+def _follow(job: Any, pause_hint: str = "novelkit pause DIR") -> int:
+    """Show progress until the job stops; Ctrl-C pauses, a second Ctrl-C cancels. A job run by
+    another process is only followed: Ctrl-C stops following and leaves it running."""
     from ._status import JobState
 
     presses = {"count": 0}
+    following = not job.local
 
     def on_sigint(signum: int, frame: Any) -> None:
         presses["count"] += 1
+        if following:
+            return
         try:
             if presses["count"] == 1:
                 sys.stderr.write("\npausing: finishing in-flight calls (Ctrl-C again to cancel)\n")
@@ -241,6 +427,13 @@ def _follow(job: Any) -> int:
             pass
 
     previous = signal.signal(signal.SIGINT, on_sigint)
+    if following:  # said once the handler is in place, so a Ctrl-C right after it is ours
+        row = job.project.store.job(job.id) or {}
+        sys.stderr.write(
+            f"following job {job.id} run by process {row.get('pid') or '?'}; Ctrl-C stops "
+            f"following, it does not pause (to pause it: {pause_hint})\n"
+        )
+        sys.stderr.flush()
     progress = _Progress(sys.stderr)
     try:
         while True:
@@ -248,6 +441,12 @@ def _follow(job: Any) -> int:
             progress.update(job.status)
             if not state.active:
                 break
+            if following and presses["count"]:
+                sys.stderr.write(
+                    f"\nstopped following; job {job.id} is still {state.value} in the other "
+                    "process\n"
+                )
+                return EXIT_INTERRUPTED
     finally:
         signal.signal(signal.SIGINT, previous)
     status = job.status
@@ -278,14 +477,36 @@ def _export(
 def _cmd_generate(args: argparse.Namespace) -> int:
     import novelkit as nk
 
-    project = nk.new_project(args.out, premise=args.premise, **_config_from(args))
+    from ._config import validate_config
+    from .llm import make_backend
+
+    _check_backend_flags(args)
+    config = _config_from(args)
+    if (args.out / "novel.toml").exists():
+        raise errors.ProjectError(
+            f"{args.out} already holds a project; continue it with: novelkit run {args.out}"
+        )
+    # a backend that cannot start (a missing key, a bad option) fails before a folder is made
+    make_backend(validate_config({"premise": args.premise, **config}, "command line"), args.out)
+    note = _offline_note(args, os.environ)
+    if note:
+        sys.stderr.write(note)
+    project = nk.new_project(args.out, premise=args.premise, **config)
+    sys.stderr.write(f"backend: {_writer(project).label()}\n")
     code = _follow(project.start())
     if code == EXIT_OK:
         report = project.report()
         if report is not None:
             sys.stderr.write(report.headline() + "\n")
+        sys.stderr.write(f"written by: {_writer(project).label()}\n")
         _export(project, args.formats or ["md", "txt"])
     return code
+
+
+def _writer(project: Any) -> Any:
+    from ._provenance import Writer
+
+    return Writer.of(project.config)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -298,7 +519,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         job = project.start()
     else:
         job = project.run_stage(args.stage, chapters=args.chapters, force=args.force)
-    return _follow(job)
+    sys.stderr.write(f"backend: {_writer(project).label()}\n")
+    return _follow(job, pause_hint=f"novelkit pause {args.dir}")
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -307,13 +529,16 @@ def _cmd_status(args: argparse.Namespace) -> int:
     project = nk.open_project(args.dir)
     status = project.status()
     report = project.report()
+    writer = _writer(project)
     if args.json:
         data = status.to_dict()
+        data["backend"] = writer.to_dict()
         data["report"] = report.model_dump(mode="json") if report else None
         data["ledger"] = project.store.ledger()
         print(json.dumps(data, indent=2))
     else:
         print(status.table())
+        print("  backend: " + writer.label())
         if report is not None and not status.extra.get("report"):
             print("  report: " + report.headline())
     return EXIT_OK
@@ -323,13 +548,24 @@ def _cmd_stages(args: argparse.Namespace) -> int:
     from ._pipeline import Pipeline
     from .stages import default_stages
 
-    for number, stage in enumerate(Pipeline(default_stages()), 1):
+    states: dict[str, str] = {}
+    if args.dir is None:
+        pipeline = Pipeline(default_stages())
+    else:
+        import novelkit as nk
+
+        project = nk.open_project(args.dir)
+        pipeline = project.pipeline
+        states = {s.name: s.state.value for s in project.stages}
+        print(f"{project.root.name}: {_writer(project).label()}")
+    for number, stage in enumerate(pipeline, 1):
         units = (
             "per chapter" + (", parallel" if stage.parallel else "")
             if stage.per_chapter
             else "1 unit"
         )
-        print(f"{number:>2} {stage.name:<11} {units:<21} {stage.description}")
+        state = f"{states[stage.name]:<10}" if stage.name in states else ""
+        print(f"{number:>2} {stage.name:<11} {state}{units:<21} {stage.description}")
     return EXIT_OK
 
 
@@ -378,7 +614,19 @@ def _cmd_keys(args: argparse.Namespace) -> int:
 def _cmd_new(args: argparse.Namespace) -> int:
     import novelkit as nk
 
-    project = nk.new_project(args.dir, premise=args.premise, **_config_from(args))
+    from ._config import validate_config
+    from .llm import make_backend
+
+    _check_backend_flags(args)
+    config = _config_from(args)
+    if config.get("backend") in KEYED_BACKENDS:  # offline is checked by new_project itself
+        try:  # a bad backend option fails now; a key may still be set before the run
+            make_backend(
+                validate_config({"premise": args.premise, **config}, "command line"), args.dir
+            )
+        except errors.BackendConfigError as exc:
+            sys.stderr.write(f"novelkit: note: {exc}; `novelkit run` needs it\n")
+    project = nk.new_project(args.dir, premise=args.premise, **config)
     print(project.root)
     return EXIT_OK
 
@@ -404,7 +652,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except _Usage as exc:
-        parser.error(str(exc))
+        getattr(args, "parser", parser).error(str(exc))
+    except BrokenPipeError:  # output piped into head & co: stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
     except errors.NovelkitError as exc:
         sys.stderr.write(f"novelkit: {exc}\n")
         return EXIT_BAD_INPUT

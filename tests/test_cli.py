@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -9,12 +10,16 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import novelkit as nk
-from novelkit.cli import main
+from novelkit._pipeline import Outputs, Stage
+from novelkit._runner import UnitContext
+from novelkit.cli import build_parser, main
+from novelkit.stages import default_stages
 
 PREMISE = "A ferry pilot smuggles letters across a closed border."
 
@@ -272,3 +277,249 @@ def test_ctrl_c_while_the_program_exits_leaves_at_once_with_the_interrupted_code
     assert proc.returncode == 130
     assert time.monotonic() - started < 2, "it waited for the thread instead of leaving"
     assert any("draft" in line for line in lines), "the command itself ran"
+
+
+# -- flags the backend would ignore, help, stages DIR, python -m --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--model", "gpt-4o"], "--model gpt-4o needs --backend openai"),
+        (["--model", "claude-sonnet-4-5"], "--model claude-sonnet-4-5 needs --backend anthropic"),
+        (["--backend", "offline", "--model", "gpt-4o"], "the offline backend uses no model"),
+        (["--base-url", "http://localhost:11434/v1"], "--base-url needs --backend openai"),
+        (["--backend", "openai"], "--backend openai needs --model, e.g. --model gpt-4o-mini"),
+        (["--backend", "anthropic"], "--backend anthropic needs --model"),
+        (["--backend", "gpt"], "invalid choice: 'gpt' (choose from 'offline', 'openai'"),
+    ],
+)
+@pytest.mark.parametrize("command", ["generate", "new"])
+def test_a_flag_the_backend_would_ignore_exits_2_saying_what_to_add(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+    flags: list[str],
+    message: str,
+) -> None:
+    out = tmp_path / "book"
+    argv = (
+        ["generate", PREMISE, "--out", str(out)]
+        if command == "generate"
+        else ["new", str(out), "--premise", PREMISE]
+    )
+    with pytest.raises(SystemExit) as info:
+        main([*argv, *flags])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert f"novelkit {command}: error:" in err  # the command's own usage, not the top level
+    assert not out.exists()
+
+
+def test_generate_with_a_missing_key_fails_before_making_the_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    out = tmp_path / "book"
+    code = main(
+        ["generate", PREMISE, "--out", str(out), "--backend", "openai", "--model", "gpt-4o"]
+    )
+    assert code == 2
+    assert "OPENAI_API_KEY is missing" in capsys.readouterr().err
+    assert not out.exists()  # so the same command works once the key is set
+
+
+def test_an_offline_book_is_labelled_placeholder_prose_everywhere(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-unused")
+    out = tmp_path / "book"
+    assert main(["generate", PREMISE, "--out", str(out), "--chapters", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "no --backend given, so the offline backend writes placeholder prose" in err
+    assert "OPENAI_API_KEY is set but unused" in err
+    assert "add --backend openai --model gpt-4o-mini" in err
+    assert err.rstrip().endswith("written by: offline — placeholder prose, not written by a model")
+
+    assert main(["status", str(out)]) == 0
+    assert "backend: offline — placeholder prose, not written by a model" in capsys.readouterr().out
+    assert main(["status", str(out), "--json"]) == 0
+    backend = json.loads(capsys.readouterr().out)["backend"]
+    assert backend["name"] == "offline" and backend["model"] is None
+    assert backend["placeholder"] is True
+
+
+def test_status_names_the_backend_and_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "book"
+    argv = ["new", str(folder), "--premise", PREMISE, "--backend", "openai", "--model", "gpt-4o"]
+    assert main(argv) == 0
+    project = nk.open_project(folder)
+    project.configure(stages={"draft": {"model": "gpt-4o-mini"}})
+    project.close()
+    capsys.readouterr()
+    assert main(["status", str(folder)]) == 0
+    assert "backend: openai, model gpt-4o (draft: gpt-4o-mini)" in capsys.readouterr().out
+    assert main(["status", str(folder), "--json"]) == 0
+    backend = json.loads(capsys.readouterr().out)["backend"]
+    assert backend == {
+        "name": "openai",
+        "model": "gpt-4o",
+        "stage_models": {"draft": "gpt-4o-mini"},
+        "placeholder": False,
+        "label": "openai, model gpt-4o (draft: gpt-4o-mini)",
+    }
+
+
+def _all_parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                yield from _all_parsers(sub)
+
+
+def test_every_option_of_every_command_is_described() -> None:
+    parsers = list(_all_parsers(build_parser()))
+    assert {p.prog for p in parsers} >= {
+        f"novelkit {c}"
+        for c in ("generate", "new", "run", "status", "stages", "export", "serve", "keys create")
+    }
+    for parser in parsers:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                continue
+            assert action.help, f"{parser.prog} {action.option_strings or action.dest} has no help"
+    generate = next(p for p in parsers if p.prog == "novelkit generate")
+    backend = next(a for a in generate._actions if "--backend" in a.option_strings)
+    assert list(backend.choices or ()) == ["offline", "openai", "anthropic", "replay"]
+
+
+def test_help_shows_examples_and_the_environment_variables(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    for variable in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY"):
+        assert variable in text
+    assert "examples:" in text and "novelkit generate" in text and "exit codes" in text
+    with pytest.raises(SystemExit):
+        main(["generate", "--help"])
+    text = capsys.readouterr().out
+    assert "{offline,openai,anthropic,replay}" in text
+    assert "examples:" in text and "OPENAI_API_KEY" in text
+    for command in ("run", "status", "stages", "export", "serve"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert "examples:" in capsys.readouterr().out, command
+
+
+class Epilogue(Stage):
+    name = "epilogue"
+    description = "A short epilogue after the manuscript."
+    inputs = ("assemble",)
+    path = "13-epilogue.md"
+    calls_llm = False
+
+    async def run(self, ctx: UnitContext, unit: str) -> Outputs:
+        return {self.path: "The end.\n"}
+
+
+def test_stages_dir_lists_the_projects_own_pipeline_and_states(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import novelkit._project
+
+    folder = tmp_path / "book"
+    nk.new_project(folder, premise=PREMISE, chapters=2).close()
+    monkeypatch.setattr(
+        novelkit._project, "default_stages", lambda: [*default_stages(), Epilogue()]
+    )
+    project = nk.open_project(folder)
+    assert project.run_stage("premise").wait(30) is nk.JobState.SUCCEEDED
+    project.close()
+    assert main(["stages", str(folder)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "book: offline — placeholder prose, not written by a model"
+    assert lines[1].split()[:3] == ["1", "premise", "succeeded"]
+    assert lines[2].split()[:3] == ["2", "world", "pending"]
+    assert lines[13].split()[:3] == ["13", "epilogue", "pending"]
+    assert len(lines) == 14
+
+
+def test_python_m_novelkit_is_the_same_command(tmp_path: Path) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "novelkit", *args], capture_output=True, text=True, timeout=60
+        )
+
+    version = run("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"novelkit {nk.__version__}"
+    assert run("stages").stdout.splitlines()[6].split()[:2] == ["7", "draft"]
+    bad = run("generate", PREMISE, "--out", str(tmp_path / "b"), "--model", "gpt-4o")
+    assert bad.returncode == 2 and "needs --backend openai" in bad.stderr
+    missing = run("status", str(tmp_path / "nope"))
+    assert missing.returncode == 2 and "is not a folder" in missing.stderr
+
+
+def test_the_version_has_one_source() -> None:
+    from importlib.metadata import version
+
+    assert version("novelkit") == nk.__version__
+    pyproject = (Path(__file__).parent.parent / "pyproject.toml").read_text()
+    assert 'dynamic = ["version"]' in pyproject and "\nversion =" not in pyproject
+
+
+@pytest.mark.slow
+def test_run_announces_following_another_process_and_ctrl_c_leaves_it_running(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "other"
+    slow_project(folder)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with subprocess.Popen(_cli("run", str(folder)), stderr=subprocess.DEVNULL, env=env) as runner:
+        project = nk.open_project(folder)
+        deadline = time.monotonic() + 30
+        while (project.job is None or project.job.state is not nk.JobState.RUNNING) and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
+        assert project.job is not None and project.job.state is nk.JobState.RUNNING
+        with subprocess.Popen(
+            _cli("run", str(folder)), stderr=subprocess.PIPE, text=True, env=env
+        ) as follower:
+            assert follower.stderr is not None
+            first = follower.stderr.readline()
+            announced = follower.stderr.readline()
+            follower.send_signal(signal.SIGINT)
+            _, rest = follower.communicate(timeout=30)
+        assert first == "backend: offline — placeholder prose, not written by a model\n"
+        assert announced.startswith(f"following job {project.job.id} run by process {runner.pid};")
+        assert "Ctrl-C stops following, it does not pause" in announced
+        assert follower.returncode == 130, rest
+        assert "stopped following" in rest
+        assert project.job.state is nk.JobState.RUNNING  # the runner's job was left alone
+        assert runner.wait(timeout=120) == 0
+    assert project.job.wait(timeout=10) is nk.JobState.SUCCEEDED
+    project.close()
+
+
+def test_new_refuses_an_option_of_another_backend_and_notes_a_missing_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    folder = tmp_path / "book"
+    argv = ["new", str(folder), "--premise", PREMISE, "--backend", "openai", "--model", "gpt-4o"]
+    assert main([*argv, "--backend-option", "tokens_per_second=3"]) == 2
+    assert "tokens_per_second is not an option of the openai backend" in capsys.readouterr().err
+    assert not folder.exists()
+    assert main(argv) == 0  # the key can be set before the run
+    err = capsys.readouterr().err
+    assert "note: OPENAI_API_KEY is missing" in err and "`novelkit run` needs it" in err
+    assert (folder / "novel.toml").exists()

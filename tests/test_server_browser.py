@@ -63,6 +63,12 @@ def test_dashboard_follows_a_job_and_pauses(served: tuple[ServerHandle, str, str
             assert page.evaluate("sessionStorage.getItem('novelkit.key')") == write
             rows = page.locator("#stages tbody tr")
             assert rows.count() == 12
+            backend = page.locator("#backend")  # an offline book is flagged as placeholder prose
+            assert (
+                backend.inner_text()
+                == "backend: offline — placeholder prose, not written by a model"
+            )
+            assert "placeholder" in (backend.get_attribute("class") or "").split()
             page.wait_for_selector("#connection:has-text('live')")
             page.click("#btn-start")
             page.wait_for_selector("#stages tr[data-stage='premise'].succeeded", timeout=20_000)

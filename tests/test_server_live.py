@@ -1,13 +1,12 @@
-"""The sidecar under a real uvicorn on 127.0.0.1: httpx, the websockets client, schemathesis."""
+"""The sidecar under a real uvicorn on 127.0.0.1: httpx and the websockets client (schemathesis:
+test_server_schema.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-import os
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-from _tools import require_tool
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -269,50 +267,6 @@ def test_control_over_http_while_streaming(live: Live) -> None:
 def test_serve_in_thread_reports_a_taken_port(live: Live) -> None:
     with pytest.raises(OSError, match="could not start"):
         serve_in_thread(live.root, port=live.handle.port, timeout=5)
-
-
-@pytest.mark.slow
-def test_schemathesis_all_checks(live: Live, tmp_path: Path) -> None:
-    binary = require_tool("schemathesis")
-    config = tmp_path / "schemathesis.toml"
-    # Schema-valid requests that the API answers 422 by design: chapters outside the
-    # outline or a stage whose upstream has not run (run_stage), and an Idempotency-Key reused
-    # with another body (the IETF idempotency-key draft says 422) on the idempotent POSTs.
-    accepted = '["2xx", "401", "403", "404", "409", "422", "429"]'
-    config.write_text(
-        "".join(
-            f'[[operations]]\ninclude-operation-id = "{op}"\n'
-            f"checks.positive_data_acceptance.expected-statuses = {accepted}\n"
-            for op in ("run_stage", "generate", "create_exports")
-        )
-    )
-    result = subprocess.run(
-        [
-            binary,
-            "--config-file",
-            str(config),
-            "run",
-            f"{live.url}/openapi.json",
-            "--checks",
-            "all",
-            "-H",
-            f"Authorization: Bearer {live.write}",
-            "--max-examples",
-            "25",
-            "--workers",
-            "1",
-            "--request-timeout",
-            "20",
-            "--generation-deterministic",
-            "--no-color",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "NO_COLOR": "1"},
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
 
 
 def test_heartbeat_drops_a_peer_that_stops_answering(tmp_path: Path) -> None:

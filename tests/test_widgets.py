@@ -452,3 +452,22 @@ def test_compare_json_variants_field_by_field(project: nk.Project, sent: list[An
         and "nk-field-diff" in listing._result.children[0].children[1].value
     )
     listing.close()
+
+
+def test_the_panel_names_the_backend_and_flags_placeholder_prose(
+    make_project: Callable[..., nk.Project], panels: Callable[..., JobPanel]
+) -> None:
+    offline = panels(make_project("offline"))
+    wait_until(lambda: "nk-backend" in offline.view.value)
+    line = re.search(
+        r'<div class="nk-backend" data-placeholder="(\w+)"[^>]*>([^<]*)<', offline.view.value
+    )
+    assert line is not None
+    assert line.groups() == (
+        "true",
+        "backend: offline — placeholder prose, not written by a model",
+    )
+    real = panels(make_project("real", backend="openai", model="gpt-4o"))
+    wait_until(lambda: "nk-backend" in real.view.value)
+    assert 'data-placeholder="false"' in real.view.value
+    assert "backend: openai, model gpt-4o<" in real.view.value

@@ -62,7 +62,10 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--keys-file", type=Path, default=None, help="keys file (default ROOT/.novelkit-keys.json)"
     )
     parser.add_argument(
-        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="uvicorn's log level (default info; keys and tickets are never logged)",
     )
 
 

@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from annotated_types import Le
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from .._config import NovelConfig
+
+MAX_CHAPTERS: int = next(
+    c.le
+    for c in NovelConfig.model_fields["chapters"].metadata
+    if isinstance(c, Le) and isinstance(c.le, int)
+)
+"""The most chapters a project can have (novel.toml's bound), so the highest chapter number."""
+
+
+def _integral(value: Any) -> Any:
+    """JSON Schema counts 3.0 as an integer (a number with no fractional part), so accept it."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+ChapterNumber = Annotated[int, Field(ge=1, le=MAX_CHAPTERS), BeforeValidator(_integral)]
 
 
 class _Body(BaseModel):
@@ -22,11 +42,12 @@ class EmptyBody(_Body):
 
 
 class RunStageBody(_Body):
-    chapters: list[int] | None = Field(
+    chapters: list[ChapterNumber] | None = Field(
         default=None,
         min_length=1,
-        max_length=500,
-        description="Chapters of a per-chapter stage; all when omitted.",
+        max_length=MAX_CHAPTERS,
+        description="Chapters of a per-chapter stage (numbers from the project's outline); "
+        "all when omitted. A single-unit stage takes no chapters (422).",
     )
     force: bool = Field(default=False, description="Rerun units even when they are up to date.")
 
@@ -111,6 +132,16 @@ class ProjectList(_Out):
     projects: list[ProjectSummary]
 
 
+class WriterOut(_Out):
+    name: str = Field(description="The backend: offline, openai, anthropic or replay.")
+    model: str | None
+    stage_models: dict[str, str] = Field(description="Per-stage model overrides.")
+    placeholder: bool = Field(
+        description="True for the offline backend: placeholder prose, not written by a model."
+    )
+    label: str = Field(description="One line to show, e.g. 'openai, model gpt-4o-mini'.")
+
+
 class ProjectOut(_Out):
     id: str
     title: str
@@ -120,6 +151,7 @@ class ProjectOut(_Out):
     words_per_chapter: int
     backend: str
     model: str | None
+    writer: WriterOut
     status: StatusOut
     exports: dict[str, Any]
 

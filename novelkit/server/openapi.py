@@ -42,6 +42,22 @@ def _collect(model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
+def _rejections(ep: Endpoint) -> list[str]:
+    """What a 422 from this operation can mean, by ``error.code`` (the route's own reasons
+    come first, from its ``statuses``)."""
+    out = []
+    if ep.body is not None:
+        out.append("`invalid_body`: the body does not match the schema.")
+    if ep.query and "`invalid_query`" not in ep.statuses.get(422, ""):
+        out.append("`invalid_query`: a query parameter is not valid.")
+    if ep.idempotent:
+        out.append(
+            "`invalid_idempotency_key`: the Idempotency-Key header is malformed; "
+            "`idempotency_key_reused`: the key was already used with another body."
+        )
+    return out
+
+
 def _operation(ep: Endpoint, schemas: dict[str, Any], formats: list[str]) -> dict[str, Any]:
     params: list[dict[str, Any]] = []
     if ep.per_project:
@@ -87,11 +103,22 @@ def _operation(ep: Endpoint, schemas: dict[str, Any], formats: list[str]) -> dic
         binary = {"type": "string", "format": "binary"}
         success["content"] = {get_exporter(f).media_type: {"schema": binary} for f in formats}
     responses[str(ep.success)] = success
+    rejections = _rejections(ep)
     for status, description in ep.statuses.items():
         if status == 200 and ep.response is not None:
             responses["200"] = {**success, "description": description}
+        elif status == 422:
+            rejections.insert(0, description)
         elif status >= 400:
             responses[str(status)] = _error(description)
+    if rejections:
+        responses["422"] = _error(" ".join(rejections))
+    if ep.per_project:  # opening the project reads its novel.toml, which a person may have broken
+        unopenable = "the project's novel.toml does not validate (the message names the key)."
+        conflict = responses.get("409", {}).get("description")
+        responses["409"] = _error(
+            f"{conflict} Or {unopenable}" if conflict else unopenable[0].upper() + unopenable[1:]
+        )
     responses.setdefault(
         "401",
         _error(
@@ -109,9 +136,6 @@ def _operation(ep: Endpoint, schemas: dict[str, Any], formats: list[str]) -> dic
         responses.setdefault("400", _error("The body is not valid JSON."))
         responses.setdefault("413", _error("The body is over the size limit."))
         responses.setdefault("415", _error("The body is not application/json."))
-        responses.setdefault("422", _error("The body does not match the schema."))
-    if ep.query or ep.path_params:
-        responses.setdefault("422", _error("A parameter is not valid."))
     responses.setdefault(
         "429",
         _error(

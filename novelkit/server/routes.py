@@ -10,6 +10,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 
 from .._errors import ExportError
 from .._job import Job
+from .._provenance import Writer
 from .._status import ControlResult
 from ..export import export_formats, get_exporter
 from . import models as m
@@ -104,6 +105,7 @@ async def get_project(call: Call) -> Response:
             "words_per_chapter": config.words_per_chapter,
             "backend": config.backend,
             "model": config.model,
+            "writer": Writer.of(config).to_dict(),
             "status": status,
             "exports": {e["format"]: e for e in exports},
         }
@@ -364,7 +366,7 @@ ENDPOINTS: list[Endpoint] = [
         statuses={
             200: "A job is already active: `changed` is false.",
             409: "Another process holds the project's writer lock.",
-            422: "An artefact edited by hand does not validate.",
+            422: "`invalid_artefact`: an artefact edited by hand does not validate.",
         },
     ),
     Endpoint("GET", f"{P}/generate/status", generate_status, "The job's status", m.StatusOut),
@@ -413,7 +415,9 @@ ENDPOINTS: list[Endpoint] = [
         success=202,
         statuses={
             409: "A job is active on this project.",
-            422: "Unknown stage (the message lists them), bad chapters, or a missing upstream stage.",
+            422: "`unknown_stage`: no such stage (the message lists them); "
+            "`invalid_stage_request`: chapters given to a single-unit stage, chapters the "
+            "outline does not have, or an upstream stage that has not run.",
         },
         path_params={"stage": _stage_param()},
     ),
@@ -424,7 +428,7 @@ ENDPOINTS: list[Endpoint] = [
         "Persisted events after `since`",
         m.EventsPage,
         query=(_SINCE, _LIMIT),
-        statuses={422: "since/limit is not a valid integer."},
+        statuses={422: "`invalid_query`: since/limit is not an integer in range."},
     ),
     Endpoint(
         "GET",
@@ -446,7 +450,7 @@ ENDPOINTS: list[Endpoint] = [
         tag="exports",
         statuses={
             409: "No manuscript yet: the message names the stage to run.",
-            422: "Unknown format (the message lists them).",
+            422: "`unknown_format`: no such format (the message lists them).",
             501: "The format's optional dependency is not installed.",
         },
     ),
@@ -457,7 +461,10 @@ ENDPOINTS: list[Endpoint] = [
         "Download an export",
         None,
         tag="exports",
-        statuses={404: "Not exported yet.", 422: "Unknown format (the message lists them)."},
+        statuses={
+            404: "Not exported yet.",
+            422: "`unknown_format`: no such format (the message lists them).",
+        },
         path_params={"format": {"type": "string"}},
     ),
     Endpoint(
@@ -467,7 +474,7 @@ ENDPOINTS: list[Endpoint] = [
         "One export's status",
         m.ExportInfo,
         tag="exports",
-        statuses={422: "Unknown format (the message lists them)."},
+        statuses={422: "`unknown_format`: no such format (the message lists them)."},
         path_params={"format": {"type": "string"}},
     ),
 ]

@@ -12,6 +12,7 @@ to the cell's parent (ipykernel#1451). Nothing here prints, displays or uses ``O
 
 from __future__ import annotations
 
+import html
 import logging
 import threading
 import time
@@ -32,6 +33,7 @@ from .._errors import NovelkitError
 from .._job import Job
 from .._pipeline import StageState
 from .._project import Project
+from .._provenance import Writer
 from .._status import ControlResult, JobState, JobStatus
 from .._status import legal_actions as job_actions
 from ._text import render_notice, render_view
@@ -46,6 +48,16 @@ MAX_MESSAGES = 10  # comm messages in any one-second window
 
 S = JobState
 _FINAL = frozenset({S.SUCCEEDED, S.CANCELLED})
+
+
+def backend_line(project: Project) -> str:
+    """The backend and model over the view; a book from the offline backend is flagged."""
+    writer = Writer.of(project.config)
+    style = "color:#b45309;font-weight:600" if writer.placeholder else "opacity:.75"
+    return (
+        f'<div class="nk-backend" data-placeholder="{str(writer.placeholder).lower()}" '
+        f'style="font-size:12px;{style}">backend: {html.escape(writer.label())}</div>'
+    )
 
 
 def legal_actions(state: JobState | None, *, project_busy: bool = False) -> frozenset[str]:
@@ -236,9 +248,8 @@ class _Renderer:
         stage = self.project.pipeline.get(self.stage_name())
         text, error = self._notice
         return {
-            ("view", "value"): render_view(
-                status, stage_elapsed=stage_elapsed, job_elapsed=self._job_elapsed
-            ),
+            ("view", "value"): backend_line(self.project)
+            + render_view(status, stage_elapsed=stage_elapsed, job_elapsed=self._job_elapsed),
             ("notice", "value"): render_notice(text, error=error),
             ("pause", "disabled"): "pause" not in legal,
             ("pause_now", "disabled"): "pause_now" not in legal,

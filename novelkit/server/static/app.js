@@ -79,6 +79,9 @@ async function selectProject(id) {
   const project = await api(`api/v2/projects/${encodeURIComponent(id)}`);
   $("project").hidden = false;
   $("project-title").textContent = project.title;
+  // who writes the book; the offline backend's placeholder prose is flagged
+  $("backend").textContent = `backend: ${project.writer.label}`;
+  $("backend").classList.toggle("placeholder", project.writer.placeholder);
   const select = $("stage-select");
   select.replaceChildren();
   for (const s of project.status.stages) {
