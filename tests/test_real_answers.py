@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_llm_servers import FOREIGN_NAME, FakeOpenAIServer
+from fake_llm_servers import FOREIGN_NAME, FakeOpenAIServer, FakeServer
 
 import novelkit as nk
 from novelkit._answers import Shape, answer_schema, extract_json, output_budget, strip_reasoning
@@ -29,7 +29,7 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAIServer]:
         yield server  # type: ignore[misc]
 
 
-def make(tmp_path: Path, fake: FakeOpenAIServer, chapters: int = 3, **options: Any) -> nk.Project:
+def make(tmp_path: Path, fake: FakeServer, chapters: int = 3, **options: Any) -> nk.Project:
     return nk.new_project(
         tmp_path / "novel",
         premise=PREMISE,
