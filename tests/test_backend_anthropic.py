@@ -19,6 +19,7 @@ from fake_llm_servers import (
 from novelkit._config import NovelConfig
 from novelkit._errors import BackendConfigError, BackendError, ConfigError, TransientBackendError
 from novelkit.llm import make_backend
+from novelkit.llm._http import http_library
 from novelkit.llm._ratelimit import RateLimiter
 from novelkit.llm._retry import RetryPolicy
 from novelkit.llm.anthropic import AnthropicBackend
@@ -121,14 +122,14 @@ def test_calls_share_one_kept_alive_connection(fake: FakeAnthropicServer) -> Non
 def mocked(*events: dict[str, Any]) -> tuple[AnthropicBackend, list[Any]]:
     """A backend whose SDK client is answered with ``events`` as one event stream."""
     import anthropic
-    import httpx2
 
-    sent: list[httpx2.Request] = []
+    http = http_library(anthropic)  # the SDK's own HTTP library: httpx2, or httpx before 2
+    sent: list[Any] = []
     body = b"".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events)
 
-    def handler(request: httpx2.Request) -> httpx2.Response:
+    def handler(request: Any) -> Any:
         sent.append(request)
-        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+        return http.Response(200, headers={"content-type": "text/event-stream"}, content=body)
 
     class Mocked(AnthropicBackend):
         def _new_client(self) -> anthropic.AsyncAnthropic:
@@ -136,7 +137,7 @@ def mocked(*events: dict[str, Any]) -> tuple[AnthropicBackend, list[Any]]:
                 api_key="k",
                 base_url=self.base_url,
                 max_retries=0,
-                http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(handler)),
+                http_client=http.AsyncClient(transport=http.MockTransport(handler)),
             )
 
     target = Mocked(model="m", api_key="k", base_url="http://127.0.0.1:9", extra_body={"top_k": 5})
@@ -161,7 +162,11 @@ def test_cached_prompt_tokens_count_and_extra_body_is_sent() -> None:
     assert text_of(chunks) == "Hi" and isinstance(done, Done) and done.model == "m-2025"
     assert (done.usage.prompt_tokens, done.usage.completion_tokens) == (14, 3)
     [request] = sent
-    assert request.headers["authorization"] == "Bearer k"  # how this SDK sends the key
+    # the key as the SDK sends it: X-Api-Key before anthropic 2, a bearer token since
+    assert request.headers.get("x-api-key", request.headers.get("authorization")) in (
+        "k",
+        "Bearer k",
+    )
     assert "anthropic-version" in request.headers
     assert json.loads(request.content)["top_k"] == 5
 

@@ -24,7 +24,7 @@ from fake_llm_servers import (
 from novelkit._config import NovelConfig
 from novelkit._errors import BackendConfigError, BackendError, ConfigError, TransientBackendError
 from novelkit.llm import make_backend
-from novelkit.llm._http import sse_events
+from novelkit.llm._http import http_library, sse_events
 from novelkit.llm._ratelimit import RateLimiter
 from novelkit.llm._retry import RetryPolicy
 from novelkit.llm.base import Chunk, Delta, Done, Message, Request, Retrying
@@ -159,26 +159,26 @@ def test_calls_share_one_kept_alive_connection(fake: FakeOpenAIServer) -> None:
 
 
 def test_a_compressed_event_stream_is_decoded() -> None:
-    import httpx2
     import openai
 
+    http = http_library(openai)  # the SDK's own HTTP library: httpx2, or httpx before openai 3
     chunks: list[dict[str, Any]] = [{"choices": [{"delta": {"content": "Hello"}}]}]
     chunks.append({"choices": [{"delta": {}, "finish_reason": "stop"}], "model": "m"})
     sse = b"".join(f"data: {json.dumps(c)}\n\n".encode() for c in chunks) + b"data: [DONE]\n\n"
 
-    def handler(request: httpx2.Request) -> httpx2.Response:
+    def handler(request: Any) -> Any:
         assert request.headers["authorization"] == "Bearer k"
         headers = {"content-type": "text/event-stream", "content-encoding": "gzip"}
-        return httpx2.Response(200, headers=headers, content=gzip.compress(sse))
+        return http.Response(200, headers=headers, content=gzip.compress(sse))
 
     class Mocked(OpenAIBackend):
         def _new_client(self) -> openai.AsyncOpenAI:
-            transport = httpx2.MockTransport(handler)
+            transport = http.MockTransport(handler)
             return openai.AsyncOpenAI(
                 api_key="k",
                 base_url=self.base_url,
                 max_retries=0,
-                http_client=httpx2.AsyncClient(transport=transport),
+                http_client=http.AsyncClient(transport=transport),
             )
 
     target = Mocked(model="m", api_key="k", base_url="http://127.0.0.1:9/v1")

@@ -18,6 +18,7 @@ HEAVY = [
     "reportlab",
     "PIL",
     "httpx",
+    "httpx2",
     "IPython",
     "websockets",
 ]

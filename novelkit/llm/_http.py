@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib
 import json
 import os
 import ssl
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -25,6 +27,7 @@ __all__ = [
     "LoopBound",
     "body_bytes",
     "check_base_url",
+    "http_library",
     "public_url",
     "read_key",
     "resolve_credentials",
@@ -127,13 +130,22 @@ class LoopBound(Generic[ClientT]):
             await guard.aclose()
 
 
-@functools.cache
-def shared_ssl_context() -> ssl.SSLContext:
-    """One TLS context for every client: building one costs ~20 ms, and each job's loop needs a
-    fresh client."""
-    import httpx2
+def http_library(sdk: ModuleType) -> ModuleType:
+    """The HTTP library an SDK (the ``openai`` or ``anthropic`` module) is built on: httpx2
+    from openai 3 and anthropic 2 on, httpx before them. Its responses, transports and errors
+    are the ones the SDK's client takes and raises."""
+    for cls in sdk.DefaultAsyncHttpxClient.__mro__:
+        top = cls.__module__.partition(".")[0]
+        if top not in (sdk.__name__, "builtins"):
+            return importlib.import_module(top)
+    raise ImportError(f"{sdk.__name__}.DefaultAsyncHttpxClient is not an HTTP library's client")
 
-    context: ssl.SSLContext = httpx2.create_ssl_context()
+
+@functools.cache
+def shared_ssl_context(http: ModuleType) -> ssl.SSLContext:
+    """One TLS context for every client of the HTTP library ``http``: building one costs
+    ~20 ms, and each job's loop needs a fresh client."""
+    context: ssl.SSLContext = http.create_ssl_context()
     return context
 
 

@@ -13,6 +13,8 @@ answers with the tool's input instead of prose around a JSON object.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import re
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any, cast
@@ -23,6 +25,7 @@ from ._http import (
     LoopBound,
     check_base_url,
     environ_or_default,
+    http_library,
     public_url,
     resolve_credentials,
     shared_ssl_context,
@@ -128,8 +131,10 @@ class AnthropicBackend:
             base_url=self.base_url,
             max_retries=0,
             timeout=self.timeout,
-            http_client=anthropic.DefaultAsyncHttpxClient(verify=shared_ssl_context()),
-            open_telemetry=False,
+            http_client=anthropic.DefaultAsyncHttpxClient(
+                verify=shared_ssl_context(http_library(anthropic))
+            ),
+            **_no_telemetry(anthropic.AsyncAnthropic),
         )
         return client
 
@@ -172,8 +177,7 @@ class AnthropicBackend:
 
     async def _attempt(self, request: Request) -> AsyncIterator[Chunk]:
         anthropic = _import_anthropic()
-        import httpx2
-
+        transport_error = http_library(anthropic).TransportError
         body = self.body(request)
         model = body["model"]
         estimate = request.prompt_tokens + request.max_output_tokens
@@ -221,7 +225,7 @@ class AnthropicBackend:
                 raise TransientBackendError(
                     f"{public_url(self.base_url)} did not answer within {self.timeout:g} s"
                 ) from None
-            except (anthropic.APIConnectionError, httpx2.TransportError) as exc:
+            except (anthropic.APIConnectionError, transport_error) as exc:
                 cause = exc.__cause__ or exc
                 raise TransientBackendError(
                     f"lost the connection to {public_url(self.base_url)} ({cause!r})"
@@ -250,11 +254,13 @@ class AnthropicBackend:
 
     def _status_error(self, exc: Any, model: str) -> BackendError:
         payload = exc.body if isinstance(exc.body, dict) else {}
-        error = payload.get("error") if isinstance(payload.get("error"), dict) else payload
+        error = payload.get("error")
+        error = error if isinstance(error, dict) else payload
         if exc.status_code == 200:
             # an `event: error` inside a stream that started well (overloaded and the like)
             return _stream_error(error)
-        detail = str(exc.api_message or exc.message)
+        # error.message, which anthropic 2 also offers as exc.api_message
+        detail = str(error.get("message") or exc.message)
         return error_for_status(
             exc.status_code,
             detail,
@@ -290,6 +296,13 @@ def _tool_name(name: str | None) -> str:
     """Tool names match ^[a-zA-Z0-9_-]{1,64}$."""
     cleaned = re.sub(r"[^A-Za-z0-9_-]+", "_", name or "answer").strip("_")
     return (cleaned or "answer")[:64]
+
+
+@functools.cache
+def _no_telemetry(client_class: type) -> dict[str, Any]:
+    """``open_telemetry=False`` where the SDK has it (anthropic 2 on), so no spans are made."""
+    accepted = inspect.signature(client_class).parameters
+    return {"open_telemetry": False} if "open_telemetry" in accepted else {}
 
 
 async def _close_client(client: AsyncAnthropic) -> None:

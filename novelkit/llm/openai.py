@@ -42,6 +42,7 @@ from ._http import (
     LoopBound,
     check_base_url,
     environ_or_default,
+    http_library,
     public_url,
     resolve_credentials,
     shared_ssl_context,
@@ -239,7 +240,9 @@ class OpenAIBackend:
             base_url=self.base_url,
             max_retries=0,
             timeout=self.timeout,
-            http_client=openai.DefaultAsyncHttpxClient(verify=shared_ssl_context()),
+            http_client=openai.DefaultAsyncHttpxClient(
+                verify=shared_ssl_context(http_library(openai))
+            ),
         )
         return client
 
@@ -556,14 +559,13 @@ def with_api_path(url: str) -> str:
 
 async def _probe_json(client: AsyncOpenAI, method: str, url: str, payload: Any) -> Any:
     openai = _import_openai()
-    import httpx2
-
+    http = http_library(openai)
     quick = client.with_options(timeout=5.0, max_retries=0)
     try:
         if method == "get":
-            response = await quick.get(url, cast_to=httpx2.Response)
+            response = await quick.get(url, cast_to=http.Response)
         else:
-            response = await quick.post(url, cast_to=httpx2.Response, body=payload)
+            response = await quick.post(url, cast_to=http.Response, body=payload)
         return response.json()
     except openai.APIConnectionError as exc:
         return _REFUSED if _refused(exc.__cause__ or exc) else None
