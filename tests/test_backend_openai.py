@@ -429,7 +429,7 @@ def test_max_concurrency_bounds_requests_in_flight(fake: FakeOpenAIServer) -> No
 
 
 def test_unlimited_requests_run_in_parallel(fake: FakeOpenAIServer) -> None:
-    fake.latency = 0.05
+    fake.latency = 0.5  # long enough for all six to arrive on a busy machine
     run(backend(fake), *(prompt_request(unit=f"u{i}") for i in range(6)))
     assert fake.max_in_flight == 6
 
