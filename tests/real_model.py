@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
+from fake_llm_servers import ThreadedServer
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -140,21 +140,14 @@ class ProxiedCall:
         return ""
 
 
-class CountingProxy:
+class CountingProxy(ThreadedServer):
     """Forwards every request to ``upstream`` and records the chat completions."""
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
         self.calls: list[ProxiedCall] = []
         self._lock = threading.Lock()
-        self.port = 0
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
         self.app = Starlette(routes=[Route("/{path:path}", self.forward, methods=["GET", "POST"])])
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def finished(self) -> list[ProxiedCall]:
@@ -216,34 +209,3 @@ class CountingProxy:
             status_code=upstream.status_code,
             media_type=upstream.headers.get("content-type"),
         )
-
-    def start(self) -> CountingProxy:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            self.app, log_config=None, log_level="warning", lifespan="off", access_log=False
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the counting proxy did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout=10)
-        self._server = self._thread = None
-
-    def __enter__(self) -> CountingProxy:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

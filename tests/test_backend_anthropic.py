@@ -32,7 +32,7 @@ SCHEMA = {"type": "object", "properties": {"logline": {"type": "string"}}}
 @pytest.fixture(scope="module")
 def server() -> Iterator[FakeAnthropicServer]:
     with FakeAnthropicServer() as fake:
-        yield fake  # type: ignore[misc]
+        yield fake
 
 
 @pytest.fixture

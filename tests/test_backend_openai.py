@@ -37,7 +37,7 @@ SCHEMA = {"type": "object", "properties": {"logline": {"type": "string"}}, "requ
 @pytest.fixture(scope="module")
 def server() -> Iterator[FakeOpenAIServer]:
     with FakeOpenAIServer() as fake:
-        yield fake  # type: ignore[misc]
+        yield fake
 
 
 @pytest.fixture

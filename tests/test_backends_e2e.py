@@ -23,13 +23,13 @@ FAST_RETRIES = {"base_delay": 0.01, "max_delay": 0.05}
 @pytest.fixture(scope="module")
 def openai_server() -> Iterator[FakeOpenAIServer]:
     with FakeOpenAIServer() as fake:
-        yield fake  # type: ignore[misc]
+        yield fake
 
 
 @pytest.fixture(scope="module")
 def anthropic_server() -> Iterator[FakeAnthropicServer]:
     with FakeAnthropicServer() as fake:
-        yield fake  # type: ignore[misc]
+        yield fake
 
 
 @pytest.fixture(params=["openai", "anthropic"])

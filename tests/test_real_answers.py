@@ -26,7 +26,7 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAIServer]:
     monkeypatch.setenv("OPENAI_API_KEY", "test-key")
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     with FakeOpenAIServer() as server:
-        yield server  # type: ignore[misc]
+        yield server
 
 
 def make(tmp_path: Path, fake: FakeServer, chapters: int = 3, **options: Any) -> nk.Project:
