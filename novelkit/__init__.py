@@ -22,6 +22,7 @@ _EXPORTS = {
     "BackendError": "._errors",
     "BudgetExceededError": "._errors",
     "Cast": "._artefacts",
+    "Comparison": ".report.compare",
     "ChapterPlan": "._artefacts",
     "ChapterScenes": "._artefacts",
     "ChapterSummary": "._artefacts",
@@ -53,6 +54,7 @@ _EXPORTS = {
     "ReplayMissError": "._errors",
     "Report": "._artefacts",
     "Scene": "._artefacts",
+    "Scorecard": ".report.scorecard",
     "Stage": "._pipeline",
     "StageState": "._pipeline",
     "StageStatus": "._status",
@@ -61,6 +63,7 @@ _EXPORTS = {
     "TransientBackendError": "._errors",
     "UnitContext": "._runner",
     "World": "._artefacts",
+    "compare": ".report.compare",
     "new_project": "._project",
     "open_project": "._project",
 }
@@ -77,6 +80,7 @@ __all__ = [
     "ChapterSummary",
     "ChapterText",
     "Character",
+    "Comparison",
     "ConfigError",
     "ContinuityReport",
     "ControlResult",
@@ -103,6 +107,7 @@ __all__ = [
     "ReplayMissError",
     "Report",
     "Scene",
+    "Scorecard",
     "Stage",
     "StageState",
     "StageStatus",
@@ -111,6 +116,7 @@ __all__ = [
     "TransientBackendError",
     "UnitContext",
     "World",
+    "compare",
     "new_project",
     "open_project",
 ]
@@ -193,3 +199,5 @@ if _TYPE_CHECKING:
         JobStatus,
         StageStatus,
     )
+    from .report.compare import Comparison, compare
+    from .report.scorecard import Scorecard

@@ -112,6 +112,12 @@ class ChapterPlan(Schema):
     location: str
     beats: list[str] = Field(min_length=1)
     target_words: int = Field(ge=50)
+    tension: int | None = Field(
+        default=None,
+        ge=1,
+        le=10,
+        description="How high the tension and stakes run in this chapter: 1 calm, 10 the climax.",
+    )
 
 
 class Outline(Schema):

@@ -32,6 +32,8 @@ from .stages import default_stages
 if TYPE_CHECKING:
     from ._events import Callback
     from .llm.base import Backend
+    from .report import Scorecard
+    from .report.scorecard import JudgeScores
 
 __all__ = ["Artefacts", "Project", "new_project", "open_project"]
 
@@ -409,7 +411,7 @@ class Project:
         if row is None or row[0] is not StageState.RUNNING:
             current = None  # its stage just ended (or is not shown begun): name no unit of it
         stages, progress, (prompt, completion, cost) = self._summed(figures)
-        report = self.report() if not state.active else None
+        report = self._saved_report() if not state.active else None
         return JobStatus(
             id=job.id,
             state=state,
@@ -596,15 +598,56 @@ class Project:
             return None
         return self.paths[target.output_paths(SINGLE)[index]]
 
-    def report(self) -> a.Report | None:
+    def report(self, *, save: bool = True, charts: bool = True) -> Scorecard:
+        """The scorecard of the book as it stands: figures and faults per chapter and for the
+        whole, with evidence (no model is called). ``save`` writes artefacts/report/
+        (index.html, report.md, scorecard.json and, with matplotlib, the charts as SVG). A
+        project without a manuscript gets the scorecard of what exists, and says what is missing.
+        """
+        from .report import report_project
+
+        return report_project(self, save=save, charts=charts)
+
+    def _saved_report(self) -> Scorecard | None:
+        """The scorecard the assemble stage saved in report.json (cheap: no scoring)."""
         path = self._output("assemble", REPORT)
         if path is None or not path.exists():
             return None
+        from .report import Scorecard
+
         try:
-            report: a.Report = a.parse(a.Report, path, path.read_bytes())
-        except ArtefactError:
+            return Scorecard.model_validate_json(path.read_bytes())
+        except ValueError:
             return None
-        return report
+
+    def compare_variants(self, stage: str | int) -> Any:
+        """The scorecards of a prose stage's active text and of each of its variants, side by
+        side: a pandas DataFrame where pandas is installed, else a list of dicts."""
+        from .report.compare import compare_variants
+
+        return compare_variants(self, stage)
+
+    def judge(
+        self,
+        backend: Backend | None = None,
+        *,
+        chapters: list[int] | None = None,
+        book: bool = True,
+    ) -> JudgeScores:
+        """Scores from a language model against a published rubric (EQ-Bench Creative
+        Writing's criteria), per chapter and (``book``) for the whole. Uses this project's
+        backend unless one is given; every call goes to the ledger, is priced, counts against
+        max_cost/max_tokens and is replayable from a cassette. The scores join the scorecard.
+        """
+        from .report.judge import judge_project
+
+        with self._guard:
+            self._check_writable("run the judge")
+            self._take_lock()
+            try:
+                return judge_project(self, backend or self.backend, chapters=chapters, book=book)
+            finally:
+                self._drop_lock()
 
     def manuscript(self) -> Any:
         """The assembled manuscript as an :class:`novelkit.export.Manuscript`."""

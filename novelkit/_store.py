@@ -450,6 +450,20 @@ class Store:
     def call_count(self) -> int:
         return int(self._reader().execute("SELECT COUNT(*) FROM calls").fetchone()[0])
 
+    def models_used(self, exclude_stages: tuple[str, ...] = ()) -> list[str]:
+        """The models named in the ledger, most calls first (``exclude_stages`` left out)."""
+        marks = ", ".join("?" * len(exclude_stages))
+        where = f"WHERE stage NOT IN ({marks}) " if exclude_stages else ""
+        rows = (
+            self._reader()
+            .execute(
+                f"SELECT model FROM calls {where}GROUP BY model ORDER BY COUNT(*) DESC",
+                exclude_stages,
+            )
+            .fetchall()
+        )
+        return [str(r[0]) for r in rows]
+
     def ledger(self) -> dict[str, dict[str, float]]:
         """Per stage: calls, prompt and completion tokens, cost, latency."""
         rows = (

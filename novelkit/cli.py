@@ -340,6 +340,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="exporter option (repeatable), e.g. profile=kdp or wrap=72",
     )
 
+    p = sub.add_parser("report", help="the scorecard of the book (no model is called)")
+    p.add_argument("dir", type=Path)
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print the scorecard as JSON")
+    out.add_argument("--html", action="store_true", help="print the HTML page")
+    p.add_argument("--no-charts", action="store_true", help="skip drawing the charts")
+
+    p = sub.add_parser("judge", help="score the chapters and the book with an LLM judge")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--backend", help="openai, anthropic or replay (default: the project's)")
+    p.add_argument("--model", help="the judge's model")
+    p.add_argument("--base-url", help="OpenAI-compatible server URL")
+    p.add_argument("--chapters", type=_chapters, help="judge only these, e.g. 3,4 or 2-5")
+    p.add_argument("--no-book", action="store_true", help="judge the chapters only")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
     from .server.cli import add_keys_create_arguments, add_serve_arguments
 
     add_serve_arguments(
@@ -599,6 +615,57 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    import novelkit as nk
+
+    project = nk.open_project(args.dir)
+    card = project.report(charts=not args.no_charts)
+    folder = project.root / "artefacts" / "report"
+    if args.json:
+        print(card.model_dump_json(indent=2))
+    elif args.html:
+        print((folder / "index.html").read_text(encoding="utf-8"), end="")
+    else:
+        print(card.headline())
+        for problem in card.problems:
+            print(f"  missing: {problem}")
+        for issue in card.issues:
+            where = f" ch {','.join(map(str, issue.chapters))}" if issue.chapters else ""
+            print(f"  {issue.severity:<7} {issue.kind}{where}: {issue.message}")
+        print(f"written: {folder / 'index.html'}")
+    return EXIT_OK
+
+
+def _cmd_judge(args: argparse.Namespace) -> int:
+    import novelkit as nk
+
+    project = nk.open_project(args.dir)
+    backend = None
+    settings = {
+        k: v
+        for k, v in (("backend", args.backend), ("model", args.model), ("base_url", args.base_url))
+        if v is not None
+    }
+    if settings:
+        from ._config import validate_config
+        from .llm import make_backend
+
+        current = project.config.model_dump(exclude_none=True)
+        if settings.get("backend", current["backend"]) != current["backend"]:
+            current.pop("backend_options", None)  # the project's options are another backend's
+        config = validate_config({**current, **settings}, where="novelkit judge")
+        backend = make_backend(config, project.root)
+    scores = project.judge(backend, chapters=args.chapters, book=not args.no_book)
+    if args.json:
+        print(scores.model_dump_json(indent=2))
+    else:
+        for result in scores.results:
+            label = "book" if result.chapter == 0 else f"chapter {result.chapter}"
+            print(f"{label:<11} {result.score:4.1f}/10  {result.comment}")
+        print(f"judge: {scores.model} ({scores.rubric}); cost {scores.cost:.4f}")
+    return EXIT_OK
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from .server.cli import serve
 
@@ -641,6 +708,8 @@ COMMANDS = {
     "resume": _cmd_control,
     "cancel": _cmd_control,
     "export": _cmd_export,
+    "report": _cmd_report,
+    "judge": _cmd_judge,
     "serve": _cmd_serve,
     "keys": _cmd_keys,
 }

@@ -166,6 +166,8 @@ def _chapters(ctx: dict[str, Any], rng: random.Random) -> dict[str, Any]:
                 "location": place,
                 "beats": [beat, f"{pov} pays a price at {place}"],
                 "target_words": words,
+                # rising to the climax in the last chapter but one, easing in the last
+                "tension": min(10, 2 + (8 * i) // max(1, n - 1)) if i < n or n == 1 else 6,
             }
         )
     return {"chapters": plans}

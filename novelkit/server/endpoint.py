@@ -73,6 +73,7 @@ class Endpoint:
     query: tuple[tuple[str, dict[str, Any], str], ...] = ()
     path_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     tag: str = "projects"
+    media_type: str = ""  # a response that is not JSON (HTML, SVG): its media type
 
     @property
     def per_project(self) -> bool:

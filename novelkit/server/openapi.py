@@ -99,6 +99,8 @@ def _operation(ep: Endpoint, schemas: dict[str, Any], formats: list[str]) -> dic
     success: dict[str, Any] = {"description": "OK"}
     if ep.response is not None:
         success["content"] = {"application/json": {"schema": _collect(ep.response, schemas)}}
+    elif ep.media_type:
+        success["content"] = {ep.media_type: {"schema": {"type": "string"}}}
     else:  # a download: the media type of whichever format was asked for
         binary = {"type": "string", "format": "binary"}
         success["content"] = {get_exporter(f).media_type: {"schema": binary} for f in formats}

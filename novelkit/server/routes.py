@@ -16,6 +16,7 @@ from ..export import export_formats, get_exporter
 from . import models as m
 from .endpoint import Call, Endpoint, is_decimal
 from .errors import ApiError
+from .report_routes import REPORT_ENDPOINTS
 
 __all__ = ["ENDPOINTS"]
 
@@ -478,3 +479,4 @@ ENDPOINTS: list[Endpoint] = [
         path_params={"format": {"type": "string"}},
     ),
 ]
+ENDPOINTS += REPORT_ENDPOINTS

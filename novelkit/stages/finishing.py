@@ -15,7 +15,6 @@ from .._pipeline import Outputs, Stage, unit_name
 from .._runner import UnitContext
 from .continuity import check_chapter
 
-TOLERANCE = 0.10
 REPORT_NGRAM = 12  # the report counts repeated 12-grams
 _NGRAM_WORD = re.compile(r"[\w'’]+")
 
@@ -129,6 +128,11 @@ def warm_report(chapter: int, text: str, cast: a.Cast, world: a.World) -> None:
     text_digest(text)
     ngram_profile(text, REPORT_NGRAM)
     final_findings(chapter, text, cast, world)
+    from ..report.metrics import chapter_figures
+    from ..report.slop import slop_hits
+
+    chapter_figures(text)
+    slop_hits(text)
 
 
 def repeated_ngram_share(texts: list[str], n: int = REPORT_NGRAM) -> float:
@@ -151,7 +155,17 @@ def repeated_ngram_share(texts: list[str], n: int = REPORT_NGRAM) -> float:
 class Assemble(Stage):
     name = "assemble"
     description = "The manuscript in one Markdown file, plus report.json and report.md."
-    inputs = ("characters", "world", "chapters", "continuity", "polish", "metadata")
+    inputs = (
+        "premise",
+        "characters",
+        "world",
+        "structure",
+        "chapters",
+        "continuity",
+        "polish",
+        "metadata",
+    )
+    version = "2"  # 2: report.json/report.md are the scorecard (novelkit.report)
     path = "12-manuscript.md"
     extra_paths = ("report.json", "report.md")
     calls_llm = False
@@ -168,13 +182,6 @@ class Assemble(Stage):
                 chapters.append(ctx.read("polish", plan.number, shared=True))
             else:
                 missing.append(plan.number)
-        seen: dict[str, int] = {}
-        duplicated = []
-        for chapter in chapters:
-            digest = text_digest(chapter.text)
-            if digest in seen:
-                duplicated.append(chapter.chapter)
-            seen.setdefault(digest, chapter.chapter)
         titles = meta.chapter_titles
         parts = []
         for chapter in chapters:
@@ -192,32 +199,35 @@ class Assemble(Stage):
                     for f in report.findings
                     if f.source == "model" and f.quote and f.quote in chapter.text
                 ]
-        targets = {plan.number: plan.target_words for plan in outline.chapters}
-        words = {c.chapter: chapter_words(c.text) for c in chapters}
-        lengths = [
-            a.ChapterLength(
-                chapter=c.chapter,
-                title=c.title,
-                target_words=targets[c.chapter],
-                actual_words=words[c.chapter],
-                within_tolerance=abs(words[c.chapter] - targets[c.chapter])
-                <= TOLERANCE * targets[c.chapter],
-            )
-            for c in chapters
-        ]
-        report_model = a.Report(
+        from ..report.scorecard import Book, BookChapter, build_scorecard
+
+        book = Book(
             title=meta.title,
-            total_words=sum(words.values()),
-            chapters=lengths,
-            repeated_12gram_share=round(repeated_ngram_share([c.text for c in chapters]), 4),
-            missing_chapters=missing,
-            duplicated_chapters=duplicated,
+            chapters=[
+                BookChapter(
+                    c.chapter,
+                    titles[c.chapter - 1] if c.chapter <= len(titles) else c.title,
+                    c.text,
+                    "polish",
+                )
+                for c in chapters
+            ],
+            outline=outline,
+            premise=ctx.read("premise", shared=True),
+            cast=cast,
+            world=world,
+            structure=ctx.read("structure", shared=True),
             open_findings=open_findings,
+            missing=missing,
+            backend=ctx.config.backend,
+            models=ctx.store.models_used(exclude_stages=("judge",)),
         )
+        card = build_scorecard(book)
         return {
             self.path: manuscript,
-            "report.json": report_model,
-            "report.md": render_report(report_model),
+            "report.json": card.model_dump_json(indent=2) + "\n",
+            "report.md": card.to_markdown()
+            + "\nCharts and the HTML page: `novelkit report DIR` (artefacts/report/).\n",
         }
 
 
