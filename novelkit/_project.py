@@ -411,7 +411,7 @@ class Project:
         if row is None or row[0] is not StageState.RUNNING:
             current = None  # its stage just ended (or is not shown begun): name no unit of it
         stages, progress, (prompt, completion, cost) = self._summed(figures)
-        report = self._saved_report() if not state.active else None
+        report = self.last_report() if not state.active else None
         return JobStatus(
             id=job.id,
             state=state,
@@ -608,8 +608,9 @@ class Project:
 
         return report_project(self, save=save, charts=charts)
 
-    def _saved_report(self) -> Scorecard | None:
-        """The scorecard the assemble stage saved in report.json (cheap: no scoring)."""
+    def last_report(self) -> Scorecard | None:
+        """The scorecard the assemble stage saved in report.json, or None (cheap: nothing is
+        scored; a report.json of the first format reads too, with the newer figures empty)."""
         path = self._output("assemble", REPORT)
         if path is None or not path.exists():
             return None

@@ -511,7 +511,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     sys.stderr.write(f"backend: {_writer(project).label()}\n")
     code = _follow(project.start())
     if code == EXIT_OK:
-        report = project.report()
+        report = project.last_report()
         if report is not None:
             sys.stderr.write(report.headline() + "\n")
         sys.stderr.write(f"written by: {_writer(project).label()}\n")
@@ -544,7 +544,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
     project = nk.open_project(args.dir)
     status = project.status()
-    report = project.report()
+    report = project.last_report()
     writer = _writer(project)
     if args.json:
         data = status.to_dict()

@@ -26,6 +26,7 @@ _ACTOR = re.compile(
     r"|\b(?:said|asked|replied|whispered|shouted|muttered|answered|murmured)\s+([A-Z][a-z]{2,})\b"
     r"|\b(?:Mr|Mrs|Ms|Dr|Miss|Captain|Father|Sister|Aunt|Uncle)\.?\s+([A-Z][a-z]{2,})\b"
 )
+_INSIDE = re.compile(r"(?<=[a-z,;:’'] )([A-Z][a-z]{2,})\b")
 NOT_NAMES = frozenset(
     "The Then There They That This These Those When What Where Which While Who Why How "
     "Nobody Somebody Someone Everyone Everybody Somewhere Outside Inside Later Every Chapter "
@@ -106,12 +107,15 @@ def cast_presence(
     }
     known = {w for name in cast for w in name.split()} | {w for p in places for w in p.split()}
 
+    # a word counts as a name only where it is capitalised inside a sentence too ("Rain ran"
+    # opens a sentence; "Ines watched Corwin" shows Corwin is a name)
+    inside = {w for _, text in chapters for w in _INSIDE.findall(text)}
     stray: dict[str, list[int]] = {}
     quotes: dict[str, str] = {}
     for number, text in chapters:
         for match in _ACTOR.finditer(text):
             name = match.group(1) or match.group(2) or match.group(3)
-            if name in known or name in NOT_NAMES:
+            if name in known or name in NOT_NAMES or (match.group(1) and name not in inside):
                 continue
             if number not in stray.setdefault(name, []):
                 stray[name].append(number)

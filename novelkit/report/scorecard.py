@@ -124,7 +124,7 @@ class Scorecard(_Model):
     duplicated_chapters: list[int] = Field(default_factory=list)
     open_findings: list[a.Finding] = Field(default_factory=list)
     # added by the scorecard
-    format: str = FORMAT
+    format: str = ""  # FORMAT; empty in a report.json of the first format
     backend: str = ""
     models: list[str] = Field(default_factory=list)
     placeholder: bool = False  # written by the offline backend: placeholder prose
@@ -611,6 +611,7 @@ def build_scorecard(book: Book) -> Scorecard:
     total = sum(s.actual_words for s in scores)
     spreads = [s.sentence_spread for s in scores if s.actual_words]
     card = Scorecard(
+        format=FORMAT,
         title=book.title,
         total_words=total,
         chapters=scores,
