@@ -68,6 +68,8 @@ def test_what_the_planted_manuscript_does_not_have_is_not_reported(tmp_path: Pat
     assert card.repeated_chapter_openings == [] and card.repeated_openings == []
     assert [c.tension for c in card.chapters] == [2, 4, 6, 8]
     assert [a.chapters for a in card.acts] == [[1, 2], [3, 4]]
+    assert not card.placeholder and card.models == []  # written by hand: no model call
+    assert "No model call is recorded" in card.to_markdown()
 
 
 def test_a_chapter_in_the_first_person_is_a_pov_fault(tmp_path: Path) -> None:

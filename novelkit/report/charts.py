@@ -177,7 +177,7 @@ def _repetition(card: Scorecard, ax: Any) -> None:
     )
     ax.set_xlabel("chapter")
     ax.set_xticks(numbers)
-    ax.legend(loc="upper left", frameon=False)
+    ax.legend(loc="best", frameon=False)
 
 
 _DRAW: dict[str, Callable[[Scorecard, Any], None]] = {

@@ -18,7 +18,9 @@ __all__ = ["chart_source", "escape", "html_fragment", "html_page", "markdown"]
 
 
 def _who(card: Scorecard) -> str:
-    models = ", ".join(card.models) or "no model recorded"
+    models = ", ".join(card.models)
+    if not models:
+        return "No model call is recorded: the text was written or imported by hand."
     if card.placeholder:
         return (
             "Written by the offline backend: placeholder prose for trying the pipeline, "

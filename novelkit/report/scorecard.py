@@ -621,7 +621,8 @@ def build_scorecard(book: Book) -> Scorecard:
         open_findings=list(book.open_findings),
         backend=book.backend,
         models=list(book.models),
-        placeholder=book.backend == "offline",
+        # the ledger says the offline backend wrote it (text written by hand or imported is not)
+        placeholder="offline" in book.models,
         expected_pov=expected_pov,
         expected_tense=expected_tense,
         target_words=sum(p.target_words for p in plans.values()),

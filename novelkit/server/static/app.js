@@ -92,6 +92,55 @@ async function selectProject(id) {
   }
   renderStatus(project.status);
   connect();
+  loadReport();
+}
+
+// The scorecard: figures and issues as JSON, each chart fetched with the key (an <img> URL
+// could not carry it) and shown as a data: URL (what the page's img-src allows).
+function dataUrl(blob) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result);
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(blob);
+  });
+}
+
+const CHARTS = ["words", "presence", "relationships", "arc", "repetition"];
+async function loadReport() {
+  const id = state.project;
+  const base = `api/v2/projects/${encodeURIComponent(id)}/report`;
+  const box = $("report-charts");
+  $("report-summary").textContent = "scoring…";
+  try {
+    const card = await api(base);
+    if (state.project !== id) return;
+    const parts = [`${card.total_words.toLocaleString()} words in ${card.chapters.length} chapters`,
+      `${card.issues.length} issue${card.issues.length === 1 ? "" : "s"}`];
+    if (card.placeholder) parts.push("placeholder prose from the offline backend");
+    if (card.problems.length) parts.push(card.problems.join("; "));
+    $("report-summary").textContent = parts.join(" · ");
+    const list = $("report-issues");
+    list.replaceChildren();
+    for (const issue of card.issues.slice(0, 20)) {
+      const li = document.createElement("li");
+      li.textContent = `${issue.kind}: ${issue.message}`;
+      list.append(li);
+    }
+    box.replaceChildren();
+    for (const name of CHARTS) {
+      const response = await fetch(apiUrl(`${base}/charts/${name}`),
+        { headers: { "Authorization": "Bearer " + state.key } });
+      if (!response.ok || state.project !== id) continue;
+      const img = document.createElement("img");
+      img.alt = name;
+      img.dataset.chart = name;
+      img.src = await dataUrl(await response.blob());
+      box.append(img);
+    }
+  } catch (e) {
+    $("report-summary").textContent = e.message;
+  }
 }
 
 function connect() {
@@ -147,6 +196,7 @@ function onMessage(msg) {
       $("job-state").className = "badge " + msg.state;
       logEvent(`job ${msg.state}${msg.message ? ": " + msg.message : ""}`);
       requestStatus();
+      if (msg.state === "succeeded") loadReport();
       break;
     case "stage":
       setStageState(msg.stage, msg.state);
@@ -284,6 +334,7 @@ $("key-form").addEventListener("submit", (event) => {
   login(key).catch((e) => { if (e.message !== "unauthorized") logout(e.message); });
 });
 $("forget-key").addEventListener("click", () => logout(""));
+$("btn-report").addEventListener("click", () => loadReport());
 $("btn-start").addEventListener("click", () => control("generate"));
 $("btn-pause").addEventListener("click", () => control("generate/pause", { now: false }));
 $("btn-pause-now").addEventListener("click", () => control("generate/pause", { now: true }));
