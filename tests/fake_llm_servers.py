@@ -42,6 +42,7 @@ __all__ = [
     "FakeServer",
     "Fault",
     "Sleeps",
+    "judge_answer",
     "text_of",
 ]
 
@@ -142,7 +143,20 @@ def answer(messages: list[dict[str, Any]], seed: int) -> str:
         partial = messages[-2]["content"]
         return before[len(partial) :] if before.startswith(partial) else before
     task, context = parse_prompt(messages)
+    if task == "judge":
+        return judge_answer(context)
     return respond(task, context, seed)
+
+
+def judge_answer(context: dict[str, Any]) -> str:
+    """A judge's JSON scores, by rule: each quality ``10 + chapter`` (the book: 12), each fault
+    4, so a chapter's score is known in advance (see tests/test_report_judge.py)."""
+    chapter = int(context.get("chapter", 0))
+    quality = 10 + chapter if chapter else 12
+    scores = {name: quality for name in context.get("criteria", [])}
+    scores.update({name: 4 for name in context.get("faults", [])})
+    comment = f"Chapter {chapter}: clear enough." if chapter else "The book holds together."
+    return json.dumps({"scores": scores, "comment": comment})
 
 
 def followup(messages: list[dict[str, Any]]) -> str | None:
