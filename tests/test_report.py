@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 from _scorecard import CAST, CHAPTERS, PLANTED, REPEATED, planted_project, write_planted
+from hypothesis import given
+from hypothesis import strategies as st
 
 import novelkit as nk
+from novelkit._artefacts import count_words
 from novelkit.report import metrics, slop
 from novelkit.report.cast import cast_presence
 
@@ -114,6 +117,26 @@ def test_mattr_is_the_mean_type_token_ratio_of_every_window() -> None:
     assert metrics.mattr(["a", "b", "a", "b"], window=3) == round(2 / 3, 4)
     assert metrics.mattr(["a", "a", "a"], window=500) == round(1 / 3, 4)  # shorter: plain TTR
     assert metrics.mattr([]) == 0.0
+
+
+@given(
+    tokens=st.lists(st.sampled_from("abcdefg"), max_size=60),
+    window=st.integers(min_value=1, max_value=20),
+)
+def test_mattr_matches_the_definition(tokens: list[str], window: int) -> None:
+    if len(tokens) <= window:
+        expected = len(set(tokens)) / len(tokens) if tokens else 0.0
+    else:
+        ratios = [
+            len(set(tokens[i : i + window])) / window for i in range(len(tokens) - window + 1)
+        ]
+        expected = sum(ratios) / len(ratios)
+    assert metrics.mattr(tokens, window) == round(expected, 4)
+
+
+def test_a_chapters_words_are_the_words_the_report_always_counted() -> None:
+    text = "İstanbul's well-known ferry—“Don’t,” said Ana_B. 42 gulls; ok?"
+    assert metrics.chapter_figures(text).words == count_words(text) == 9
 
 
 def test_readability_dialogue_and_sentence_spread() -> None:

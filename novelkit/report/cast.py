@@ -96,15 +96,15 @@ def cast_presence(
 ) -> CastPresence:
     """Who appears where. ``chapters`` is (number, text) in order; ``cast`` the planned names;
     ``places`` the world's place names (their words are never taken for people)."""
-    parts = _name_parts(cast)
-    patterns = {
-        name: re.compile(r"\b(?:" + "|".join(map(re.escape, p)) + r")\b")
-        for name, p in parts.items()
-    }
-    presence = {
-        name: [len(pattern.findall(text)) for _, text in chapters]
-        for name, pattern in patterns.items()
-    }
+    owner = {part: name for name, parts in _name_parts(cast).items() for part in parts}
+    presence = {name: [0] * len(chapters) for name in cast}
+    if owner:  # one pass over each chapter for the whole cast, longest names first
+        pattern = re.compile(
+            r"\b(?:" + "|".join(map(re.escape, sorted(owner, key=len, reverse=True))) + r")\b"
+        )
+        for index, (_, text) in enumerate(chapters):
+            for part in pattern.findall(text):
+                presence[owner[part]][index] += 1
     known = {w for name in cast for w in name.split()} | {w for p in places for w in p.split()}
 
     # a word counts as a name only where it is capitalised inside a sentence too ("Rain ran"

@@ -167,7 +167,7 @@ def _repetition(card: Scorecard, ax: Any) -> None:
         numbers,
         [100 * c.repeated_ngram_share for c in card.chapters],
         marker="o",
-        label="repeated 8-grams (%)",
+        label="repeated 12-grams in the chapter (%)",
     )
     ax.plot(
         numbers,
@@ -231,7 +231,10 @@ def draw_compare(cards: Mapping[str, Scorecard]) -> dict[str, str]:
     repetition, stock phrases and (where the plans carry it) tension."""
     series: dict[str, tuple[str, Callable[[Any], float | None]]] = {
         "words": ("words per chapter", lambda c: c.actual_words),
-        "repetition": ("repeated 8-grams (%)", lambda c: 100 * c.repeated_ngram_share),
+        "repetition": (
+            "repeated 12-grams in the chapter (%)",
+            lambda c: 100 * c.repeated_ngram_share,
+        ),
         "slop": ("stock phrases per 1k words", lambda c: c.slop_per_1k),
         "arc": ("tension (1–10)", lambda c: c.tension),
     }

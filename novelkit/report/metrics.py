@@ -20,9 +20,11 @@ __all__ = [
     "flesch_reading_ease",
     "looks_cut_off",
     "mattr",
+    "mattr_sums",
     "narration",
     "paragraphs",
     "person_of",
+    "plain_words",
     "seam_overlap",
     "sentence_lengths",
     "tense_of",
@@ -30,7 +32,8 @@ __all__ = [
 ]
 
 MATTR_WINDOW = 500  # Covington & McFall (2010): moving-average type-token ratio, 500-word window
-_WORD = re.compile(r"[A-Za-zÀ-ÿ0-9]+(?:['’][A-Za-zÀ-ÿ]+)*")
+# the same words as novelkit._artefacts.count_words, so a chapter's count is its token count
+_WORD = re.compile(r"[\w'’-]+")
 _SENTENCE_END = re.compile(r"(?<=[.!?…])[”\"’')\]]*\s+")
 # quoted speech: curly or straight double quotes (a paragraph may leave one open)
 _QUOTED = re.compile(r"“[^”]*(?:”|$)|\"[^\"\n]*(?:\"|$)", re.MULTILINE)
@@ -89,18 +92,33 @@ _THIRD = frozenset({"he", "she", "him", "her", "his", "hers", "they", "them", "t
 
 
 def words(text: str) -> list[str]:
-    """The text's words, lower-cased (letters, digits, inner apostrophes)."""
-    return _WORD.findall(text.lower())
+    """The text's words, lower-cased: runs of letters, digits, apostrophes and hyphens (the
+    words ``count_words`` counts, one for one)."""
+    return list(map(str.lower, _WORD.findall(text)))
 
 
 def paragraphs(text: str) -> list[str]:
     """Paragraphs of a chapter body: blank-line separated, headings and scene breaks left out."""
+    return list(_paragraphs(text))
+
+
+@functools.lru_cache(maxsize=256)
+def _paragraphs(text: str) -> tuple[str, ...]:
     out = []
     for block in re.split(r"\n\s*\n", text):
         block = " ".join(block.split())
         if block and not block.startswith("#") and block.strip("*· ") != "":
             out.append(block)
-    return out
+    return tuple(out)
+
+
+_PUNCTUATION = str.maketrans({c: " " for c in "\"“”‘’'.,;:!?()[]{}—–-…*_/\\"})
+
+
+def plain_words(text: str) -> list[str]:
+    """Lower-case words split at spaces and punctuation: cheaper than :func:`words`, for
+    comparing passages with each other (not for counting)."""
+    return text.lower().translate(_PUNCTUATION).split()
 
 
 def narration(text: str) -> str:
@@ -117,11 +135,11 @@ def dialogue_share(text: str) -> float:
 
 
 def sentence_lengths(text: str) -> list[int]:
-    """Words per sentence, paragraph by paragraph."""
+    """Words per sentence, paragraph by paragraph (a word: a run without spaces)."""
     lengths = []
-    for paragraph in paragraphs(text):
+    for paragraph in _paragraphs(text):
         for sentence in _SENTENCE_END.split(paragraph):
-            n = len(_WORD.findall(sentence))
+            n = len(sentence.split())
             if n:
                 lengths.append(n)
     return lengths
@@ -137,12 +155,15 @@ def _syllables(word: str) -> int:
 def flesch_reading_ease(text: str) -> float:
     """Flesch (1948) reading ease: 206.835 − 1.015·words/sentence − 84.6·syllables/word.
     Higher reads easier; most published fiction sits between 60 and 90."""
-    found = words(text)
-    sentences = len(sentence_lengths(text))
-    if not found or not sentences:
+    tokens = words(text)
+    return _flesch(Counter(tokens), len(tokens), len(sentence_lengths(text)))
+
+
+def _flesch(counts: Counter[str], total: int, sentences: int) -> float:
+    if not total or not sentences:
         return 0.0
-    syllables = sum(_syllables(w) for w in found)
-    score = 206.835 - 1.015 * len(found) / sentences - 84.6 * syllables / len(found)
+    syllables = sum(_syllables(w) * n for w, n in counts.items())
+    score = 206.835 - 1.015 * total / sentences - 84.6 * syllables / total
     return round(score, 1)
 
 
@@ -150,27 +171,45 @@ def mattr(tokens: list[str], window: int = MATTR_WINDOW) -> float:
     """Moving-average type-token ratio: the mean share of distinct words in every window of
     ``window`` words (the plain ratio for a shorter text). Unlike TTR it does not fall with
     length, so chapters and books of any size compare."""
+    total, windows = mattr_sums(tokens, window)
+    return round(total / windows, 4) if windows else 0.0
+
+
+def mattr_sums(tokens: list[str], window: int = MATTR_WINDOW) -> tuple[float, int]:
+    """The sum of the windows' type-token ratios and how many windows: a book's MATTR is the
+    sum of its chapters' sums over the sum of their windows (no window spans two chapters)."""
     if not tokens:
-        return 0.0
+        return 0.0, 0
     if len(tokens) <= window:
-        return round(len(set(tokens)) / len(tokens), 4)
-    counts = Counter(tokens[:window])
-    total = len(counts)
-    for i in range(window, len(tokens)):
-        gone, come = tokens[i - window], tokens[i]
+        return len(set(tokens)) / len(tokens), 1
+    ids: dict[str, int] = {}
+    numbered = [ids.setdefault(t, len(ids)) for t in tokens]  # list indexing beats dict lookups
+    counts = [0] * len(ids)
+    distinct = 0
+    for i in numbered[:window]:
+        if not counts[i]:
+            distinct += 1
+        counts[i] += 1
+    total = distinct
+    for gone, come in zip(numbered, numbered[window:], strict=False):
         counts[gone] -= 1
         if not counts[gone]:
-            del counts[gone]
+            distinct -= 1
+        if not counts[come]:
+            distinct += 1
         counts[come] += 1
-        total += len(counts)
-    return round(total / ((len(tokens) - window + 1) * window), 4)
+        total += distinct
+    return total / window, len(tokens) - window + 1
 
 
 def tense_of(text: str) -> tuple[str, float]:
     """``("past" | "present" | "mixed" | "unknown", share of past forms)`` of the narration."""
-    counts = Counter(w for w in words(narration(text)) if w in _PAST or w in _PRESENT)
-    past = sum(n for w, n in counts.items() if w in _PAST)
-    present = sum(n for w, n in counts.items() if w in _PRESENT)
+    return _tense(Counter(words(narration(text))))
+
+
+def _tense(counts: Counter[str]) -> tuple[str, float]:
+    past = sum(counts[w] for w in _PAST)
+    present = sum(counts[w] for w in _PRESENT)
     if past + present < 5:
         return "unknown", 0.0
     share = past / (past + present)
@@ -180,7 +219,10 @@ def tense_of(text: str) -> tuple[str, float]:
 
 def person_of(text: str) -> str:
     """``"first" | "second" | "third" | "unknown"``: the narration's grammatical person."""
-    counts = Counter(words(narration(text)))
+    return _person(Counter(words(narration(text))))
+
+
+def _person(counts: Counter[str]) -> str:
     first = sum(counts[w] for w in _FIRST)
     second = sum(counts[w] for w in _SECOND)
     third = sum(counts[w] for w in _THIRD)
@@ -218,35 +260,44 @@ class ChapterFigures:
     sentence_spread: float  # standard deviation of words per sentence
     readability: float
     mattr: float
+    mattr_sums: tuple[float, int]  # for the book's MATTR
     tense: str
     past_share: float
     person: str
     cut_off: bool
-    repeated_ngram_share: float  # repeated word 8-grams within the chapter
+    repeated_ngram_share: float  # repeated word 12-grams within the chapter
 
 
-WITHIN_NGRAM = 8
+REPORT_NGRAM = 12
 
 
 @functools.lru_cache(maxsize=256)
 def chapter_figures(text: str) -> ChapterFigures:
-    """Every per-chapter figure, cached by text."""
+    """Every per-chapter figure, cached by text (the text is split into words twice: all of
+    it, and the narration)."""
+    from ..stages.finishing import ngram_profile
+
     tokens = words(text)
+    every = Counter(tokens)
+    told = every - Counter(words(" ".join(_QUOTED.findall(text))))  # narration: not quoted
     lengths = sentence_lengths(text)
-    tense, past = tense_of(text)
-    grams = Counter(zip(*(tokens[i:] for i in range(WITHIN_NGRAM)), strict=False))
-    total = max(0, len(tokens) - WITHIN_NGRAM + 1)
-    repeated = sum(c for c in grams.values() if c > 1)
+    tense, past = _tense(told)
+    profile = ngram_profile(text, REPORT_NGRAM)
+    sums = mattr_sums(tokens)
+    spoken = len(tokens) - sum(told.values())
     return ChapterFigures(
         words=len(tokens),
-        dialogue_share=dialogue_share(text),
+        dialogue_share=round(spoken / len(tokens), 4) if tokens else 0.0,
         sentence_mean=round(statistics.fmean(lengths), 2) if lengths else 0.0,
         sentence_spread=round(statistics.pstdev(lengths), 2) if len(lengths) > 1 else 0.0,
-        readability=flesch_reading_ease(text),
-        mattr=mattr(tokens),
+        readability=_flesch(every, len(tokens), len(lengths)),
+        mattr=round(sums[0] / sums[1], 4) if sums[1] else 0.0,
+        mattr_sums=sums,
         tense=tense,
         past_share=past,
-        person=person_of(text),
+        person=_person(told),
         cut_off=looks_cut_off(text),
-        repeated_ngram_share=round(repeated / total, 4) if total else 0.0,
+        repeated_ngram_share=(
+            round(sum(profile.repeated.values()) / profile.total, 4) if profile.total else 0.0
+        ),
     )

@@ -67,7 +67,7 @@ def markdown(card: Scorecard, charts: Mapping[str, str]) -> str:
         "## Chapters",
         "",
         "| # | title | target | actual | within ±10% | tense | dialogue | MATTR | slop/1k "
-        "| repeated 8-grams | seam | from |",
+        "| repeated 12-grams | seam | from |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in card.chapters:
@@ -156,7 +156,7 @@ def html_fragment(card: Scorecard, charts: Mapping[str, str]) -> str:
     out.append(
         "<h3>Chapters</h3><table><tr><th>#</th><th>title</th><th>target</th>"
         "<th>actual</th><th>tense</th><th>dialogue</th><th>MATTR</th><th>slop/1k</th>"
-        "<th>repeated 8-grams</th><th>readability</th></tr>"
+        "<th>repeated 12-grams</th><th>readability</th></tr>"
     )
     for c in card.chapters:
         bad = "" if c.within_tolerance else " class='bad'"

@@ -269,7 +269,7 @@ def _short(text: str, limit: int = 160) -> str:
 
 
 def _opening(paragraph: str) -> str:
-    return " ".join(metrics.words(paragraph)[:OPENING_WORDS])
+    return " ".join(metrics.plain_words(paragraph[:120])[:OPENING_WORDS])
 
 
 def _acts(structure: a.Structure | None, numbers: Sequence[int]) -> list[ActSpan]:
@@ -331,7 +331,7 @@ def build_scorecard(book: Book) -> Scorecard:
     all_slop: Counter[str] = Counter()
     for chapter in chapters:
         figures = metrics.chapter_figures(chapter.text)
-        words = a.count_words(chapter.text)
+        words = figures.words  # the same count as count_words (and chapter_words)
         plan = plans.get(chapter.number)
         target = plan.target_words if plan else book.default_target
         hits = slop.slop_hits(chapter.text)
@@ -500,12 +500,12 @@ def build_scorecard(book: Book) -> Scorecard:
             chapter_openings.setdefault(_opening(paras[0]), []).append(chapter.number)
         for paragraph in paras:
             total_paragraphs += 1
-            tokens = metrics.words(paragraph)
-            if len(tokens) >= REPEATED_PARAGRAPH_WORDS:
-                key = " ".join(tokens)
+            size = paragraph.count(" ") + 1  # _paragraphs collapsed the whitespace
+            if size >= REPEATED_PARAGRAPH_WORDS:
+                key = paragraph.lower()
                 paragraph_places.setdefault(key, []).append(chapter.number)
                 originals.setdefault(key, paragraph)
-            if len(tokens) >= OPENING_WORDS:
+            if size >= OPENING_WORDS:
                 openings.setdefault(_opening(paragraph), []).append(chapter.number)
     repeated_paragraphs = [
         Repeat(text=_short(originals[key]), chapters=sorted(set(where)), count=len(where))
@@ -607,7 +607,8 @@ def build_scorecard(book: Book) -> Scorecard:
         )
 
     texts = [c.text for c in chapters if c.text.strip()]
-    all_words = [w for t in texts for w in metrics.words(t)]
+    sums = [metrics.chapter_figures(t).mattr_sums for t in texts]
+    windows = sum(n for _, n in sums)
     total = sum(s.actual_words for s in scores)
     spreads = [s.sentence_spread for s in scores if s.actual_words]
     card = Scorecard(
@@ -626,7 +627,7 @@ def build_scorecard(book: Book) -> Scorecard:
         expected_pov=expected_pov,
         expected_tense=expected_tense,
         target_words=sum(p.target_words for p in plans.values()),
-        mattr=metrics.mattr(all_words),
+        mattr=round(sum(total for total, _ in sums) / windows, 4) if windows else 0.0,
         dialogue_share=round(sum(s.dialogue_share * s.actual_words for s in scores) / total, 4)
         if total
         else 0.0,

@@ -95,16 +95,22 @@ WORDS: tuple[str, ...] = (
 )
 
 
-@functools.lru_cache(maxsize=1)
-def _pattern() -> re.Pattern[str]:
-    entries = sorted({*PHRASES, *WORDS}, key=len, reverse=True)  # longest first wins
-    alternatives = (r"\s+".join(map(re.escape, e.replace("’", "'").split())) for e in entries)
+_ENTRIES = tuple(sorted({*PHRASES, *WORDS}, key=len, reverse=True))  # longest first wins
+
+
+@functools.lru_cache(maxsize=64)
+def _pattern(entries: tuple[str, ...]) -> re.Pattern[str]:
+    alternatives = (r"\s+".join(map(re.escape, e.split())) for e in entries)
     return re.compile(r"\b(?:" + "|".join(alternatives) + r")\b", re.IGNORECASE)
 
 
 @functools.lru_cache(maxsize=256)
 def _hits(text: str) -> tuple[tuple[str, int], ...]:
-    found = Counter(" ".join(m.group(0).lower().split()) for m in _pattern().finditer(text))
+    flat = " ".join(text.lower().split())
+    present = tuple(e for e in _ENTRIES if e in flat)  # a fast substring test first
+    if not present:
+        return ()
+    found = Counter(" ".join(m.group(0).lower().split()) for m in _pattern(present).finditer(text))
     return tuple(sorted(found.items()))
 
 
