@@ -107,3 +107,23 @@ def test_an_empty_project_still_draws_every_chart(tmp_path: Path, name: str) -> 
     card = project.report(save=False)
     root = ET.fromstring(draw(card, name))
     assert root.tag == SVG
+
+
+@pytest.mark.slow
+def test_the_charts_show_in_a_real_kernel(tmp_path: Path) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    planted_project(tmp_path / "p").close()
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_code_cell(
+            f"import novelkit as nk\ncard = nk.open_project({str(tmp_path / 'p')!r}).report()\ncard"
+        )
+    ]
+    NotebookClient(notebook, timeout=120, kernel_name="python3").execute()
+    [output] = notebook.cells[0].outputs
+    assert output.output_type == "execute_result"
+    html = output.data["text/html"]
+    assert html.count("<img src='data:image/svg+xml;base64,") == len(CHARTS)
+    assert "stray-name" in html
