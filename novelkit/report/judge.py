@@ -132,6 +132,11 @@ class _Hooks:
     def on_retry(self, stage: str, unit: str, chunk: Retrying) -> None:
         pass
 
+    def on_notice(self, stage: str, unit: str, message: str) -> None:
+        self.project.store.append_event(
+            "log", {"stage": stage, "unit": unit, "level": "warning", "message": message}
+        )
+
     def on_usage(self, record: CallRecord) -> None:
         with self._lock:
             self.tokens += record.prompt_tokens + record.completion_tokens
