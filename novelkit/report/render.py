@@ -19,6 +19,8 @@ __all__ = ["chart_source", "escape", "html_fragment", "html_page", "markdown"]
 
 def _who(card: Scorecard) -> str:
     models = ", ".join(card.models)
+    if not card.backend:  # the assemble stage's report: see project.report()
+        return ""
     if not models:
         return "No model call is recorded: the text was written or imported by hand."
     if card.placeholder:
@@ -32,7 +34,8 @@ def _who(card: Scorecard) -> str:
 def markdown(card: Scorecard, charts: Mapping[str, str]) -> str:
     from .charts import TITLES
 
-    lines = [f"# Report: {card.title}", "", card.headline(), "", f"_{_who(card)}_", ""]
+    who = _who(card)
+    lines = [f"# Report: {card.title}", "", card.headline(), ""] + ([f"_{who}_", ""] if who else [])
     if card.problems:
         lines += ["## Missing or unreadable", ""] + [f"- {p}" for p in card.problems] + [""]
     lines += ["## Issues", ""]
@@ -127,7 +130,8 @@ def html_fragment(card: Scorecard, charts: Mapping[str, str]) -> str:
 
     out = [f"<div class='nk-report'><style>{_CSS}</style>"]
     out.append(f"<h2>Report: {escape(card.title)}</h2><p>{escape(card.headline())}</p>")
-    out.append(f"<p class='{'note' if card.placeholder else ''}'>{escape(_who(card))}</p>")
+    if _who(card):
+        out.append(f"<p class='{'note' if card.placeholder else ''}'>{escape(_who(card))}</p>")
     if card.problems:
         out.append("<h3>Missing or unreadable</h3><ul>")
         out += [f"<li>{escape(p)}</li>" for p in card.problems]

@@ -223,8 +223,8 @@ class Assemble(Stage):
             structure=ctx.read("structure", shared=True),
             open_findings=open_findings,
             missing=missing,
-            backend=ctx.config.backend,
-            models=ctx.store.models_used(exclude_stages=("judge",)),
+            # who wrote it is left to project.report(): an artefact depends on its inputs only
+            # (a replayed run must reproduce the recorded one byte for byte)
         )
         card = build_scorecard(book)
         return {
