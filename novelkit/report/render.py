@@ -154,8 +154,8 @@ def html_fragment(card: Scorecard, charts: Mapping[str, str]) -> str:
     for name, chart in charts.items():
         title = escape(TITLES.get(name, name))
         out.append(
-            f"<figure data-chart='{escape(name)}'><img src='{escape(chart_source(chart))}' alt='{title}'>"
-            f"<figcaption>{title}</figcaption></figure>"
+            f"<figure data-chart='{escape(name)}'>"
+            f"<img src='{escape(chart_source(chart))}' alt='{title}'></figure>"
         )
     out.append(
         "<h3>Chapters</h3><table><tr><th>#</th><th>title</th><th>target</th>"
