@@ -644,11 +644,11 @@ class Project:
 
         with self._guard:
             self._check_writable("run the judge")
-            self._take_lock()
+            claim = self.writer.take()
             try:
                 return judge_project(self, backend or self.backend, chapters=chapters, book=book)
             finally:
-                self._drop_lock()
+                self.writer.release(claim, finished=True)
 
     def manuscript(self) -> Any:
         """The assembled manuscript as an :class:`novelkit.export.Manuscript`."""

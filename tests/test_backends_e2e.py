@@ -129,7 +129,7 @@ def test_each_fault_ends_in_complete_artefacts(tmp_path: Path, fake: FakeServer,
         tasks = {call.task for call in fake.calls}
         assert FOLLOW_UP[kind] in tasks
     if kind == "long":
-        chapter = next(c for c in project.report().chapters if c.chapter == 2)  # type: ignore[union-attr]
+        chapter = next(c for c in project.report().chapters if c.chapter == 2)
         assert chapter.actual_words <= chapter.target_words * 1.1
 
 

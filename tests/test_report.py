@@ -228,7 +228,8 @@ def test_a_first_format_report_json_still_reads(tmp_path: Path) -> None:
         "open_findings": [],
     }
     (project.root / "artefacts" / "report.json").write_text(json.dumps(old))
-    assert project.last_report().headline() == nk.Report.model_validate(old).headline()
+    saved = project.last_report()
+    assert saved is not None and saved.headline() == nk.Report.model_validate(old).headline()
 
 
 def test_a_project_without_a_manuscript_gets_the_scorecard_of_what_exists(tmp_path: Path) -> None:
