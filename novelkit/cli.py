@@ -340,19 +340,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="exporter option (repeatable), e.g. profile=kdp or wrap=72",
     )
 
-    p = sub.add_parser("report", help="the scorecard of the book (no model is called)")
-    p.add_argument("dir", type=Path)
+    p = command(
+        "report",
+        "the scorecard of the book: figures, faults and charts (no model is called)",
+        "  novelkit report book\n  novelkit report book --json > scorecard.json\n",
+    )
+    p.add_argument("dir", type=Path, help="project folder (any stage: scores what exists)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print the scorecard as JSON")
     out.add_argument("--html", action="store_true", help="print the HTML page")
-    p.add_argument("--no-charts", action="store_true", help="skip drawing the charts")
+    p.add_argument(
+        "--no-charts", action="store_true", help="skip drawing the charts (no matplotlib needed)"
+    )
 
-    p = sub.add_parser("judge", help="score the chapters and the book with an LLM judge")
-    p.add_argument("dir", type=Path)
-    p.add_argument("--backend", help="openai, anthropic or replay (default: the project's)")
+    p = command(
+        "judge",
+        "score the chapters and the book with an LLM judge (EQ-Bench Creative Writing rubric)",
+        "  novelkit judge book\n"
+        "  novelkit judge book --backend openai --model gpt-4o-mini --chapters 3,4 --no-book\n",
+    )
+    p.add_argument("dir", type=Path, help="project folder")
+    p.add_argument(
+        "--backend",
+        choices=[b for b in BACKENDS if b != "offline"],
+        help="the judge's backend (default: the project's)",
+    )
     p.add_argument("--model", help="the judge's model")
-    p.add_argument("--base-url", help="OpenAI-compatible server URL")
-    p.add_argument("--chapters", type=_chapters, help="judge only these, e.g. 3,4 or 2-5")
+    p.add_argument("--base-url", metavar="URL", help="OpenAI-compatible server URL")
+    p.add_argument(
+        "--chapters", type=_chapters, metavar="LIST", help="judge only these, e.g. 3,4 or 2-5"
+    )
     p.add_argument("--no-book", action="store_true", help="judge the chapters only")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
