@@ -27,7 +27,7 @@ def expected(chapter: int) -> float:
 @pytest.fixture(scope="module")
 def server() -> Iterator[FakeOpenAIServer]:
     with FakeOpenAIServer() as fake:
-        yield fake  # type: ignore[misc]
+        yield fake
 
 
 @pytest.fixture
