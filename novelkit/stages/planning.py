@@ -130,8 +130,8 @@ class Chapters(Stage):
     config_keys = ("chapters", "words_per_chapter")
     prompt = (
         "Outline exactly {chapters} chapters, in story order. For each: a title, a summary of what "
-        "happens, the POV character (a name from the cast), the location (one of the locations) "
-        "and the beats."
+        "happens, the POV character (a name from the cast), the location (one of the locations), "
+        "the beats, and its tension from 1 (calm) to 10 (the climax)."
     )
 
     async def run(self, ctx: UnitContext, unit: str) -> Outputs:
