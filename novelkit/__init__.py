@@ -40,6 +40,7 @@ _EXPORTS = {
     "JobStateError": "._errors",
     "JobStatus": "._status",
     "Location": "._artefacts",
+    "ManuscriptError": "._errors",
     "Metadata": "._artefacts",
     "NovelConfig": "._config",
     "NovelkitError": "._errors",
@@ -64,6 +65,7 @@ _EXPORTS = {
     "UnitContext": "._runner",
     "World": "._artefacts",
     "compare": ".report.compare",
+    "import_manuscript": ".imports",
     "new_project": "._project",
     "open_project": "._project",
 }
@@ -93,6 +95,7 @@ __all__ = [
     "JobStateError",
     "JobStatus",
     "Location",
+    "ManuscriptError",
     "Metadata",
     "NovelConfig",
     "NovelkitError",
@@ -117,6 +120,7 @@ __all__ = [
     "UnitContext",
     "World",
     "compare",
+    "import_manuscript",
     "new_project",
     "open_project",
 ]
@@ -168,6 +172,7 @@ if _TYPE_CHECKING:
         ExportError,
         JobFailedError,
         JobStateError,
+        ManuscriptError,
         NovelkitError,
         PipelineError,
         ProjectError,
@@ -193,6 +198,7 @@ if _TYPE_CHECKING:
     from ._runner import (
         UnitContext,
     )
+    from .imports import import_manuscript
     from ._status import (
         ControlResult,
         JobState,

@@ -14,7 +14,8 @@ Every error says what was wrong and how to fix it.
     │   ├── TransientBackendError   rate limit, 5xx, timeout, dropped stream: retried
     │   └── ReplayMissError         a cassette has no response for this request
     ├── BudgetExceededError         the next call would pass max_cost / max_tokens
-    └── ExportError                 an export could not be written
+    ├── ExportError                 an export could not be written
+    └── ManuscriptError             a file to import (or a cast, outline, world) cannot be read
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "ConfigError",
     "ExportError",
     "JobStateError",
+    "ManuscriptError",
     "NovelkitError",
     "PipelineError",
     "ProjectError",
@@ -110,3 +112,7 @@ class BudgetExceededError(NovelkitError):
 
 class ExportError(NovelkitError):
     """An export could not be produced."""
+
+
+class ManuscriptError(NovelkitError, ValueError):
+    """A manuscript, cast, outline or world document to import cannot be read as given."""

@@ -29,7 +29,11 @@ from ._store import Store
 if TYPE_CHECKING:
     from ._config import NovelConfig
 
-__all__ = ["ArtefactFiles", "Freshness", "StageFigures"]
+__all__ = ["KEPT", "ArtefactFiles", "Freshness", "StageFigures"]
+
+# a unit whose fingerprint starts with this counts as fresh whatever its inputs: an imported
+# chapter, an artefact the user gave, or a chapter extend() froze (docs/architecture.md)
+KEPT = "kept:"
 
 # per stage (state, done, total); per stage its ledger row; when each running stage began
 StageFigures = tuple[
@@ -214,6 +218,8 @@ class Freshness:
             return False
         if not all(self.files.path(p, variant).exists() for p in stage.output_paths(unit)):
             return False
+        if record["fingerprint"].startswith(KEPT):
+            return True  # imported, given or frozen by extend(): redone only when forced
         return bool(record["fingerprint"]) and record["fingerprint"] == self.fingerprint(
             stage, unit, variant, params
         )

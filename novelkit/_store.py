@@ -357,7 +357,8 @@ class Store:
         """Forget the fingerprints of these stages' units, so they count as stale."""
         with self.transaction() as db:
             db.executemany(
-                "UPDATE units SET fingerprint = '' WHERE stage = ? AND variant = ? AND state = 'done'",
+                "UPDATE units SET fingerprint = '' WHERE stage = ? AND variant = ? AND state = 'done' "
+                "AND fingerprint NOT LIKE 'kept:%'",  # imported or given work stays (_freshness.KEPT)
                 [(stage, variant) for stage in stages],
             )
 

@@ -269,6 +269,12 @@ def respond(task: str, context: dict[str, Any], seed: int, variant: str = "") ->
         return _revise(context)
     if task == "polish":
         return _polish(context["text"])
+    if task.startswith(("extract-", "extend-")):  # importing a manuscript, extending a novel
+        from ..imports._offline import answer
+
+        imported = answer(task, context, rng)
+        if imported is not None:
+            return imported
     return _generic(task, context, rng)
 
 
