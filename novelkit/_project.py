@@ -332,6 +332,16 @@ class Project:
                 }
             )
 
+    def extend(self, chapters: int) -> Job:
+        """Plan ``chapters`` more chapters after the last one and start writing them; the
+        chapters so far (imported or written) stay byte for byte as they are.
+
+            project.extend(chapters=3).wait()
+        """
+        from .imports._extend import extend
+
+        return extend(self, chapters)
+
     def _check_inputs(self, stage: Stage, units: list[str]) -> None:
         for unit in units:
             for name in stage.inputs:

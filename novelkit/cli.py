@@ -264,6 +264,40 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(p)
 
     p = command(
+        "import",
+        "make a project from a manuscript (.docx, .md, .txt or .epub) and read its story "
+        "bible from the text; run it again to resume one that stopped",
+        "  novelkit import draft.docx --out book\n"
+        "  novelkit import notes.txt --out book --chapter-pattern '^Part \\d+' --run\n"
+        "  novelkit import novel.epub --out book --backend openai --model gpt-4o-mini\n",
+    )
+    p.add_argument("file", type=Path, help="the manuscript to import")
+    p.add_argument(
+        "--out", required=True, type=Path, metavar="DIR", help="project folder to create"
+    )
+    p.add_argument(
+        "--chapter-pattern",
+        metavar="REGEX",
+        help="a line matching this starts a chapter (default: headings, 'Chapter N' lines, "
+        "page breaks)",
+    )
+    p.add_argument("--premise", help="the premise in your words (default: read from the text)")
+    p.add_argument(
+        "--run", action="store_true", help="then check continuity and assemble (as novelkit run)"
+    )
+    _add_config_options(p)
+
+    p = command(
+        "extend",
+        "plan and write more chapters after the last one; the chapters so far stay as they are",
+        "  novelkit extend book --chapters 3\n",
+    )
+    p.add_argument("dir", type=Path, help="project folder")
+    p.add_argument(
+        "--chapters", required=True, type=int, metavar="K", help="how many chapters to add"
+    )
+
+    p = command(
         "run",
         "run the pipeline (or one stage); Ctrl-C pauses, a second Ctrl-C cancels",
         "  novelkit run book\n  novelkit run book --stage draft --chapters 3,4 --force\n"
@@ -715,9 +749,40 @@ def _cmd_new(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_import(args: argparse.Namespace) -> int:
+    import novelkit as nk
+
+    config = _config_from(args)
+    if args.premise is not None:
+        config["premise"] = args.premise
+    project = nk.import_manuscript(
+        args.file, args.out, chapter_pattern=args.chapter_pattern, **config
+    )
+    from .imports import import_info
+
+    info = import_info(project.root)
+    sys.stderr.write(
+        f"imported {info['chapters']} chapters ({info['words']:,} words, found by "
+        f"{info['found_by']}); the story bible is under {project.root / 'artefacts'}\n"
+    )
+    print(project.root)
+    if args.run:
+        return _follow(project.start())
+    return EXIT_OK
+
+
+def _cmd_extend(args: argparse.Namespace) -> int:
+    import novelkit as nk
+
+    project = nk.open_project(args.dir)
+    return _follow(project.extend(chapters=args.chapters))
+
+
 COMMANDS = {
     "generate": _cmd_generate,
     "new": _cmd_new,
+    "import": _cmd_import,
+    "extend": _cmd_extend,
     "run": _cmd_run,
     "status": _cmd_status,
     "stages": _cmd_stages,

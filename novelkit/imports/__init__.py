@@ -9,6 +9,6 @@ a sequel, and keep the voice of your samples.
 from __future__ import annotations
 
 from ._chapters import Book, ImportedChapter
-from ._importer import import_manuscript, read_manuscript
+from ._importer import import_info, import_manuscript, read_manuscript
 
-__all__ = ["Book", "ImportedChapter", "import_manuscript", "read_manuscript"]
+__all__ = ["Book", "ImportedChapter", "import_info", "import_manuscript", "read_manuscript"]

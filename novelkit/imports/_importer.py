@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .._project import Project
     from ..llm.base import Backend
 
-__all__ = ["IMPORTED", "import_manuscript", "read_manuscript"]
+__all__ = ["IMPORTED", "import_info", "import_manuscript", "read_manuscript"]
 
 IMPORTED = f"{KEPT}imported"
 MARKER = "import.json"  # under .novelkit/ while an import is unfinished
@@ -219,3 +219,14 @@ def _keep_imported(project: Project, chapters: int) -> None:
             relative = project.pipeline.get(stage).output_paths(unit)[0]
             a.write_atomic(project.paths[relative], text)
             store.set_unit(stage, unit, "done", fingerprint=IMPORTED, outputs={relative: a.sha256(text)})
+
+
+def import_info(root: str | os.PathLike[str]) -> dict[str, Any]:
+    """What an import found: source file, title, author, chapters, words, how they were found
+    (``artefacts/00-import/book.json``); empty for a project that was not imported."""
+    path = Path(root) / "artefacts" / SOURCE / "book.json"
+    try:
+        info: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return info

@@ -211,7 +211,7 @@ def _zip(data: bytes, name: str, what: str) -> zipfile.ZipFile:
         return zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile:
         raise ManuscriptError(
-            f"{name} is not a {what} file (it is not a zip archive); if it is another format, "
+            f"{name} is not {what} file (it is not a zip archive); if it is another format, "
             "save it as .docx, .epub, .md or .txt"
         ) from None
 
@@ -284,7 +284,7 @@ def _style_page_break(style_id: str, styles: dict[str, _Style]) -> bool:
 
 
 def _docx(data: bytes, name: str) -> Source:
-    archive = _zip(data, name, ".docx")
+    archive = _zip(data, name, "a .docx")
     try:
         document = archive.open("word/document.xml")
     except KeyError:
@@ -372,7 +372,7 @@ _FONT_OBFUSCATION = (
 
 
 def _epub(data: bytes, name: str) -> Source:
-    archive = _zip(data, name, "EPUB")
+    archive = _zip(data, name, "an EPUB")
     names = set(archive.namelist())
     if "META-INF/container.xml" not in names:
         raise ManuscriptError(
