@@ -198,12 +198,12 @@ if _TYPE_CHECKING:
     from ._runner import (
         UnitContext,
     )
-    from .imports import import_manuscript
     from ._status import (
         ControlResult,
         JobState,
         JobStatus,
         StageStatus,
     )
+    from .imports import import_manuscript
     from .report.compare import Comparison, compare
     from .report.scorecard import Scorecard

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from .._artefacts import SCENE_BREAK, count_words
 from .._errors import ManuscriptError
-from ._read import HEADING, SCENE, TEXT, Block, Source
+from ._read import DEFAULT_PATTERN, HEADING, SCENE, TEXT, Block, Source
 
 __all__ = ["Book", "ImportedChapter", "find_chapters"]
 
@@ -23,14 +23,6 @@ _MATTER = re.compile(
     r"author'?s note|a note on .*|notes|glossary|cast of characters|dramatis personae|"
     r"the end|end)$",
     re.IGNORECASE,
-)
-_NUMBER_WORDS = (
-    r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|"
-    r"fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty"
-)
-DEFAULT_PATTERN = (
-    rf"^(chapter|ch\.)\s+([0-9]+|[ivxlcdm]+|({_NUMBER_WORDS})([- ]({_NUMBER_WORDS}))?)\b.*$"
-    r"|^(prologue|epilogue|interlude)\b.*$"
 )
 SHORT = 80  # characters: longer lines are prose, not a chapter title
 
@@ -69,7 +61,9 @@ def _compile(pattern: str) -> re.Pattern[str]:
     try:
         return re.compile(pattern, re.IGNORECASE)
     except re.error as exc:
-        raise ManuscriptError(f"chapter pattern {pattern!r} is not a valid regular expression: {exc}") from None
+        raise ManuscriptError(
+            f"chapter pattern {pattern!r} is not a valid regular expression: {exc}"
+        ) from None
 
 
 def find_chapters(source: Source, pattern: str | None = None) -> Book:
@@ -80,7 +74,8 @@ def find_chapters(source: Source, pattern: str | None = None) -> Book:
     if pattern:
         regex = _compile(pattern)
         starts = [
-            i for i, b in enumerate(blocks)
+            i
+            for i, b in enumerate(blocks)
             if b.kind in (TEXT, HEADING) and len(b.text) <= SHORT * 2 and regex.search(b.text)
         ]
         method = "pattern"
@@ -95,7 +90,8 @@ def find_chapters(source: Source, pattern: str | None = None) -> Book:
     if len(starts) < 2:
         regex = re.compile(DEFAULT_PATTERN, re.IGNORECASE)
         lines = [
-            i for i, b in enumerate(blocks)
+            i
+            for i, b in enumerate(blocks)
             if b.kind in (TEXT, HEADING) and len(b.text) <= SHORT and regex.match(b.text)
         ]
         if len(lines) >= 2 or (lines and not starts):
@@ -117,8 +113,11 @@ def find_chapters(source: Source, pattern: str | None = None) -> Book:
 def _candidates(blocks: list[Block]) -> str:
     breaks = sum(1 for b in blocks if b.page_break)
     short = sum(
-        1 for b in blocks
-        if b.kind == TEXT and len(b.text) <= 40 and not b.text.rstrip().endswith((".", ",", ";", "?", "!", '"', "”"))
+        1
+        for b in blocks
+        if b.kind == TEXT
+        and len(b.text) <= 40
+        and not b.text.rstrip().endswith((".", ",", ";", "?", "!", '"', "”"))
     )
     return (
         f"Candidate breaks found: {breaks} page breaks or blank-line runs, {short} short lines "
@@ -130,7 +129,8 @@ def _by_headings(blocks: list[Block]) -> list[int]:
     levels = sorted({b.level for b in blocks if b.kind == HEADING})
     for level in levels:
         found = [
-            i for i, b in enumerate(blocks)
+            i
+            for i, b in enumerate(blocks)
             if b.kind == HEADING and b.level == level and not _MATTER.match(b.text.strip())
         ]
         if len(found) >= 2:

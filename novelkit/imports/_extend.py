@@ -78,9 +78,7 @@ class ExtendOutline(Chapters):
                 f"the model planned {len(new)} of the {self.count} new chapters; run extend again "
                 "(or write the plans into artefacts/05-chapters.json yourself)"
             )
-        plans = [
-            p.model_copy(update={"number": last + i}) for i, p in enumerate(new, 1)
-        ]
+        plans = [p.model_copy(update={"number": last + i}) for i, p in enumerate(new, 1)]
         return {self.path: a.Outline(chapters=[*existing, *plans])}
 
 

@@ -130,7 +130,9 @@ def _book(ctx: UnitContext) -> dict[str, Any]:
         opening = " ".join(first.text.split()[:300])
     context: dict[str, Any] = {
         "title": ctx.config.title or "",
-        "premise": ctx.config.premise if not ctx.config.premise.startswith("Imported from ") else "",
+        "premise": ctx.config.premise
+        if not ctx.config.premise.startswith("Imported from ")
+        else "",
         "genre": ctx.config.genre,
         "chapters": len(digests),
         "summaries": [f"{n}. {d.summary}" for n, d in digests],
@@ -265,9 +267,7 @@ class ImportedScenes(Stage):
 
     async def run(self, ctx: UnitContext, unit: str) -> Outputs:
         digest: ChapterDigest = ctx.read("draft", ctx.chapter, index=2, model=ChapterDigest)
-        scenes = [
-            a.Scene(number=i, **s.model_dump()) for i, s in enumerate(digest.scenes, 1)
-        ]
+        scenes = [a.Scene(number=i, **s.model_dump()) for i, s in enumerate(digest.scenes, 1)]
         return {self.output_paths(unit)[0]: a.ChapterScenes(chapter=ctx.chapter, scenes=scenes)}
 
 

@@ -161,12 +161,15 @@ def _write_source(root: Path, book: Book, digest: str, marker: Path) -> None:
             (root / sub).mkdir(parents=True, exist_ok=True)
         base = root / "artefacts"
         for chapter in book.chapters:
-            text = a.ChapterText(chapter=chapter.number, title=chapter.title, text=chapter.text)
+            kept = a.ChapterText(chapter=chapter.number, title=chapter.title, text=chapter.text)
             path = base / source_path(unit_name(chapter.number))
-            data = text.to_markdown().encode("utf-8")
+            data = kept.to_markdown().encode("utf-8")
             if not path.exists() or path.read_bytes() != data:
                 a.write_atomic(path, data)
-        for part, text in (("front-matter.md", book.front_matter), ("back-matter.md", book.back_matter)):
+        for part, text in (
+            ("front-matter.md", book.front_matter),
+            ("back-matter.md", book.back_matter),
+        ):
             if text.strip():
                 a.write_atomic(base / SOURCE / part, (text.strip() + "\n").encode("utf-8"))
         info = {
@@ -182,7 +185,9 @@ def _write_source(root: Path, book: Book, digest: str, marker: Path) -> None:
         if not marker.exists():
             a.write_atomic(marker, json.dumps(info).encode("utf-8"))
     except PermissionError:
-        raise ProjectError(f"cannot write to {root}: permission denied; choose a folder you can write") from None
+        raise ProjectError(
+            f"cannot write to {root}: permission denied; choose a folder you can write"
+        ) from None
     except OSError as exc:
         raise ProjectError(f"cannot create the project at {root}: {exc.strerror or exc}") from None
 
@@ -215,10 +220,12 @@ def _keep_imported(project: Project, chapters: int) -> None:
     for number in range(1, chapters + 1):
         unit = unit_name(number)
         text = project.paths[f"07-draft/{unit}.md"].read_bytes()
-        for stage in ("revision", "polish"):
-            relative = project.pipeline.get(stage).output_paths(unit)[0]
+        for name in ("revision", "polish"):
+            relative = project.pipeline.get(name).output_paths(unit)[0]
             a.write_atomic(project.paths[relative], text)
-            store.set_unit(stage, unit, "done", fingerprint=IMPORTED, outputs={relative: a.sha256(text)})
+            store.set_unit(
+                name, unit, "done", fingerprint=IMPORTED, outputs={relative: a.sha256(text)}
+            )
 
 
 def import_info(root: str | os.PathLike[str]) -> dict[str, Any]:

@@ -16,7 +16,6 @@ from ._text import person, sentences, tense
 __all__ = ["answer"]
 
 
-
 def _short(sentence: str, words: int = 24) -> str:
     parts = sentence.split()
     return " ".join(parts[:words]) + ("…" if len(parts) > words else "")
@@ -27,7 +26,11 @@ def _chapter(ctx: dict[str, Any], rng: random.Random) -> dict[str, Any]:
     names: list[str] = ctx.get("names") or []
     where: list[str] = ctx.get("places") or []
     said = sentences(text)
-    pov = names[0] if names else ("the narrator" if person(text) == "first person" else "the protagonist")
+    pov = (
+        names[0]
+        if names
+        else ("the narrator" if person(text) == "first person" else "the protagonist")
+    )
     location = where[0] if where else "unnamed place"
     scenes = []
     for scene in [s for s in text.split(a.SCENE_BREAK) if s.strip()][:6]:
@@ -111,7 +114,7 @@ def _characters(ctx: dict[str, Any], rng: random.Random) -> dict[str, Any]:
 def _structure(ctx: dict[str, Any], rng: random.Random) -> dict[str, Any]:
     summaries = ctx["summaries"] or ["1. The story begins."]
     third = max(1, -(-len(summaries) // 3))
-    acts = []
+    acts: list[dict[str, Any]] = []
     for i in range(0, len(summaries), third):
         part = summaries[i : i + third]
         acts.append(

@@ -25,7 +25,16 @@ SCENE = "scene"
 TEXT = "text"
 HEADING = "heading"
 
-_SCENE_MARKS = frozenset({"* * *", "***", "*", "#", "---", "***", "* * * *", "⁂", "~", "§"})
+_SCENE_MARKS = frozenset({"* * *", "***", "*", "#", "---", "* * * *", "⁂", "~", "§"})
+_NUMBER_WORDS = (
+    r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|"
+    r"fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty"
+)
+DEFAULT_PATTERN = (
+    rf"^(chapter|ch\.)\s+([0-9]+|[ivxlcdm]+|({_NUMBER_WORDS})([- ]({_NUMBER_WORDS}))?)\b.*$"
+    r"|^(prologue|epilogue|interlude)\b.*$"
+)
+_CHAPTER_LINE = re.compile(DEFAULT_PATTERN, re.IGNORECASE)
 _ESCAPED = re.compile(r"\\([\\`*_{}\[\]()<>#+\-.!|~^$@&:=%])")
 
 
@@ -73,7 +82,9 @@ def read_source(
         except FileNotFoundError:
             raise ManuscriptError(f"{path} does not exist; check the path") from None
         except IsADirectoryError:
-            raise ManuscriptError(f"{path} is a folder; give a .docx, .md, .txt or .epub file") from None
+            raise ManuscriptError(
+                f"{path} is a folder; give a .docx, .md, .txt or .epub file"
+            ) from None
         except OSError as exc:
             raise ManuscriptError(f"cannot read {path}: {exc.strerror or exc}") from None
     elif isinstance(source, bytes):
@@ -101,7 +112,9 @@ def read_source(
 
 
 def _decode(data: bytes, name: str) -> str:
-    for encoding in ("utf-8-sig", "utf-16") if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ("utf-8-sig",):
+    for encoding in (
+        ("utf-8-sig", "utf-16") if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ("utf-8-sig",)
+    ):
         try:
             return data.decode(encoding)
         except UnicodeDecodeError:
@@ -109,7 +122,9 @@ def _decode(data: bytes, name: str) -> str:
     try:
         return data.decode("cp1252")
     except UnicodeDecodeError:
-        raise ManuscriptError(f"{name} is not UTF-8 text; save it as UTF-8 and import again") from None
+        raise ManuscriptError(
+            f"{name} is not UTF-8 text; save it as UTF-8 and import again"
+        ) from None
 
 
 # -- plain text and Markdown -------------------------------------------------------------------
@@ -140,10 +155,15 @@ def _paragraphs(text: str) -> list[tuple[str, int]]:
 
 
 def _text(data: bytes, name: str) -> Source:
-    blocks = [
-        _scene_or_text(_one_line(para), page_break=blank >= 2)
-        for para, blank in _paragraphs(_decode(data, name))
-    ]
+    blocks = []
+    for para, blank in _paragraphs(_decode(data, name)):
+        first, _, rest = para.partition("\n")
+        if rest.strip() and len(first) <= 80 and _CHAPTER_LINE.match(first.strip()):
+            # "CHAPTER ONE" with the text on the next line: a title line of its own
+            blocks.append(Block(TEXT, first.strip(), page_break=blank >= 2))
+            blocks.append(_scene_or_text(_one_line(rest)))
+            continue
+        blocks.append(_scene_or_text(_one_line(para), page_break=blank >= 2))
     title = author = ""
     # novelkit's own txt export (and many manuscripts) open with the title and "by AUTHOR"
     if len(blocks) >= 2 and blocks[1].kind == TEXT and blocks[1].text.lower().startswith("by "):
@@ -179,7 +199,9 @@ def _markdown(data: bytes, name: str) -> Source:
         lines = para.split("\n")
         first = _HEADING.match(lines[0])
         if first:
-            blocks.append(Block(HEADING, _unescape(first.group(2)), len(first.group(1)), blank >= 2))
+            blocks.append(
+                Block(HEADING, _unescape(first.group(2)), len(first.group(1)), blank >= 2)
+            )
             rest = "\n".join(lines[1:])
             if rest.strip():
                 blocks.append(_scene_or_text(_unescape(_one_line(rest))))
@@ -196,7 +218,11 @@ def _markdown(data: bytes, name: str) -> Source:
             continue
         blocks.append(Block(TEXT, _unescape(_one_line(para)), page_break=blank >= 2))
     return Source(
-        name, "md", blocks, title=meta.get("title", ""), author=meta.get("author", ""),
+        name,
+        "md",
+        blocks,
+        title=meta.get("title", ""),
+        author=meta.get("author", ""),
         language=meta.get("lang", meta.get("language", "")),
     )
 
@@ -288,7 +314,9 @@ def _docx(data: bytes, name: str) -> Source:
     try:
         document = archive.open("word/document.xml")
     except KeyError:
-        raise ManuscriptError(f"{name} has no word/document.xml; it is not a Word .docx file") from None
+        raise ManuscriptError(
+            f"{name} has no word/document.xml; it is not a Word .docx file"
+        ) from None
     styles = _styles(archive)
     blocks: list[Block] = []
     pending_break = False
@@ -343,7 +371,9 @@ def _docx(data: bytes, name: str) -> Source:
             else:
                 blocks.append(_scene_or_text(text, brk))
     except ET.ParseError as exc:
-        raise ManuscriptError(f"{name}: word/document.xml is damaged ({exc}); open and re-save it in Word") from None
+        raise ManuscriptError(
+            f"{name}: word/document.xml is damaged ({exc}); open and re-save it in Word"
+        ) from None
     try:
         core = ET.fromstring(archive.read("docProps/core.xml"))
         dc = "{http://purl.org/dc/elements/1.1/}"
@@ -386,12 +416,18 @@ def _epub(data: bytes, name: str) -> Source:
         opf_path = rootfile.get("full-path", "") if rootfile is not None else ""
         opf = ET.fromstring(archive.read(opf_path))
     except (KeyError, ET.ParseError):
-        raise ManuscriptError(f"{name}: its package document is missing or damaged; it is not a readable EPUB") from None
+        raise ManuscriptError(
+            f"{name}: its package document is missing or damaged; it is not a readable EPUB"
+        ) from None
     base = posixpath.dirname(opf_path)
     manifest: dict[str, tuple[str, str, str]] = {}
     for item in opf.iter(f"{_OPF}item"):
         href = posixpath.normpath(posixpath.join(base, item.get("href", "")))
-        manifest[item.get("id", "")] = (href, item.get("media-type", ""), item.get("properties", ""))
+        manifest[item.get("id", "")] = (
+            href,
+            item.get("media-type", ""),
+            item.get("properties", ""),
+        )
     title_node = opf.find(f".//{_DC}title")
     author_node = opf.find(f".//{_DC}creator")
     lang_node = opf.find(f".//{_DC}language")
@@ -446,7 +482,9 @@ def _check_drm(archive: zipfile.ZipFile, names: set[str], name: str) -> None:
 class _HTMLBlocks(HTMLParser):
     """Headings, paragraphs and scene breaks of one XHTML page, in order."""
 
-    _BLOCKS = frozenset({"p", "div", "li", "blockquote", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "br"})
+    _BLOCKS = frozenset(
+        {"p", "div", "li", "blockquote", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "br"}
+    )
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)

@@ -63,7 +63,7 @@ def proper_names(text: str, limit: int = 12) -> list[tuple[str, int]]:
         if not name or len(name) < 3 or name[:2] in ("I'", "I’"):
             continue
         prev = text[max(0, start - 4) : start].rstrip()[-1:] if start else ""
-        opener = not prev or prev in ".!?“\"”:—"
+        opener = not prev or prev in '.!?“"”:—'
         if opener and " " not in name and match.group(0).startswith(name):
             openers[name] += 1  # a capitalised sentence opener counts if it occurs mid-sentence too
             continue
