@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .. import _artefacts as a
+from .._answers import INDEX, Shape
 from .._errors import JobStateError, PipelineError, ProjectError
 from .._freshness import KEPT
 from .._pipeline import Outputs, Pipeline, unit_name
@@ -71,13 +72,19 @@ class ExtendOutline(Chapters):
             "count": self.count,
             "words_per_chapter": ctx.config.words_per_chapter,
         }
-        planned = await ctx.json("extend-outline", context, a.Outline)
-        new = [p for p in planned.chapters][: self.count]
-        if len(new) < self.count:
-            raise PipelineError(
-                f"the model planned {len(new)} of the {self.count} new chapters; run extend again "
-                "(or write the plans into artefacts/05-chapters.json yourself)"
-            )
+        shape = Shape(
+            items={"chapters": (self.count, self.count), "chapters[].beats": (1, 4)},
+            choices={
+                "chapters[].pov": tuple(context["cast"]),
+                "chapters[].location": tuple(context["locations"]),
+            },
+            fixed={
+                "chapters[].number": INDEX,
+                "chapters[].target_words": ctx.config.words_per_chapter,
+            },
+        )
+        planned = await ctx.json("extend-outline", context, a.Outline, shape)
+        new = planned.chapters[: self.count]
         plans = [p.model_copy(update={"number": last + i}) for i, p in enumerate(new, 1)]
         return {self.path: a.Outline(chapters=[*existing, *plans])}
 

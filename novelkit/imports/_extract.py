@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from .. import _artefacts as a
+from .._answers import INDEX, Shape
 from .._pipeline import Outputs, Stage
 from .._runner import UnitContext
 from ..llm.base import count_tokens
@@ -97,7 +98,15 @@ class ImportedDraft(Stage):
             "places": [p for p, _ in places(chapter.text)],
             "text": excerpt(chapter.text, _budget_words(ctx)),
         }
-        digest = await ctx.json("extract-chapter", context, ChapterDigest)
+        shape = Shape(
+            items={
+                "scenes": (1, 6),
+                "scenes[].cast": (1, 6),
+                "characters": (0, 12),
+                "beats": (1, 6),
+            }
+        )
+        digest = await ctx.json("extract-chapter", context, ChapterDigest, shape)
         summary = a.ChapterSummary(
             chapter=ctx.chapter,
             summary=digest.summary,
@@ -158,10 +167,9 @@ class ImportedPremise(Stage):
 
     async def run(self, ctx: UnitContext, unit: str) -> Outputs:
         context = _book(ctx)
-        premise = await ctx.json("extract-premise", context, a.Premise)
-        if context["premise"]:
-            premise = premise.model_copy(update={"premise": context["premise"]})
-        return {self.path: premise}
+        fixed = {"premise": context["premise"]} if context["premise"] else {}
+        shape = Shape(items={"themes": (1, 5)}, fixed=fixed)
+        return {self.path: await ctx.json("extract-premise", context, a.Premise, shape)}
 
 
 class ImportedWorld(Stage):
@@ -179,7 +187,8 @@ class ImportedWorld(Stage):
     async def run(self, ctx: UnitContext, unit: str) -> Outputs:
         premise: a.Premise = ctx.read("premise", shared=True)
         context = {**_book(ctx), "logline": premise.logline}
-        return {self.path: await ctx.json("extract-world", context, a.World)}
+        shape = Shape(items={"locations": (1, 10), "rules": (0, 6)})
+        return {self.path: await ctx.json("extract-world", context, a.World, shape)}
 
 
 class ImportedCharacters(Stage):
@@ -206,7 +215,8 @@ class ImportedCharacters(Stage):
                     if first in s and len(mentions.setdefault(name, [])) < 2:
                         mentions[name].append(s[:240])
         context = {**book, "mentions": mentions}
-        return {self.path: await ctx.json("extract-characters", context, a.Cast)}
+        shape = Shape(items={"characters": (1, 16), "characters[].relationships": (0, 6)})
+        return {self.path: await ctx.json("extract-characters", context, a.Cast, shape)}
 
 
 class ImportedStructure(Stage):
@@ -224,7 +234,10 @@ class ImportedStructure(Stage):
     async def run(self, ctx: UnitContext, unit: str) -> Outputs:
         cast: a.Cast = ctx.read("characters", shared=True)
         context = {**_book(ctx), "cast": cast.names()}
-        return {self.path: await ctx.json("extract-structure", context, a.Structure)}
+        shape = Shape(
+            items={"acts": (1, 5), "acts[].beats": (1, 8)}, fixed={"acts[].number": INDEX}
+        )
+        return {self.path: await ctx.json("extract-structure", context, a.Structure, shape)}
 
 
 class ImportedOutline(Stage):
