@@ -204,6 +204,10 @@ class Freshness:
             "config": {key: getattr(self.config, key) for key in stage.config_keys},
             "inputs": {p: self.files.hash(paths[p]) for p in self.input_paths(stage, unit)},
         }
+        optional = {p: self._file_hash(self.paths[p]) for p in stage.optional_inputs}
+        present = {p: h for p, h in optional.items() if h != "missing"}
+        if present:  # absent: the fingerprint stays what it was before optional inputs existed
+            blob["optional"] = present
         return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
 
     def unit_fresh(

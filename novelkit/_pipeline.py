@@ -62,6 +62,9 @@ class Stage:
     model: ClassVar[type[BaseModel] | None] = None
     extra_paths: ClassVar[tuple[str, ...]] = ()
     """Further output files besides ``path`` (same ``{ch}`` pattern)."""
+    optional_inputs: ClassVar[tuple[str, ...]] = ()
+    """Artefact files a unit reads when they exist (a voice profile, a previous book's bible);
+    their hash joins the fingerprint only when present, so projects without them keep theirs."""
     config_keys: ClassVar[tuple[str, ...]] = ()
     """novel.toml fields whose change makes this stage's output stale."""
     calls_llm: ClassVar[bool] = True

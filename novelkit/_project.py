@@ -46,13 +46,38 @@ def new_project(
     premise: str,
     *,
     backend_instance: Backend | None = None,
+    sequel_of: Project | str | os.PathLike[str] | None = None,
+    cast: Any = None,
+    outline: Any = None,
+    world: Any = None,
+    style_samples: list[str | os.PathLike[str]] | None = None,
     **config: Any,
 ) -> Project:
-    """Create a project folder and return it. Refuses to overwrite an existing project."""
+    """Create a project folder and return it. Refuses to overwrite an existing project.
+
+    Bring your own parts: ``cast=`` (characters.json, TOML or a Markdown list), ``outline=``
+    (one line per chapter, or headings with summaries), ``world=`` (a document), each used as
+    given; ``style_samples=[...]`` gives the prose a voice; ``sequel_of=`` starts book two from
+    another project's cast, world, summary and open threads.
+    """
     root = Path(path)
     if (root / CONFIG).exists():
         raise ProjectError(
             f"{root} already holds a project; open it with nk.open_project({str(root)!r})"
+        )
+    given = None
+    parts = (sequel_of, cast, outline, world, style_samples)
+    if any(part is not None for part in parts):
+        from .imports._given import prepare
+
+        config = dict(config)
+        given = prepare(  # everything is read and checked before the folder is made
+            config,
+            cast=cast,
+            outline=outline,
+            world=world,
+            style_samples=style_samples,
+            sequel_of=sequel_of,
         )
     settings = validate_config({"premise": premise, **config}, where="new_project()")
     if settings.backend == "offline" and backend_instance is None:
@@ -70,7 +95,10 @@ def new_project(
         ) from None
     except OSError as exc:
         raise ProjectError(f"cannot create the project at {root}: {exc.strerror or exc}") from None
-    return Project(root, settings, backend=backend_instance)
+    project = Project(root, settings, backend=backend_instance)
+    if given is not None:
+        given.apply(project)
+    return project
 
 
 def open_project(

@@ -36,7 +36,7 @@ def test_import_novelkit_loads_no_optional_heavy_module() -> None:
 
 def test_all_matches_the_public_api() -> None:
     public = {name for name in dir(novelkit) if not name.startswith("_")}
-    modules = {"llm", "stages", "export", "widgets", "server", "cli", "report"}
+    modules = {"llm", "stages", "export", "widgets", "server", "cli", "report", "imports"}
     assert set(novelkit.__all__) == public - modules
     assert novelkit.__all__ == sorted(novelkit.__all__)
 

@@ -22,6 +22,7 @@ from .._status import JobState
 from ._chapters import Book, find_chapters
 from ._extract import SOURCE, extraction_stages, source_path
 from ._read import read_source
+from ._voice import profile_from_files, voice_profile, write_voice
 
 if TYPE_CHECKING:
     from .._project import Project
@@ -92,6 +93,7 @@ def import_manuscript(
     chapter_pattern: str | None = None,
     fmt: str | None = None,
     name: str | None = None,
+    style_samples: list[str | os.PathLike[str]] | None = None,
     backend_instance: Backend | None = None,
     **config: Any,
 ) -> Project:
@@ -100,7 +102,8 @@ def import_manuscript(
     The chapters become the draft (and polished) text, kept as written; premise, world,
     cast, structure, outline and scenes are read from them with the backend. Then
     ``project.start()`` checks continuity and assembles, and ``project.extend(chapters=K)``
-    writes more. Run the same import again to resume one that stopped.
+    writes more in the voice measured from the imported text (or from ``style_samples``).
+    Run the same import again to resume one that stopped.
 
         project = nk.import_manuscript("draft.docx", "novels/mine", backend="offline")
     """
@@ -108,6 +111,10 @@ def import_manuscript(
 
     book = read_manuscript(source, chapter_pattern=chapter_pattern, fmt=fmt, name=name)
     settings = validate_config(_settings(book, config), where="import_manuscript()")
+    if style_samples is not None:
+        voice = profile_from_files(style_samples)
+    else:
+        voice = voice_profile((c.text for c in book.chapters), [book.source])
     root = Path(project_dir)
     if (root / CONFIG).exists():
         raise ProjectError(
@@ -134,6 +141,7 @@ def import_manuscript(
 
         make_backend(settings, root)  # bad backend_options fail before anything is written
     _write_source(root, book, digest, marker)
+    write_voice(root, voice)
     project = Project(root, settings, backend=backend_instance)
     try:
         _extract(project, book)

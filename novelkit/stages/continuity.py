@@ -13,6 +13,7 @@ from .. import _artefacts as a
 from .._answers import Shape
 from .._pipeline import Outputs, Stage
 from .._runner import UnitContext
+from ..imports._material import SERIES, optional_material
 
 # each pattern starts with a lookahead for its first letter: the scan skips most positions fast
 _SPEECH = re.compile(
@@ -165,6 +166,7 @@ class Continuity(Stage):
     parallel = True
     path = "08-continuity/{ch}.json"
     model = a.ContinuityReport
+    optional_inputs = (SERIES,)  # a sequel is checked against the book before it too
     prompt = (
         "Check chapter {unit} against the story bible in the material. Report each contradiction "
         "as a finding with the chapter, an exact quote, the bible entry it contradicts and why."
@@ -180,6 +182,7 @@ class Continuity(Stage):
             "text": draft.text,
             "cast": [{"name": c.name, "status": c.status, "role": c.role} for c in cast.characters],
             "locations": [loc.name for loc in world.locations],
+            **optional_material(ctx, self.optional_inputs),
         }
         shape = Shape(
             items={"findings": (0, 5)},

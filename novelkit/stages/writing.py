@@ -12,6 +12,7 @@ from .._errors import BackendError
 from .._motifs import motifs
 from .._pipeline import Outputs, Stage, unit_name
 from .._runner import UnitContext
+from ..imports._material import SERIES, VOICE, optional_material
 from ..llm.base import Message, count_tokens
 from .continuity import check_chapter
 from .finishing import warm_report
@@ -69,6 +70,7 @@ class Draft(Stage):
     extra_paths = ("07-draft/{ch}.summary.json",)
     model = a.ChapterText
     config_keys = ("style", "context_tokens")
+    optional_inputs = (VOICE, SERIES)  # a voice profile, a sequel's book before
     prompt = (
         "Write chapter {unit} in {pov_style}, {tense} tense, in this style: {style}. Follow the "
         "scenes in order, separate scenes with a line '* * *', and write about {target_words} words. "
@@ -112,6 +114,7 @@ class Draft(Stage):
             "tense": premise.tense,
             "target_words": plan.target_words,
         }
+        context.update(optional_material(ctx, self.optional_inputs))
         # bounded context: drop the oldest summaries first when the material is over budget
         while (
             count_tokens(str(context)) > ctx.config.context_tokens and context["recent_summaries"]
@@ -239,6 +242,7 @@ class Revision(Stage):
     parallel = True
     path = "09-revision/{ch}.md"
     model = a.ChapterText
+    optional_inputs = (VOICE,)  # the voice profile, when the project has one
     prompt = (
         "Revise chapter {unit} to fix every finding listed in the material, changing as little "
         "as possible. Keep scene breaks ('* * *'). Return the whole chapter, prose only."
@@ -261,6 +265,7 @@ class Revision(Stage):
                 }
                 for f in report.findings
             ],
+            **optional_material(ctx, self.optional_inputs),
         }
         text = await rewrite(ctx, "revision", context, draft)
         revised = a.ChapterText(chapter=ctx.chapter, title=draft.title, text=text)
