@@ -41,6 +41,7 @@ class Given:
     series: dict[str, Any] | None = None
 
     def apply(self, project: Project) -> None:
+        self._fill_plans()
         if "chapters" in self.artefacts and "structure" not in self.artefacts:
             # the structure only feeds the outline: with the outline given, it is not run
             outline = self.artefacts["chapters"]
@@ -59,6 +60,25 @@ class Given:
         if self.series is not None:
             data = (json.dumps(self.series, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
             a.write_atomic(project.paths[SERIES], data)
+
+    def _fill_plans(self) -> None:
+        """A given outline's missing POV and location, from the given cast and world: the
+        first one its plan names, or the protagonist and the first place."""
+        outline, cast, world = (self.artefacts.get(k) for k in ("chapters", "characters", "world"))
+        if not isinstance(outline, a.Outline):
+            return
+        names = cast.names() if isinstance(cast, a.Cast) else []
+        places = [loc.name for loc in world.locations] if isinstance(world, a.World) else []
+        plans = []
+        for plan in outline.chapters:
+            said = " ".join([plan.title, plan.summary, *plan.beats])
+            update = {}
+            if not plan.pov and names:
+                update["pov"] = next((n for n in names if n.split()[0] in said), names[0])
+            if not plan.location and places:
+                update["location"] = next((p for p in places if p in said), places[0])
+            plans.append(plan.model_copy(update=update))
+        self.artefacts["chapters"] = a.Outline(chapters=plans)
 
 
 def prepare(

@@ -56,14 +56,32 @@ def _structured(file: Path, text: str) -> Any:
         raise ManuscriptError(f"{file}: not valid TOML ({exc}); fix it and try again") from None
 
 
-def _line_of(text: str, needle: str, occurrence: int = 0) -> int:
-    """The 1-based line of the ``occurrence``-th ``needle`` in ``text`` (0 when not found)."""
-    start = -1
-    for _ in range(occurrence + 1):
-        start = text.find(needle, start + 1)
-        if start < 0:
-            return 0
-    return text.count("\n", 0, start) + 1
+def _item_lines(file: Path, text: str) -> dict[int, int]:
+    """The line where each item of the file's main list starts (JSON objects, TOML tables)."""
+    if file.suffix.lower() != ".json":
+        headers = [n for n, line in enumerate(text.splitlines(), 1) if re.match(r"^\s*\[\[", line)]
+        return dict(enumerate(headers))
+    lines: list[int] = []
+    depth, list_depth, in_string, escaped, line = 0, -1, False, False, 1
+    for char in text:
+        if char == "\n":
+            line += 1
+        if in_string:
+            escaped = not escaped and char == "\\"
+            if char == '"' and not escaped:
+                in_string = False
+            continue
+        if char == '"':
+            in_string, escaped = True, False
+        elif char in "[{":
+            if char == "[" and list_depth < 0:
+                list_depth = depth + 1
+            elif char == "{" and depth == list_depth:
+                lines.append(line)
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+    return dict(enumerate(lines))
 
 
 def _validate(
@@ -88,8 +106,8 @@ def _validate(
 # -- cast --------------------------------------------------------------------------------------
 
 _CAST_ITEM = re.compile(
-    r"^[-*+]\s+(?:\*\*(?P<bold>[^*]+)\*\*|(?P<plain>[^(:—–-]+?))\s*"
-    r"(?:\((?P<role>[^)]*)\))?\s*(?:[:—–-]\s*(?P<rest>.*))?$"
+    r"^[-*+]\s+(?:\*\*(?P<bold>[^*]+)\*\*|(?P<plain>.+?))\s*"
+    r"(?:\((?P<role>[^)]*)\))?(?:(?:\s*:|\s+[—–-])\s+(?P<rest>.*))?\s*$"
 )
 _FIELD = re.compile(r"^\s+[-*+]\s+(?P<key>[A-Za-z_ ]+?)\s*:\s*(?P<value>.+)$")
 
@@ -110,9 +128,8 @@ def load_cast(path: str | Path) -> a.Cast:
                 f"{file}: no characters found; give a list of characters (JSON: "
                 '{"characters": [{"name": ...}]}, TOML: [[characters]] tables)'
             )
-        key = '"name"' if file.suffix.lower() == ".json" else "name"
-        for i, person in enumerate(people):
-            lines[i] = _line_of(text, key, i)
+        lines = _item_lines(file, text)
+        for person in people:
             if isinstance(person, dict):
                 for name in _CHARACTER_FIELDS:
                     person.setdefault(name, "")
@@ -187,13 +204,14 @@ def load_outline(
         items = data.get("chapters") if isinstance(data, dict) else None
         if not isinstance(items, list) or not items:
             raise ManuscriptError(f"{file}: no chapters found; give a list under 'chapters'")
-        key = '"title"' if file.suffix.lower() == ".json" else "title"
+        lines = _item_lines(file, text)
         for i, item in enumerate(items):
-            lines[i] = _line_of(text, key, i)
             if isinstance(item, dict):
                 plans.append(item)
             else:
-                raise ManuscriptError(f"{file}, line {lines[i]}: chapter {i + 1} is not a table")
+                raise ManuscriptError(
+                    f"{file}, line {lines.get(i, 0)}: chapter {i + 1} is not a table"
+                )
     elif any(_HEADING.match(line) for line in text.splitlines()):
         for number, line in enumerate(text.splitlines(), 1):
             heading = _HEADING.match(line)
@@ -275,7 +293,7 @@ def structure_from_outline(outline: a.Outline, premise: str) -> a.Structure:
 
 _SECTION = re.compile(r"^#{1,3}\s+(?P<name>.+?)\s*$")
 _ITEM = re.compile(
-    r"^\s*[-*+]\s+(?:\*\*)?(?P<name>[^:*—–]+?)(?:\*\*)?\s*(?:[:—–-]\s*(?P<rest>.*))?$"
+    r"^\s*[-*+]\s+(?:\*\*)?(?P<name>.+?)(?:\*\*)?(?:(?:\s*:|\s+[—–-])\s+(?P<rest>.*))?$"
 )
 
 
@@ -285,10 +303,7 @@ def load_world(path: str | Path) -> a.World:
     file, text = _read(path)
     if file.suffix.lower() in (".json", ".toml"):
         data = _structured(file, text)
-        found = {
-            i: _line_of(text, '"name"' if file.suffix.lower() == ".json" else "name", i)
-            for i in range(64)
-        }
+        found = _item_lines(file, text)
         if isinstance(data, dict):
             data.setdefault("era", "")
             data.setdefault("setting", "")
