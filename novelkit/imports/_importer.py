@@ -173,7 +173,7 @@ def _write_source(root: Path, book: Book, digest: str, marker: Path) -> None:
             path = base / source_path(unit_name(chapter.number))
             data = kept.to_markdown().encode("utf-8")
             if not path.exists() or path.read_bytes() != data:
-                a.write_atomic(path, data)
+                a.write_atomic(path, data, sync_dir=False)
         for part, text in (
             ("front-matter.md", book.front_matter),
             ("back-matter.md", book.back_matter),
@@ -189,7 +189,12 @@ def _write_source(root: Path, book: Book, digest: str, marker: Path) -> None:
             "words": book.words,
             "found_by": book.method,
         }
-        a.write_atomic(base / SOURCE / "book.json", (json.dumps(info, indent=2) + "\n").encode())
+        a.write_atomic(
+            base / SOURCE / "book.json",
+            (json.dumps(info, indent=2) + "\n").encode(),
+            sync_dir=False,
+        )
+        a.fsync_dir(base / SOURCE)  # one directory sync makes every rename above durable
         if not marker.exists():
             a.write_atomic(marker, json.dumps(info).encode("utf-8"))
     except PermissionError:

@@ -68,20 +68,20 @@ def measure(text: str) -> VoiceFeatures:
     words = _WORD.findall(text)
     if not words:
         raise ManuscriptError("a style sample has no words; give prose to take the voice from")
-    lengths = [len(_WORD.findall(s)) for s in sentences(text)] or [len(words)]
-    quoted = sum(len(_WORD.findall(q)) for q in _QUOTED.findall(text))
+    lengths = [len(s.split()) for s in sentences(text)] or [len(words)]
+    quoted = len(_WORD.findall(" ".join(_QUOTED.findall(text))))
     windows = [words[i : i + VARIETY_WINDOW] for i in range(0, len(words), VARIETY_WINDOW)]
     windows = [w for w in windows if len(w) >= min(VARIETY_WINDOW, len(words))]
     variety = statistics.fmean(len({x.lower() for x in w}) / len(w) for w in windows)
     return VoiceFeatures(
         words=len(words),
-        sentence_words=round(statistics.fmean(lengths), 2),
+        sentence_words=round(sum(lengths) / len(lengths), 2),
         sentence_spread=round(statistics.pstdev(lengths), 2),
         dialogue_share=round(min(1.0, quoted / len(words)), 3),
         pov=person(text),
         tense="present" if tense(text) == "present" else "past",
-        word_letters=round(statistics.fmean(len(w) for w in words), 2),
-        long_word_share=round(sum(1 for w in words if len(w) >= 9) / len(words), 3),
+        word_letters=round(sum(map(len, words)) / len(words), 2),
+        long_word_share=round(sum(len(w) >= 9 for w in words) / len(words), 3),
         variety=round(variety, 3),
         contractions=round(100 * len(_CONTRACTION.findall(text)) / len(words), 2),
     )
