@@ -326,3 +326,58 @@ def test_sequel_carries_book_ones_cast_world_and_threads(tmp_path: Path) -> None
             two.close()
     finally:
         one.close()
+
+
+def test_sequel_continuity_flags_a_character_who_died_in_book_one(tmp_path: Path) -> None:
+    one = nk.new_project(tmp_path / "one", premise=PREMISE, chapters=2, words_per_chapter=300)
+    try:
+        assert one.start().wait(60) is JobState.SUCCEEDED
+        cast = one.artefacts["characters"]
+        gone = cast.characters[-1].name
+        dead = [
+            c.model_copy(update={"status": "dead"}) if c.name == gone else c
+            for c in cast.characters
+        ]
+        one.artefacts["characters"] = cast.model_copy(update={"characters": dead})
+        two = nk.new_project(
+            tmp_path / "two",
+            premise="Years later, the ferry runs again and the daughter keeps a ledger of the dead.",
+            chapters=2,
+            words_per_chapter=300,
+            sequel_of=one,
+        )
+        try:
+            job = two.start()
+            assert job.wait(60) is JobState.SUCCEEDED, job.status.error
+            draft = two.artefacts["draft"][1]
+            first = gone.split()[0]
+            two.artefacts["draft"][1] = draft.model_copy(
+                update={"text": f"{first} walked into the kitchen.\n\n{draft.text}"}
+            )
+            assert two.run_stage("continuity", chapters=[1]).wait(60) is JobState.SUCCEEDED
+            kinds = {f.kind for f in two.artefacts["continuity"][1].findings}
+            assert "dead-character-acts" in kinds
+        finally:
+            two.close()
+    finally:
+        one.close()
+
+
+def test_extend_a_generated_novel_keeps_its_chapters(tmp_path: Path) -> None:
+    project = nk.new_project(tmp_path / "novel", premise=PREMISE, chapters=3, words_per_chapter=300)
+    try:
+        assert project.start().wait(60) is JobState.SUCCEEDED
+        base = project.root / "artefacts"
+        before = {
+            str(p.relative_to(base)): p.read_bytes() for p in base.rglob("ch0*") if p.is_file()
+        }
+        outline = project.artefacts["chapters"].chapters
+        assert project.extend(chapters=2).wait(60) is JobState.SUCCEEDED
+        assert {rel: (base / rel).read_bytes() for rel in before} == before
+        grown = project.artefacts["chapters"].chapters
+        assert grown[:3] == outline and [p.number for p in grown] == [1, 2, 3, 4, 5]
+        assert len(project.manuscript().chapters) == 5
+        with pytest.raises(nk.PipelineError, match="whole number"):
+            project.extend(chapters=0)
+    finally:
+        project.close()
