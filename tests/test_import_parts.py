@@ -381,3 +381,36 @@ def test_extend_a_generated_novel_keeps_its_chapters(tmp_path: Path) -> None:
             project.extend(chapters=0)
     finally:
         project.close()
+
+
+class FailingPlanner(RecordingBackend):
+    """Answers like the offline backend, but refuses to plan an extension."""
+
+    async def stream(self, request: Request) -> AsyncIterator[Chunk]:
+        if request.task == "extend-outline":
+            raise nk.BackendConfigError("the planner is out of order")
+        async for chunk in super().stream(request):
+            yield chunk
+
+
+def test_a_failed_extension_leaves_the_novel_as_it_was(tmp_path: Path) -> None:
+    backend = FailingPlanner()
+    project = nk.new_project(
+        tmp_path / "novel",
+        premise=PREMISE,
+        chapters=2,
+        words_per_chapter=300,
+        backend_instance=backend,
+    )
+    try:
+        assert project.start().wait(60) is JobState.SUCCEEDED
+        outline = (project.root / "artefacts" / "05-chapters.json").read_bytes()
+        with pytest.raises(nk.ProjectError, match="planner is out of order.*Run extend again"):
+            project.extend(chapters=2)
+        assert project.config.chapters == 2
+        assert (project.root / "artefacts" / "05-chapters.json").read_bytes() == outline
+        backend.requests.clear()
+        assert project.start().wait(60) is JobState.SUCCEEDED
+        assert backend.requests == [], "nothing was stale or redone after the failed extension"
+    finally:
+        project.close()

@@ -29,7 +29,8 @@ __all__ = ["EXTENDED", "extend"]
 EXTENDED = f"{KEPT}extended"
 RECENT = 3
 # single-unit stages whose artefacts the earlier chapters were written from: kept as they are
-_BIBLE = ("premise", "world", "characters", "structure")
+# (the outline too, so a failed extension leaves it as it was rather than stale)
+_BIBLE = ("premise", "world", "characters", "structure", "chapters")
 
 
 class ExtendOutline(Chapters):
@@ -112,10 +113,8 @@ def extend(project: Project, chapters: int) -> Job:
     if total > 200:
         raise PipelineError(f"a novel has at most 200 chapters; {total} is too many")
     _keep_written(project, [p.number for p in outline.chapters])
-    if project.config.chapters != total:
-        backend = project.backend  # configure() forgets an injected backend
-        project.configure(chapters=total)
-        project.backend = backend
+    before = project.config.chapters
+    _set_chapters(project, total)
     default = project.pipeline
     planning = Pipeline(list(default))
     planning.replace("chapters", ExtendOutline(outline, chapters))
@@ -126,6 +125,9 @@ def extend(project: Project, chapters: int) -> Job:
     finally:
         project.pipeline = default
     if state is not JobState.SUCCEEDED:
+        _set_chapters(project, before)
+        # the outline on disk is the old one: it stays kept rather than failed (and redone)
+        project.store.set_unit("chapters", "all", "done", fingerprint=EXTENDED)
         status = plan_job.status
         raise ProjectError(
             f"planning the {chapters} new chapters stopped ({state.value}: "
@@ -134,6 +136,13 @@ def extend(project: Project, chapters: int) -> Job:
         )
     project.store.set_unit("chapters", "all", "done", fingerprint=EXTENDED)
     return project.start()
+
+
+def _set_chapters(project: Project, chapters: int) -> None:
+    if project.config.chapters != chapters:
+        backend = project.backend  # configure() forgets an injected backend
+        project.configure(chapters=chapters)
+        project.backend = backend
 
 
 def _keep_written(project: Project, numbers: list[int]) -> None:
