@@ -9,17 +9,27 @@ a sequel, and keep the voice of your samples.
 
 from __future__ import annotations
 
-from ._chapters import Book, ImportedChapter
-from ._importer import import_info, import_manuscript, read_manuscript
-from ._parts import load_cast, load_outline, load_world
-from ._voice import (
-    VoiceFeatures,
-    VoiceProfile,
-    chapter_drift,
-    measure,
-    read_voice,
-    voice_profile,
-)
+import importlib as _importlib
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
+
+# loaded on first use: the stages read ._material, and must not pull in the readers with it
+_EXPORTS = {
+    "Book": "._chapters",
+    "ImportedChapter": "._chapters",
+    "VoiceFeatures": "._voice",
+    "VoiceProfile": "._voice",
+    "chapter_drift": "._voice",
+    "import_info": "._importer",
+    "import_manuscript": "._importer",
+    "load_cast": "._parts",
+    "load_outline": "._parts",
+    "load_world": "._parts",
+    "measure": "._voice",
+    "read_manuscript": "._importer",
+    "read_voice": "._voice",
+    "voice_profile": "._voice",
+}
 
 __all__ = [
     "Book",
@@ -33,7 +43,34 @@ __all__ = [
     "load_outline",
     "load_world",
     "measure",
-    "read_voice",
     "read_manuscript",
+    "read_voice",
     "voice_profile",
 ]
+
+
+def __getattr__(name: str) -> _Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'novelkit.imports' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+if _TYPE_CHECKING:
+    from ._chapters import Book, ImportedChapter
+    from ._importer import import_info, import_manuscript, read_manuscript
+    from ._parts import load_cast, load_outline, load_world
+    from ._voice import (
+        VoiceFeatures,
+        VoiceProfile,
+        chapter_drift,
+        measure,
+        read_voice,
+        voice_profile,
+    )
