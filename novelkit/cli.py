@@ -471,9 +471,10 @@ class _Progress:
         self.stream.flush()
 
 
-def _follow(job: Any, pause_hint: str = "novelkit pause DIR") -> int:
+def _follow(job: Any, pause_hint: str = "novelkit pause DIR", again: str | None = None) -> int:
     """Show progress until the job stops; Ctrl-C pauses, a second Ctrl-C cancels. A job run by
-    another process is only followed: Ctrl-C stops following and leaves it running."""
+    another process is only followed: Ctrl-C stops following and leaves it running. ``again``
+    replaces the command the messages name for going on (an import is run again)."""
     from ._status import JobState
 
     presses = {"count": 0}
@@ -522,10 +523,11 @@ def _follow(job: Any, pause_hint: str = "novelkit pause DIR") -> int:
     if state is JobState.SUCCEEDED:
         return EXIT_OK
     if state is JobState.FAILED:
-        sys.stderr.write("the job failed; fix the problem and resume with: novelkit resume DIR\n")
+        resume = again or "novelkit resume DIR"
+        sys.stderr.write(f"the job failed; fix the problem and resume with: {resume}\n")
         return EXIT_FAILED
     if presses["count"]:
-        sys.stderr.write(f"{state.value}; continue with: novelkit run DIR\n")
+        sys.stderr.write(f"{state.value}; continue with: {again or 'novelkit run DIR'}\n")
     elif state is JobState.PAUSED:
         sys.stderr.write(f"paused: {status.message}\n")
     return EXIT_INTERRUPTED
@@ -756,7 +758,11 @@ def _cmd_import(args: argparse.Namespace) -> int:
     if args.premise is not None:
         config["premise"] = args.premise
     project = nk.import_manuscript(
-        args.file, args.out, chapter_pattern=args.chapter_pattern, **config
+        args.file,
+        args.out,
+        chapter_pattern=args.chapter_pattern,
+        follow=lambda job: _follow(job, again="the same novelkit import command"),
+        **config,
     )
     from .imports import import_info
 

@@ -420,6 +420,13 @@ def test_cli_import_and_extend(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert (out / "artefacts" / "10-polish" / "ch06.md").exists()
     assert main(["import", str(source), "--out", str(out)]) == 2
     assert "already holds a project" in capsys.readouterr().err
+    parts = tmp_path / "parts.txt"
+    parts.write_text("§ 1\n\nThe first part.\n\n§ 2\n\nThe second part.\n", encoding="utf-8")
+    pattern = ["--chapter-pattern", r"^§ \d+$", "--title", "Parts"]
+    assert main(["import", str(parts), "--out", str(tmp_path / "parts"), *pattern]) == 0
+    assert "imported 2 chapters" in capsys.readouterr().err
+    with nk.open_project(tmp_path / "parts") as imported:
+        assert imported.config.title == "Parts"
     empty = tmp_path / "empty.md"
     empty.write_text("")
     assert main(["import", str(empty), "--out", str(tmp_path / "other")]) == 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ from ._read import read_source
 from ._voice import profile_from_files, voice_profile, write_voice
 
 if TYPE_CHECKING:
+    from .._job import Job
     from .._project import Project
     from ..llm.base import Backend
 
@@ -95,6 +97,7 @@ def import_manuscript(
     name: str | None = None,
     style_samples: list[str | os.PathLike[str]] | None = None,
     backend_instance: Backend | None = None,
+    follow: Callable[[Job], object] | None = None,
     **config: Any,
 ) -> Project:
     """Import a manuscript into a new project folder and extract its story bible.
@@ -103,7 +106,9 @@ def import_manuscript(
     cast, structure, outline and scenes are read from them with the backend. Then
     ``project.start()`` checks continuity and assembles, and ``project.extend(chapters=K)``
     writes more in the voice measured from the imported text (or from ``style_samples``).
-    Run the same import again to resume one that stopped.
+    Run the same import again to resume one that stopped. ``follow(job)``, if given, is
+    called with the extraction job and returns when it has stopped (the command line shows
+    its progress this way).
 
         project = nk.import_manuscript("draft.docx", "novels/mine", backend="offline")
     """
@@ -144,7 +149,7 @@ def import_manuscript(
     write_voice(root, voice)
     project = Project(root, settings, backend=backend_instance)
     try:
-        _extract(project, book)
+        _extract(project, book, follow)
         _keep_imported(project, len(book.chapters))
         premise = project.artefacts["premise"]
         final = settings
@@ -205,12 +210,14 @@ def _write_source(root: Path, book: Book, digest: str, marker: Path) -> None:
         raise ProjectError(f"cannot create the project at {root}: {exc.strerror or exc}") from None
 
 
-def _extract(project: Project, book: Book) -> None:
+def _extract(project: Project, book: Book, follow: Callable[[Job], object] | None) -> None:
     """Run the extraction stages as a job (a resumed import continues the stopped one)."""
     default = project.pipeline
     project.pipeline = Pipeline(extraction_stages())
     try:
         job = project.start()
+        if follow is not None:
+            follow(job)
         state = job.wait()
     finally:
         project.pipeline = default
