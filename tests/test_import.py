@@ -431,3 +431,11 @@ def test_cli_import_and_extend(tmp_path: Path, capsys: pytest.CaptureFixture[str
     empty.write_text("")
     assert main(["import", str(empty), "--out", str(tmp_path / "other")]) == 2
     assert "is empty" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("encoding", ["cp1252", "utf-16", "utf-8-sig"])
+def test_text_files_from_other_editors(tmp_path: Path, encoding: str) -> None:
+    source = tmp_path / "book.txt"
+    source.write_bytes("Chapter 1\n\n“Café,” she said.\n\nChapter 2\n\nThe end.\n".encode(encoding))
+    book = read_manuscript(source)
+    assert [c.text for c in book.chapters] == ["“Café,” she said.", "The end."]

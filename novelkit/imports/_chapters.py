@@ -8,7 +8,7 @@ least twice: a single heading above it is the book's title); lines such as "Chap
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .._artefacts import SCENE_BREAK, count_words
 from .._errors import ManuscriptError
@@ -50,7 +50,6 @@ class Book:
     language: str = ""
     method: str = ""  # how the chapters were found: pattern, headings, chapter lines, breaks
     source: str = ""
-    notes: list[str] = field(default_factory=list)
 
     @property
     def words(self) -> int:
@@ -180,7 +179,6 @@ def _assemble(source: Source, starts: list[int], method: str) -> Book:
                     back = body[j:]
                     body = body[:j]
                     break
-        # a "Chapter 3" heading followed by a short title line: "Chapter 3: The Title"
         title = heading.text.strip()
         text = _join(body)
         if not text.strip():

@@ -11,7 +11,7 @@ import io
 import posixpath
 import re
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import IO
@@ -57,7 +57,6 @@ class Source:
     title: str = ""
     author: str = ""
     language: str = ""
-    notes: list[str] = field(default_factory=list)
 
 
 def _one_line(text: str) -> str:
@@ -112,19 +111,15 @@ def read_source(
 
 
 def _decode(data: bytes, name: str) -> str:
-    for encoding in (
-        ("utf-8-sig", "utf-16") if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ("utf-8-sig",)
-    ):
+    """UTF-8 (with or without a BOM), UTF-16 with a BOM, or else Windows-1252 (old Word .txt)."""
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return data.decode("utf-16", errors="replace")
+    for encoding in ("utf-8-sig", "cp1252"):
         try:
             return data.decode(encoding)
         except UnicodeDecodeError:
             continue
-    try:
-        return data.decode("cp1252")
-    except UnicodeDecodeError:
-        raise ManuscriptError(
-            f"{name} is not UTF-8 text; save it as UTF-8 and import again"
-        ) from None
+    raise ManuscriptError(f"{name} is not UTF-8 text; save it as UTF-8 and import again")
 
 
 # -- plain text and Markdown -------------------------------------------------------------------
