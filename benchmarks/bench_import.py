@@ -52,7 +52,7 @@ from novelkit.imports import _importer
 class Started(Exception):
     pass
 
-def extraction_starts(project, book):
+def extraction_starts(project, book, follow):
     chapters = len(list((project.root / "artefacts" / "00-import").glob("ch*.md")))
     assert chapters == len(book.chapters) == int(sys.argv[3]), (chapters, len(book.chapters))
     raise Started

@@ -35,6 +35,7 @@ __all__ = [
 ]
 
 VOICE = "00-voice.json"  # under artefacts/
+SAMPLE_WORDS = 40_000  # a voice is measured on at most about this many words
 VARIETY_WINDOW = 2000  # words: lexical variety is measured over windows of this size
 _WORD = re.compile(r"[A-Za-z][A-Za-z'’-]*")
 _QUOTED = re.compile(r"“[^”]*”|\"[^\"]*\"")
@@ -116,9 +117,28 @@ def describe(f: VoiceFeatures) -> str:
     )
 
 
+def _sample(texts: list[str], limit: int) -> str:
+    """Whole paragraphs from the start of every text, about ``limit`` words in all: a long
+    manuscript is measured on a spread of its chapters rather than read twice over."""
+    share = max(200, limit // max(1, len(texts)))
+    parts = []
+    for text in texts:
+        taken, words = [], 0
+        for paragraph in text.split("\n\n"):
+            if words >= share:
+                break
+            taken.append(paragraph)
+            words += paragraph.count(" ") + 1
+        parts.append("\n\n".join(taken))
+    return "\n\n".join(parts)
+
+
 def voice_profile(texts: Iterable[str], source: Iterable[str] = ()) -> VoiceProfile:
-    """The voice of ``texts`` (sample passages, or an imported manuscript's chapters)."""
-    joined = "\n\n".join(t.strip() for t in texts if t.strip())
+    """The voice of ``texts`` (sample passages, or an imported manuscript's chapters); past
+    ``SAMPLE_WORDS`` words it is measured on paragraphs from the start of every text."""
+    kept = [t.strip() for t in texts if t.strip()]
+    total = sum(t.count(" ") + 1 for t in kept)
+    joined = _sample(kept, SAMPLE_WORDS) if total > SAMPLE_WORDS else "\n\n".join(kept)
     features = measure(joined)
     return VoiceProfile(source=list(source), features=features, description=describe(features))
 
