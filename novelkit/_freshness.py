@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["KEPT", "ArtefactFiles", "Freshness", "StageFigures"]
 
 # a unit whose fingerprint starts with this counts as fresh whatever its inputs: an imported
-# chapter, an artefact the user gave, or a chapter extend() froze (docs/architecture.md)
+# chapter, an artefact the user gave, or a chapter extend() froze (README: Bring your own story)
 KEPT = "kept:"
 
 # per stage (state, done, total); per stage its ledger row; when each running stage began
