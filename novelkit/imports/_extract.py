@@ -89,7 +89,7 @@ class ImportedDraft(Stage):
     async def run(self, ctx: UnitContext, unit: str) -> Outputs:
         raw = ctx.paths[source_path(unit)].read_text(encoding="utf-8")
         chapter = a.ChapterText.from_markdown(ctx.chapter, raw)
-        context = {
+        context: dict[str, Any] = {
             "unit": unit,
             "chapter": ctx.chapter,
             "title": chapter.title,
@@ -107,6 +107,12 @@ class ImportedDraft(Stage):
             }
         )
         digest = await ctx.json("extract-chapter", context, ChapterDigest, shape)
+        found: list[str] = context["places"]
+        places_seen = {digest.location, *found, *(s.location for s in digest.scenes)}
+        # a small model lists places among the characters: keep the people only
+        digest = digest.model_copy(
+            update={"characters": [n for n in digest.characters if n not in places_seen]}
+        )
         summary = a.ChapterSummary(
             chapter=ctx.chapter,
             summary=digest.summary,
@@ -215,7 +221,23 @@ class ImportedCharacters(Stage):
                     if first in s and len(mentions.setdefault(name, [])) < 2:
                         mentions[name].append(s[:240])
         context = {**book, "mentions": mentions}
-        shape = Shape(items={"characters": (1, 16), "characters[].relationships": (0, 6)})
+        world: a.World = ctx.read("world", shared=True)
+        places = {loc.name for loc in world.locations}
+
+        def people_only(cast: a.Cast) -> list[str]:
+            return [
+                f"characters: {name!r} is a location of the world, not a character"
+                for name in cast.names()
+                if name in places
+            ] + [
+                f"characters: {name!r} is named twice; give each character one entry"
+                for name in {n for n in cast.names() if cast.names().count(n) > 1}
+            ]
+
+        shape = Shape(
+            items={"characters": (1, 16), "characters[].relationships": (0, 6)},
+            check=people_only,
+        )
         return {self.path: await ctx.json("extract-characters", context, a.Cast, shape)}
 
 
