@@ -91,10 +91,17 @@ def main() -> int:
             runs = []
             for run in range(args.repeat):
                 target = work / f"imported-{fmt}-{run}"
-                command = [sys.executable, "-c", _IMPORT, str(book), str(target), str(args.chapters)]
+                command = [
+                    sys.executable,
+                    "-c",
+                    _IMPORT,
+                    str(book),
+                    str(target),
+                    str(args.chapters),
+                ]
                 runs.append(best_of(1, command, work, env))
             import_s, import_mb = min(t for t, _ in runs), max(m for _, m in runs)
-            row = {
+            row: dict[str, Any] = {
                 "format": fmt,
                 "file_mb": round(book.stat().st_size / 2**20, 2),
                 "import_s": round(import_s, 3),

@@ -204,7 +204,7 @@ class Freshness:
             "config": {key: getattr(self.config, key) for key in stage.config_keys},
             "inputs": {p: self.files.hash(paths[p]) for p in self.input_paths(stage, unit)},
         }
-        optional = {p: self._file_hash(self.paths[p]) for p in stage.optional_inputs}
+        optional = {p: self.files.hash(paths[p]) for p in stage.optional_inputs}
         present = {p: h for p, h in optional.items() if h != "missing"}
         if present:  # absent: the fingerprint stays what it was before optional inputs existed
             blob["optional"] = present

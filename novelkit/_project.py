@@ -46,11 +46,11 @@ def new_project(
     premise: str,
     *,
     backend_instance: Backend | None = None,
-    sequel_of: Project | str | os.PathLike[str] | None = None,
+    sequel_of: Any = None,
     cast: Any = None,
     outline: Any = None,
     world: Any = None,
-    style_samples: list[str | os.PathLike[str]] | None = None,
+    style_samples: Any = None,
     **config: Any,
 ) -> Project:
     """Create a project folder and return it. Refuses to overwrite an existing project.

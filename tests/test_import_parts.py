@@ -259,7 +259,9 @@ def test_style_samples_reach_the_draft_and_revision_prompts(tmp_path: Path) -> N
         assert project.start().wait(60) is JobState.SUCCEEDED
         for task in ("draft", "revision"):
             carried = [r.context.get("voice") for r in backend.requests if r.task == task]
-            assert carried and all(v["description"] == profile.description for v in carried)
+            assert carried and all(
+                v is not None and v["description"] == profile.description for v in carried
+            )
         # a new voice makes the drafts stale, as any input does
         drafts = project.root / "artefacts" / "07-draft" / "ch01.md"
         assert drafts.exists()

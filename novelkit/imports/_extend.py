@@ -19,6 +19,7 @@ from .._pipeline import Outputs, Pipeline, unit_name
 from .._runner import UnitContext
 from .._status import JobState
 from ..stages.planning import Chapters
+from ._importer import using_pipeline
 
 if TYPE_CHECKING:
     from .._job import Job
@@ -115,15 +116,11 @@ def extend(project: Project, chapters: int) -> Job:
     _keep_written(project, [p.number for p in outline.chapters])
     before = project.config.chapters
     _set_chapters(project, total)
-    default = project.pipeline
-    planning = Pipeline(list(default))
+    planning = Pipeline(list(project.pipeline))
     planning.replace("chapters", ExtendOutline(outline, chapters))
-    project.pipeline = planning
-    try:
+    with using_pipeline(project, planning):
         plan_job = project.run_stage("chapters", force=True)
         state = plan_job.wait()
-    finally:
-        project.pipeline = default
     if state is not JobState.SUCCEEDED:
         _set_chapters(project, before)
         # the outline on disk is the old one: it stays kept rather than failed (and redone)
@@ -161,5 +158,5 @@ def _keep_written(project: Project, numbers: list[int]) -> None:
             record = records.get(unit)
             if record is None or record["fingerprint"].startswith(KEPT):
                 continue
-            if project._unit_fresh(stage, unit, record):
+            if project.freshness.unit_fresh(stage, unit, record):
                 store.set_unit(stage.name, unit, "done", fingerprint=EXTENDED)

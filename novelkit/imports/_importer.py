@@ -8,9 +8,10 @@ run again resumes it (finished model calls are answered from the store, never pa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -210,17 +211,24 @@ def _write_source(root: Path, book: Book, digest: str, marker: Path) -> None:
         raise ProjectError(f"cannot create the project at {root}: {exc.strerror or exc}") from None
 
 
+@contextlib.contextmanager
+def using_pipeline(project: Project, pipeline: Pipeline) -> Iterator[None]:
+    """Run ``project`` with ``pipeline`` for a while (its stand-in stages), then the default."""
+    default = project.pipeline
+    project.pipeline = project.freshness.pipeline = pipeline
+    try:
+        yield
+    finally:
+        project.pipeline = project.freshness.pipeline = default
+
+
 def _extract(project: Project, book: Book, follow: Callable[[Job], object] | None) -> None:
     """Run the extraction stages as a job (a resumed import continues the stopped one)."""
-    default = project.pipeline
-    project.pipeline = Pipeline(extraction_stages())
-    try:
+    with using_pipeline(project, Pipeline(extraction_stages())):
         job = project.start()
         if follow is not None:
             follow(job)
         state = job.wait()
-    finally:
-        project.pipeline = default
     if state is not JobState.SUCCEEDED:
         status = job.status
         raise ProjectError(

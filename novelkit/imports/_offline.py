@@ -10,7 +10,7 @@ import random
 from typing import Any
 
 from .. import _artefacts as a
-from ..llm.offline import motifs
+from .._motifs import motifs
 from ._text import person, sentences, tense
 
 __all__ = ["answer"]
