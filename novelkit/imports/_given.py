@@ -161,12 +161,14 @@ def _book_before(previous: Project | str | os.PathLike[str]) -> dict[str, Any]:
         structure: a.Structure = a.parse(a.Structure, structure_path, structure_path.read_bytes())
         ending = structure.ending
         threads += structure.acts[-1].beats
-    report_path = base / "report.json"
-    if report_path.exists():
-        report: a.Report = a.parse(a.Report, report_path, report_path.read_bytes())
+    for path in sorted((base / "08-continuity").glob("ch*.json")):  # what was left open
+        checked: a.ContinuityReport = a.parse(a.ContinuityReport, path, path.read_bytes())
         threads += [
-            f"unresolved in chapter {f.chapter}: {f.explanation}" for f in report.open_findings
+            f"unresolved in chapter {f.chapter}: {f.explanation}"
+            for f in checked.findings
+            if f.severity == "error"
         ]
+
     threads += [s.summary for s in summaries[-2:]]
     end_states: dict[str, str] = {}
     carried = []
