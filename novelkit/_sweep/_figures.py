@@ -27,7 +27,7 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
             out[f"{column}_count"] = len(value)
             flags = [item.get("within_tolerance") for item in value if isinstance(item, dict)]
             if flags and all(isinstance(f, bool) for f in flags):
-                out[f"{column}_within_tolerance"] = sum(flags) / len(flags)
+                out[f"{column}_within_tolerance"] = sum(bool(f) for f in flags) / len(flags)
     return out
 
 

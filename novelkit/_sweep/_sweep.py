@@ -44,7 +44,11 @@ LEGAL: dict[str, frozenset[JobState]] = {
     "resume": frozenset({S.PAUSED, S.FAILED}),
     "cancel": frozenset({S.RUNNING, S.PAUSING, S.PAUSED, S.FAILED}),
 }
-_ALREADY = {"pause": (S.PAUSED, S.PAUSING), "resume": (S.RUNNING,), "cancel": (S.CANCELLED, S.CANCELLING)}
+_ALREADY = {
+    "pause": (S.PAUSED, S.PAUSING),
+    "resume": (S.RUNNING,),
+    "cancel": (S.CANCELLED, S.CANCELLING),
+}
 
 
 class SweepError(NovelkitError):
@@ -66,7 +70,9 @@ def _check(action: str, state: JobState | None) -> bool:
             "pause": "only a running sweep pauses",
             "cancel": "a finished sweep has nothing to cancel",
         }[action]
-        raise JobStateError(f"cannot {action} a sweep that is {shown}; {hint}", state=state, action=action)
+        raise JobStateError(
+            f"cannot {action} a sweep that is {shown}; {hint}", state=state, action=action
+        )
     return True
 
 
@@ -205,10 +211,17 @@ class Sweep:
             try:
                 outcome = future.result()
             except Exception as exc:  # a task that failed on every worker (e.g. KilledWorker)
-                outcome = {"name": name, "state": S.FAILED.value, "error": f"{type(exc).__name__}: {exc}"}
+                outcome = {
+                    "name": name,
+                    "state": S.FAILED.value,
+                    "error": f"{type(exc).__name__}: {exc}",
+                }
                 if name is not None:
                     with contextlib.suppress(OSError):
-                        write_json(run_file(self.root, name), {**self._files.records.get(name, {}), **outcome})
+                        write_json(
+                            run_file(self.root, name),
+                            {**self._files.records.get(name, {}), **outcome},
+                        )
             with self._cond:
                 if name is None or self._outstanding.get(name) is not future:
                     continue
@@ -281,14 +294,16 @@ class Sweep:
     def _answer(self, request: dict[str, Any]) -> None:
         action = str(request.get("action"))
         try:
-            if action == "pause":
-                result = self.pause()
+            if action in ("pause", "pause-now"):
+                result = self.pause(now=action == "pause-now")
             elif action == "resume":
                 result = self.resume()
             elif action == "cancel":
                 result = self.cancel()
             else:
-                raise JobStateError(f"unknown sweep action {action!r}", state=self._state, action=action)
+                raise JobStateError(
+                    f"unknown sweep action {action!r}", state=self._state, action=action
+                )
             reply = {"id": request.get("id"), **result.to_dict()}
         except JobStateError as exc:
             reply = {"id": request.get("id"), "error": str(exc), "state": self._state.value}
@@ -309,18 +324,21 @@ class Sweep:
     def state(self) -> JobState:
         return self._state
 
-    def pause(self) -> ControlResult:
-        """No run starts a new call; in-flight calls finish and are saved; then ``paused``."""
+    def pause(self, now: bool = False) -> ControlResult:
+        """No run starts a new call; in-flight calls finish and are saved (``now=True``: they
+        are aborted and rerun on resume); then ``paused``."""
         with self._cond:
             if not _check("pause", self._state):
                 return ControlResult(False, self._state, f"already {self._state.value}")
-            self._word.set("pause")
+            self._word.set("pause-now" if now else "pause")
             self._set_state(S.PAUSING, "pausing: letting in-flight calls finish")
             if not self._outstanding:
                 self._finish()
             return ControlResult(True, self._state, "pausing")
 
-    def resume(self, *, max_cost: float | None = None, max_tokens: int | None = None) -> ControlResult:
+    def resume(
+        self, *, max_cost: float | None = None, max_tokens: int | None = None
+    ) -> ControlResult:
         """Continue every run that has not succeeded (from its saved calls); ``max_cost`` /
         ``max_tokens`` raise the sweep's budget first."""
         with self._cond:
@@ -414,7 +432,9 @@ class Sweep:
         import novelkit as nk
 
         if name not in self.runs:
-            raise NovelkitError(f"the sweep has no run {name!r}; its runs: {', '.join(list(self.runs)[:5])}…")
+            raise NovelkitError(
+                f"the sweep has no run {name!r}; its runs: {', '.join(list(self.runs)[:5])}…"
+            )
         return nk.open_project(self.root / name)
 
     def panel(self) -> Any:
@@ -484,7 +504,11 @@ def sweep(
     definition = SweepDefinition(path, dict(base or {}), runs)
     definition.check()
     state_info = read_json(path / STATE_DIR / "state.json") or {}
-    if state_info.get("state") and JobState(state_info["state"]).active and writer_alive(state_info):
+    if (
+        state_info.get("state")
+        and JobState(state_info["state"]).active
+        and writer_alive(state_info)
+    ):
         raise SweepError(
             f"{path} is being run by another process (pid {state_info.get('pid')} on "
             f"{state_info.get('host')}); pause or cancel it (novelkit sweep-status {path}) first"
@@ -494,7 +518,12 @@ def sweep(
     connected, cluster = _connect(client, workers)
     try:
         definition.write()
-        handle = Sweep(definition, connected, cluster, BudgetSpec(f"novelkit-budget-{uuid.uuid4().hex[:12]}", max_tokens, max_cost))
+        handle = Sweep(
+            definition,
+            connected,
+            cluster,
+            BudgetSpec(f"novelkit-budget-{uuid.uuid4().hex[:12]}", max_tokens, max_cost),
+        )
         handle._begin()
     except BaseException:
         if cluster is not None:
@@ -504,12 +533,16 @@ def sweep(
     return handle
 
 
-def control_sweep(root: str | os.PathLike[str], action: str, *, timeout: float = 5.0) -> ControlResult:
+def control_sweep(
+    root: str | os.PathLike[str], action: str, *, timeout: float = 5.0
+) -> ControlResult:
     """Pause, resume or cancel a sweep driven by another process (the CLI and the sidecar)."""
     path = Path(root).resolve()
     info = read_json(path / STATE_DIR / "state.json")
     if not (path / "sweep.toml").exists() or info is None:
-        raise SweepError(f"{path} holds no running sweep; start one with novelkit sweep {path} --grid grid.toml")
+        raise SweepError(
+            f"{path} holds no running sweep; start one with novelkit sweep {path} --grid grid.toml"
+        )
     state = JobState(info["state"])
     if not writer_alive(info):
         raise JobStateError(
@@ -518,19 +551,27 @@ def control_sweep(root: str | os.PathLike[str], action: str, *, timeout: float =
             state=JobState.INTERRUPTED,
             action=action,
         )
-    if action not in LEGAL:
+    if action not in (*LEGAL, "pause-now"):
         raise SweepError(f"unknown sweep action {action!r}; use pause, resume or cancel")
-    if not _check(action, state):
+    if not _check(action.removesuffix("-now"), state):
         return ControlResult(False, state, f"already {state.value}")
     request_id = uuid.uuid4().hex
-    write_json(path / STATE_DIR / "control.json", {"action": action, "id": request_id, "at": time.time()})
+    write_json(
+        path / STATE_DIR / "control.json", {"action": action, "id": request_id, "at": time.time()}
+    )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         info = read_json(path / STATE_DIR / "state.json") or {}
         reply = info.get("reply") or {}
         if reply.get("id") == request_id:
             if "error" in reply:
-                raise JobStateError(str(reply["error"]), state=JobState(reply["state"]), action=action)
-            return ControlResult(bool(reply["changed"]), JobState(reply["state"]), str(reply.get("message", "")))
+                raise JobStateError(
+                    str(reply["error"]), state=JobState(reply["state"]), action=action
+                )
+            return ControlResult(
+                bool(reply["changed"]), JobState(reply["state"]), str(reply.get("message", ""))
+            )
         time.sleep(0.05)
-    raise SweepError(f"the process driving the sweep in {path} did not answer within {timeout:.0f} s")
+    raise SweepError(
+        f"the process driving the sweep in {path} did not answer within {timeout:.0f} s"
+    )

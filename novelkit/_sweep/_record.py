@@ -1,11 +1,11 @@
 """The sweep on disk, readable by any process that sees ROOT (docs/architecture.md):
 
-    ROOT/sweep.toml              the sweep's definition: base config, runs and their parameters
-    ROOT/<run>/                  one ordinary novelkit project per run
-    ROOT/.sweep/state.json       the sweep's state, written by the process that drives it
-    ROOT/.sweep/status.json      every run's latest figures in one file (the driver, ~2/s)
-    ROOT/.sweep/runs/<run>.json  one run's latest figures (the worker that runs it)
-    ROOT/.sweep/control.json     a pause/resume/cancel request from another process
+ROOT/sweep.toml              the sweep's definition: base config, runs and their parameters
+ROOT/<run>/                  one ordinary novelkit project per run
+ROOT/.sweep/state.json       the sweep's state, written by the process that drives it
+ROOT/.sweep/status.json      every run's latest figures in one file (the driver, ~2/s)
+ROOT/.sweep/runs/<run>.json  one run's latest figures (the worker that runs it)
+ROOT/.sweep/control.json     a pause/resume/cancel request from another process
 """
 
 from __future__ import annotations

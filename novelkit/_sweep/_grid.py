@@ -121,12 +121,16 @@ def expand(
         combos = []
         for i, item in enumerate(grid):
             if not isinstance(item, Mapping):
-                raise ConfigError(f"sweep run {i} is {item!r}; each run must be a dict of config keys")
+                raise ConfigError(
+                    f"sweep run {i} is {item!r}; each run must be a dict of config keys"
+                )
             for key in item:
                 _check_key(key)
             combos.append(dict(item))
         if not combos:
-            raise ConfigError("the sweep has no runs; give a grid dict or a non-empty list of dicts")
+            raise ConfigError(
+                "the sweep has no runs; give a grid dict or a non-empty list of dicts"
+            )
     runs: dict[str, Run] = {}
     for params in combos:
         config = json.loads(json.dumps(base))

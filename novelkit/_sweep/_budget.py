@@ -43,7 +43,7 @@ class Ledger:
 
         self.spec = spec
         self._variable = Variable(spec.name, client=client)
-        self._lock = Lock(spec.name + "-lock", client=client)
+        self._lock = Lock(spec.name + "-lock", scheduler_rpc=client.scheduler, loop=client.loop)
 
     def reset(self, tokens: int, cost: float) -> None:
         """Start from what the runs have spent so far (a killed worker's reservation is gone)."""

@@ -67,8 +67,6 @@ def run_one(
     """Run (or resume) one run of a sweep until it stops; returns its final figures."""
     from distributed import Variable, get_client
 
-    import novelkit as nk
-
     client = get_client()
     word = Variable(control, client=client)
     where, started = _where(), time.time()

@@ -55,9 +55,7 @@ class SweepStatus:
     @property
     def counts(self) -> dict[str, int]:
         """Runs per state ("pending" for runs not started yet)."""
-        return dict(
-            Counter(r.state.value if r.state is not None else "pending" for r in self.runs)
-        )
+        return dict(Counter(r.state.value if r.state is not None else "pending" for r in self.runs))
 
     @property
     def progress(self) -> float:
@@ -178,7 +176,11 @@ def read_sweep_status(root: Path) -> SweepStatus:
     runs = []
     for name, entry in definition["runs"].items():
         record = files.records.get(name)
-        if record and state is JobState.INTERRUPTED and record.get("state") in ("running", "queued"):
+        if (
+            record
+            and state is JobState.INTERRUPTED
+            and record.get("state") in ("running", "queued")
+        ):
             record = {**record, "state": JobState.INTERRUPTED.value}
         runs.append(run_from(name, dict(entry.get("params", {})), record))
     return SweepStatus(
