@@ -1,4 +1,4 @@
-"""The sweep on disk, readable by any process that sees ROOT (docs/architecture.md):
+"""The sweep on disk, readable by any process that sees ROOT:
 
 ROOT/sweep.toml              the sweep's definition: base config, runs and their parameters
 ROOT/<run>/                  one ordinary novelkit project per run

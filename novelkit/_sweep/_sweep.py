@@ -91,7 +91,7 @@ def _connect(client: Any, workers: int | None) -> tuple[Any, Any]:
             threads_per_worker=1,
             processes=True,
             host="127.0.0.1",
-            dashboard_address=None,
+            dashboard_address="127.0.0.1:0",
             silence_logs=logging.ERROR,
         )
         return Client(cluster, set_as_default=False), cluster
