@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_llm_servers import FakeOpenAIServer
 
 import novelkit as nk
 from novelkit import JobState
 from novelkit._sweep import read_sweep_status
-
-from fake_llm_servers import FakeOpenAIServer
 
 pytestmark = pytest.mark.slow
 
