@@ -774,9 +774,11 @@ def main() -> None:
     parser.add_argument("--kind", choices=("openai", "anthropic"), default="openai")
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--api-key", default="test-key")
+    parser.add_argument("--no-key", action="store_true", help="accept requests without a key")
     args = parser.parse_args()
     server_class = FakeOpenAIServer if args.kind == "openai" else FakeAnthropicServer
-    with server_class(latency=args.latency, api_key=args.api_key) as fake:
+    key = None if args.no_key else args.api_key
+    with server_class(latency=args.latency, api_key=key) as fake:
         print(fake.url, flush=True)
         sys.stdin.read()
 

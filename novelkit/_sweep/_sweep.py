@@ -26,7 +26,7 @@ from ._figures import run_figures
 from ._grid import Run, expand
 from ._record import STATE_DIR, SweepDefinition, here, read_json, write_json, writer_alive
 from ._status import RunFiles, RunStatus, SweepStatus, run_from
-from ._task import run_file, run_one
+from ._task import run_file, run_one, warm_up_workers
 
 __all__ = ["Sweep", "SweepError", "control_sweep", "sweep"]
 
@@ -152,6 +152,9 @@ class Sweep:
 
         self._word = Variable(self._control_name, client=self.client)
         self._word.set("run")
+        first = next(iter(self.runs.values()))
+        with contextlib.suppress(Exception):  # a slow first run is better than no run
+            warm_up_workers(self.client, first.config)
         self._files.scan()
         if self._budget.enabled:
             self._ledger = Ledger(self._budget, self.client)

@@ -9,6 +9,7 @@ is given to another worker by the scheduler; opening the project there marks the
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 import time
@@ -147,3 +148,54 @@ def _start(project: Any) -> Any:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+_warm: set[str] = set()  # backends this worker process has warmed up
+_SDKS = {"openai": ("openai",), "anthropic": ("anthropic",)}
+
+
+def warm_up(config: dict[str, Any]) -> float:
+    """Load what a run needs in this worker process (modules, schemas, the store, the backend)
+    by running a one-chapter offline project in a temporary folder, once per process and
+    backend, so a worker's first run is not slower than the others; returns the seconds."""
+    import tempfile
+
+    import novelkit as nk
+
+    from .._config import validate_config
+    from ..llm import make_backend
+
+    started = time.perf_counter()
+    settings = validate_config(config)
+    with tempfile.TemporaryDirectory() as tmp:
+        if not _warm:
+            with nk.new_project(
+                Path(tmp) / "warm-up", premise="A warm-up.", chapters=1, words_per_chapter=100
+            ) as project:
+                project.start().wait()
+        if settings.backend not in _warm:
+            try:
+                backend = make_backend(settings, Path(tmp))
+            except NovelkitError:  # e.g. a replay cassette elsewhere: the run will say so
+                pass
+            else:
+                import asyncio
+
+                asyncio.run(backend.aclose())  # a worker thread: no loop of its own runs here
+            for module in _SDKS.get(settings.backend, ()):  # loaded on a backend's first call
+                try:
+                    importlib.import_module(module)
+                except ImportError:
+                    pass
+    _warm.update(("offline", settings.backend))
+    return time.perf_counter() - started
+
+
+def warm_up_workers(client: Any, config: dict[str, Any]) -> None:
+    """Run :func:`warm_up` once on every worker the cluster has now (as ordinary tasks)."""
+    workers = list(client.scheduler_info(n_workers=-1)["workers"])
+    futures = [
+        client.submit(warm_up, config, workers=[w], allow_other_workers=False, pure=False)
+        for w in workers
+    ]
+    client.gather(futures)
