@@ -90,12 +90,13 @@ def start_fake(latency: float) -> tuple[subprocess.Popen[str], str]:
 
 
 def one_run(folder: Path, config: dict[str, Any]) -> float:
+    """One run as a sweep's task does it: create the project, run its job, close it."""
     settings = dict(config)
-    project = nk.new_project(folder, premise=settings.pop("premise"), **settings)
     started = time.perf_counter()
+    project = nk.new_project(folder, premise=settings.pop("premise"), **settings)
     state = project.start().wait()
-    wall = time.perf_counter() - started
     project.close()
+    wall = time.perf_counter() - started
     assert state is nk.JobState.SUCCEEDED, state
     return wall
 

@@ -132,6 +132,7 @@ class Sweep:
         self._message = ""
         self._outstanding: dict[str, Any] = {}  # run name -> Future
         self._outcomes: dict[str, dict[str, Any]] = {}
+        self._names: dict[Any, str] = {}  # a task's key -> its run
         self._budget_hit = False
         self._attempt = 0
         self._files = RunFiles(self.root)
@@ -202,6 +203,7 @@ class Sweep:
                 retries=2,
             )
             self._outstanding[run.name] = future
+            self._names[future.key] = run.name
             futures.append(future)
         self._collector = threading.Thread(
             target=self._collect, args=(as_completed(futures, loop=self.client.loop),), daemon=True
@@ -210,7 +212,7 @@ class Sweep:
 
     def _collect(self, finished: Any) -> None:
         for future in finished:
-            name = next((n for n, f in list(self._outstanding.items()) if f is future), None)
+            name = self._names.get(future.key)
             try:
                 outcome = future.result()
             except Exception as exc:  # a task that failed on every worker (e.g. KilledWorker)

@@ -23,7 +23,7 @@ from ._record import STATE_DIR, write_json
 
 __all__ = ["run_one", "run_file"]
 
-POLL = 0.1  # how often a running task reads the control word
+POLL = 0.2  # how often a running task reads the control word
 WRITE_EVERY = 0.5  # how often it writes the run's figures while the job runs
 LOCK_WAIT = 30.0  # a project still held by a dying process: wait this long for its lock
 
