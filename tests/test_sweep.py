@@ -31,13 +31,16 @@ def client() -> Iterator[Any]:
     """Two worker processes with one slot each, shared by the tests of this module."""
     from distributed import Client, LocalCluster
 
-    with LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address="127.0.0.1:0",
-    ) as cluster, Client(cluster, set_as_default=False) as c:
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+        ) as cluster,
+        Client(cluster, set_as_default=False) as c,
+    ):
         yield c
 
 
@@ -144,9 +147,7 @@ def test_a_killed_worker_s_run_resumes_on_another_worker(tmp_path: Path) -> None
     with FakeOpenAIServer(latency=0.1, api_key=None) as fake:
         base = fake_base(fake, chapters=2)
         with nk.sweep(root, grid={"seed": [7]}, base=base, workers=2) as s:
-            wait_for(
-                lambda: any(r.progress > 0.3 and r.worker for r in s.status.runs), timeout=120
-            )
+            wait_for(lambda: any(r.progress > 0.3 and r.worker for r in s.status.runs), timeout=120)
             victim = s.status.runs[0].worker
             pid = s.client.run(os.getpid, workers=[victim])[victim]
             killed_at = time.monotonic()
@@ -160,7 +161,7 @@ def test_a_killed_worker_s_run_resumes_on_another_worker(tmp_path: Path) -> None
         # only a call still in flight when the worker died may be sent a second time
         repeated = fake.paid_twice()
         firsts = [
-            next(c for c in fake.calls if c.finished and c.body == again.body) for again in repeated
+            next(c for c in fake.calls if c.finished and c.body == call.body) for call in repeated
         ]
         assert all(first.ended > killed_at - 0.5 for first in firsts), firsts
 
@@ -228,7 +229,17 @@ def test_cli_sweep_runs_a_grid_file_and_sweep_status_reports_it(tmp_path: Path) 
     root = tmp_path / "s"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     run = subprocess.run(
-        [sys.executable, "-m", "novelkit.cli", "sweep", str(root), "--grid", str(grid), "--workers", "1"],
+        [
+            sys.executable,
+            "-m",
+            "novelkit.cli",
+            "sweep",
+            str(root),
+            "--grid",
+            str(grid),
+            "--workers",
+            "1",
+        ],
         capture_output=True,
         text=True,
         env=env,
@@ -269,19 +280,31 @@ def test_cli_ctrl_c_pauses_the_sweep(tmp_path: Path) -> None:
     root = tmp_path / "s"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "novelkit.cli", "sweep", str(root), "--grid", str(grid), "--workers", "1"],
+        [
+            sys.executable,
+            "-m",
+            "novelkit.cli",
+            "sweep",
+            str(root),
+            "--grid",
+            str(grid),
+            "--workers",
+            "1",
+        ],
         stderr=subprocess.PIPE,
         text=True,
         env=env,
     )
     try:
         wait_for(
-            lambda: any(
-                (json.loads(p.read_text()) or {}).get("state") == "running"
-                for p in (root / ".sweep" / "runs").glob("*.json")
-            )
-            if (root / ".sweep" / "runs").exists()
-            else False,
+            lambda: (
+                any(
+                    (json.loads(p.read_text()) or {}).get("state") == "running"
+                    for p in (root / ".sweep" / "runs").glob("*.json")
+                )
+                if (root / ".sweep" / "runs").exists()
+                else False
+            ),
             timeout=120,
         )
         proc.send_signal(signal.SIGINT)
@@ -294,3 +317,70 @@ def test_cli_ctrl_c_pauses_the_sweep(tmp_path: Path) -> None:
     status = read_sweep_status(root)
     assert status.state is JobState.PAUSED
     assert status.counts.get("succeeded", 0) < 2
+    go_on = subprocess.run(  # without --grid: the sweep recorded in ROOT/sweep.toml
+        [sys.executable, "-m", "novelkit.cli", "sweep", str(root), "--workers", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
+    )
+    assert go_on.returncode == 0, go_on.stderr
+    assert read_sweep_status(root).counts == {"succeeded": 2}
+
+
+DRIVER = """
+import json, sys
+import novelkit as nk
+if __name__ == "__main__":
+    root, base = sys.argv[1], json.loads(sys.argv[2])
+    sweep = nk.sweep(root, grid={"seed": [1, 2, 3, 4]}, base=base, workers=1)
+    sweep.wait()
+"""
+
+
+def test_rerun_after_the_driving_process_died_skips_succeeded_runs_and_resumes_the_rest(
+    tmp_path: Path, client: Any
+) -> None:
+    root = tmp_path / "s"
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    with FakeOpenAIServer(latency=0.05, api_key=None) as fake:
+        base = fake_base(fake)
+        driver = subprocess.Popen(
+            [sys.executable, str(script), str(root), json.dumps(base)],
+            env=env,
+            start_new_session=True,  # its LocalCluster's processes die with it
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_for(lambda: (root / ".sweep" / "runs").exists(), timeout=120)
+            wait_for(
+                lambda: (
+                    read_sweep_status(root).counts.get("succeeded", 0) >= 1
+                    and read_sweep_status(root).counts.get("running", 0) >= 1
+                ),
+                timeout=120,
+            )
+        finally:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait(timeout=30)
+        killed_at = time.monotonic()
+        before = read_sweep_status(root)
+        assert before.state is JobState.INTERRUPTED
+        done = {r.name for r in before.runs if r.state is JobState.SUCCEEDED}
+        jobs = {}
+        for name in done:
+            with nk.open_project(root / name) as project:
+                assert project.job is not None
+                jobs[name] = project.job.id
+        with nk.sweep(root, grid={"seed": [1, 2, 3, 4]}, base=base, client=client) as again:
+            assert again.wait(180) is JobState.SUCCEEDED
+        for name in done:  # skipped: no new job on a run that had succeeded
+            with nk.open_project(root / name) as project:
+                assert project.job is not None and project.job.id == jobs[name]
+        repeated = fake.paid_twice()
+        firsts = [
+            next(c for c in fake.calls if c.finished and c.body == call.body) for call in repeated
+        ]
+        assert all(first.ended > killed_at - 0.5 for first in firsts), firsts

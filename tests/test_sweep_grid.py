@@ -107,7 +107,9 @@ def test_unreachable_scheduler_is_a_clear_error_and_writes_nothing(
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     root = tmp_path / "s"
-    with pytest.raises(nk.SweepError, match=f"cannot reach the Dask scheduler at tcp://127.0.0.1:{port}"):
+    with pytest.raises(
+        nk.SweepError, match=f"cannot reach the Dask scheduler at tcp://127.0.0.1:{port}"
+    ):
         nk.sweep(root, grid={"seed": [1]}, base=BASE, client=f"tcp://127.0.0.1:{port}")
     assert not root.exists()
 

@@ -62,15 +62,29 @@ def make_sweep(root: Path, n: int, state: str = "running") -> list[str]:
     definition.write()
     write_json(
         root / ".sweep" / "state.json",
-        {"state": state, "message": "", "pid": os.getpid(), "host": socket.gethostname(),
-         "updated": time.time()},
+        {
+            "state": state,
+            "message": "",
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "updated": time.time(),
+        },
     )
     return [run.name for run in runs]
 
 
 def run_record(name: str, state: str, progress: float, tokens: int = 0) -> dict[str, Any]:
-    return {"name": name, "state": state, "progress": progress, "tokens": tokens, "cost": 0.0,
-            "elapsed": 1.0, "message": "", "error": None, "worker": "w"}
+    return {
+        "name": name,
+        "state": state,
+        "progress": progress,
+        "tokens": tokens,
+        "cost": 0.0,
+        "elapsed": 1.0,
+        "message": "",
+        "error": None,
+        "worker": "w",
+    }
 
 
 def updates(sent: list[tuple[float, str, dict[str, Any]]]) -> list[float]:
@@ -125,7 +139,9 @@ def test_rows_show_state_and_figures_and_buttons_follow_the_sweep_state(
     names = make_sweep(tmp_path, 3, state="paused")
     folder = tmp_path / ".sweep" / "runs"
     write_json(folder / f"{names[0]}.json", run_record(names[0], "succeeded", 1.0, 1234))
-    write_json(folder / f"{names[1]}.json", {**run_record(names[1], "failed", 0.5), "error": "boom"})
+    write_json(
+        folder / f"{names[1]}.json", {**run_record(names[1], "failed", 0.5), "error": "boom"}
+    )
     panel = SweepPanel(tmp_path)
     panels.append(panel)
     view = panel.view.value
