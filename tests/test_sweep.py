@@ -218,6 +218,10 @@ def test_cli_and_http_control_a_sweep_driven_elsewhere(tmp_path: Path, client: A
             assert "cannot pause a sweep that is cancelled" in illegal.json()["error"]["message"]
             spec = http.get("/openapi.json").json()
             assert {"/api/v2/sweep", "/api/v2/sweep/pause"} <= set(spec["paths"])
+            page = http.get("/sweep")
+            assert page.status_code == 200 and "static/sweep.js" in page.text
+            assert "script-src 'self'" in page.headers["content-security-policy"]
+            assert http.get("/static/sweep.js").status_code == 200
 
 
 def test_cli_sweep_runs_a_grid_file_and_sweep_status_reports_it(tmp_path: Path) -> None:

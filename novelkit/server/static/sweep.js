@@ -37,6 +37,7 @@ function render(sweep) {
   const state = sweep.state || "not started";
   $("sweep-root").textContent = sweep.root;
   $("sweep-state").textContent = state;
+  $("sweep-state").className = "badge " + state.replace(" ", "-");
   $("sweep-bar").style.width = (sweep.progress * 100).toFixed(1) + "%";
   const counts = Object.entries(sweep.counts).map(([s, n]) => `${n} ${s}`).join(" · ");
   $("sweep-summary").textContent = `${Math.round(sweep.progress * 100)}% · ${sweep.runs.length} runs: ` +
