@@ -128,3 +128,20 @@ def test_grid_file_reads_base_grid_and_budget(tmp_path: Path) -> None:
     path.write_text('premise = "x"\n')
     with pytest.raises(nk.ConfigError, match=r"no \[grid\] table"):
         load_grid_file(path)
+
+
+def test_a_sweep_driven_by_a_live_process_is_not_started_twice(tmp_path: Path) -> None:
+    import os
+    import socket
+    import time
+
+    from novelkit._sweep._record import SweepDefinition, write_json
+
+    root = tmp_path / "s"
+    definition = SweepDefinition(root.resolve(), BASE, expand({"seed": [1]}, BASE))
+    definition.check()
+    definition.write()
+    alive = {"pid": os.getpid(), "host": socket.gethostname(), "updated": time.time()}
+    write_json(root / ".sweep" / "state.json", {**alive, "state": "running", "message": ""})
+    with pytest.raises(nk.SweepError, match="is being run by another process"):
+        nk.sweep(root, grid={"seed": [1]}, base=BASE)

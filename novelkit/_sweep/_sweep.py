@@ -131,7 +131,6 @@ class Sweep:
         self._state: JobState = S.QUEUED
         self._message = ""
         self._outstanding: dict[str, Any] = {}  # run name -> Future
-        self._outcomes: dict[str, dict[str, Any]] = {}
         self._names: dict[Any, str] = {}  # a task's key -> its run
         self._budget_hit = False
         self._attempt = 0
@@ -212,34 +211,36 @@ class Sweep:
 
     def _collect(self, finished: Any) -> None:
         for future in finished:
-            name = self._names.get(future.key)
             try:
-                outcome = future.result()
-            except Exception as exc:  # a task that failed on every worker (e.g. KilledWorker)
-                outcome = {
-                    "name": name,
-                    "state": S.FAILED.value,
-                    "error": f"{type(exc).__name__}: {exc}",
-                }
-                if name is not None:
-                    with contextlib.suppress(OSError):
-                        write_json(
-                            run_file(self.root, name),
-                            {**self._files.records.get(name, {}), **outcome},
-                        )
-            with self._cond:
-                if name is None or self._outstanding.get(name) is not future:
-                    continue
-                del self._outstanding[name]
-                if not outcome.get("skipped"):
-                    self._outcomes[name] = outcome
-                    if "sweep budget" in str(outcome.get("message") or ""):
-                        self._budget_hit = True
-                        if self._state is S.RUNNING:  # the others stop before their next call too
-                            self._word.set("pause")
-                            self._set_state(S.PAUSING, str(outcome["message"]))
-                if not self._outstanding:
-                    self._finish()
+                self._settle(future)
+            except Exception:  # one bad outcome must not leave the sweep running forever
+                log.exception("novelkit: sweep could not record the outcome of %s", future.key)
+
+    def _settle(self, future: Any) -> None:
+        name = self._names.get(future.key)
+        try:
+            outcome = future.result()
+        except Exception as exc:  # a task that failed on every try (e.g. KilledWorker)
+            outcome = {
+                "name": name,
+                "state": S.FAILED.value,
+                "error": f"{type(exc).__name__}: {exc}",
+            }
+            if name is not None:
+                record = {**self._files.records.get(name, {}), **outcome}
+                with contextlib.suppress(OSError):
+                    write_json(run_file(self.root, name), record)
+        with self._cond:
+            if name is None or self._outstanding.get(name) is not future:
+                return
+            del self._outstanding[name]
+            if not outcome.get("skipped") and "sweep budget" in str(outcome.get("message") or ""):
+                self._budget_hit = True
+                if self._state is S.RUNNING:  # the others stop before their next call too
+                    self._word.set("pause")
+                    self._set_state(S.PAUSING, str(outcome["message"]))
+            if not self._outstanding:
+                self._finish()
 
     def _finish(self) -> None:
         """Every submitted task is back: settle the sweep's state (condition held)."""
