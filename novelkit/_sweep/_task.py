@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .._errors import NovelkitError, ProjectLockedError
+from .._errors import JobStateError, NovelkitError, ProjectLockedError
 from .._status import JobState
 from ._budget import BudgetSpec, Ledger, SharedBudgetBackend
 from ._record import STATE_DIR, write_json
@@ -96,13 +96,13 @@ def run_one(
             wanted = word.get(timeout=30)
             if wanted != asked:
                 asked = wanted
-                if wanted == "cancel":
-                    job.cancel()
-                elif wanted.startswith("pause") and job.state in (
-                    JobState.QUEUED,
-                    JobState.RUNNING,
-                ):
-                    job.pause(now=wanted == "pause-now")
+                try:
+                    if wanted == "cancel":
+                        job.cancel()
+                    elif wanted.startswith("pause"):
+                        job.pause(now=wanted == "pause-now")
+                except JobStateError:  # it finished (or stopped) in the meantime
+                    pass
         figures = _figures(name, job.status, where, started)
     except NovelkitError as exc:
         figures = {
