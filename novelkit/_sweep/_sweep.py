@@ -153,8 +153,10 @@ class Sweep:
         self._word = Variable(self._control_name, client=self.client)
         self._word.set("run")
         first = next(iter(self.runs.values()))
-        with contextlib.suppress(Exception):  # a slow first run is better than no run
+        try:
             warm_up_workers(self.client, first.config)
+        except Exception:  # a slow first run is better than no run
+            log.warning("novelkit: could not warm up the sweep's workers", exc_info=True)
         self._files.scan()
         if self._budget.enabled:
             self._ledger = Ledger(self._budget, self.client)
@@ -492,7 +494,8 @@ def sweep(
     max_cost: float | None = None,
     max_tokens: int | None = None,
 ) -> Sweep:
-    """Run one novel config over a grid of parameters on Dask; returns a :class:`Sweep` at once.
+    """Run one novel config over a grid of parameters on Dask; returns a :class:`Sweep` as soon
+    as the runs are submitted (after starting a LocalCluster when no client is given).
 
     ``grid`` maps config keys to the values to try (every combination runs), or is a list of
     parameter dicts; ``base`` is the config they share. Each run is a project folder under

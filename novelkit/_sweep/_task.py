@@ -25,7 +25,8 @@ __all__ = ["run_one", "run_file"]
 
 POLL = 0.2  # how often a running task reads the control word
 WRITE_EVERY = 0.5  # how often it writes the run's figures while the job runs
-LOCK_WAIT = 30.0  # a project still held by a dying process: wait this long for its lock
+LOCK_WAIT = 30.0
+WARM_UP_WAIT = 20.0  # a sweep starts after this long even if some workers are busy  # a project still held by a dying process: wait this long for its lock
 
 
 def run_file(root: Path, name: str) -> Path:
@@ -192,10 +193,15 @@ def warm_up(config: dict[str, Any]) -> float:
 
 
 def warm_up_workers(client: Any, config: dict[str, Any]) -> None:
-    """Run :func:`warm_up` once on every worker the cluster has now (as ordinary tasks)."""
+    """Run :func:`warm_up` on every worker the cluster has now (as ordinary tasks)."""
     workers = list(client.scheduler_info(n_workers=-1)["workers"])
     futures = [
         client.submit(warm_up, config, workers=[w], allow_other_workers=False, pure=False)
         for w in workers
     ]
-    client.gather(futures)
+    deadline = time.monotonic() + WARM_UP_WAIT  # a busy worker warms up on its first run
+    while not all(f.done() for f in futures) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    late = [f for f in futures if not f.done()]
+    if late:
+        client.cancel(late)
