@@ -120,12 +120,15 @@ def test_thousand_runs_changing_all_the_time_stay_within_ten_updates_a_second(
         panels.append(panel)
         sent.clear()
         panel.start()
-        time.sleep(2.5)
+        deadline = time.monotonic() + 30
+        while len(updates(sent)) < 8 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)  # and a second more of changes
     finally:
         stop.set()
         writer.join()
     times = updates(sent)
-    assert len(times) >= 5  # it did keep up with the changes
+    assert len(times) >= 8  # it kept following the changes
     busiest = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
     assert busiest <= 10
     view = panel.view.value

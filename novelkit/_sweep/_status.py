@@ -159,12 +159,12 @@ class RunFiles:
         return changed
 
 
-def read_sweep_status(root: Path) -> SweepStatus:
+def read_sweep_status(root: Path, files: RunFiles | None = None) -> SweepStatus:
     """The sweep in ``root`` as any process sees it (a driver that is gone shows
-    ``interrupted``)."""
+    ``interrupted``); pass the same ``files`` again to re-read only the runs that changed."""
     definition = load_definition(root)
     state_info = read_json(root / STATE_DIR / "state.json") or {}
-    files = RunFiles(root)
+    files = files if files is not None else RunFiles(root)
     files.scan()
     state: JobState | None = None
     message = str(state_info.get("message") or "")

@@ -30,6 +30,7 @@ except ImportError:
 from .._errors import NovelkitError
 from .._status import ControlResult, JobState
 from .._sweep import Sweep, SweepStatus, control_sweep, legal_sweep_actions, read_sweep_status
+from .._sweep._status import RunFiles
 from .panel import INTERVAL, MAX_MESSAGES, PanelStats, close_tree
 
 __all__ = ["SweepPanel", "render_sweep"]
@@ -92,7 +93,9 @@ def render_sweep(status: SweepStatus, *, max_rows: int = MAX_ROWS) -> str:
     more = len(status.runs) - len(rows)
     tail = f"<div>… {more} more runs (sweep.status has all)</div>" if more > 0 else ""
     return (
-        '<div class="novelkit-sweep">'
+        "<style>.nk-sweep td,.nk-sweep th{padding:2px 10px;text-align:left}"
+        ".nk-sweep tr:nth-child(even){background:#f7f7f9}</style>"
+        '<div class="nk-sweep">'
         f"<div><b>sweep {html.escape(os.path.basename(status.root))}</b>: {state} — {pct} · "
         f"{len(status.runs)} runs: {counts} · {status.tokens:,} tokens · cost "
         f"{status.cost:.4f}{' · budget ' + ', '.join(budget) if budget else ''}</div>"
@@ -112,9 +115,12 @@ class _Source:
     def __init__(self, target: Sweep | str | os.PathLike[str]) -> None:
         self.sweep = target if isinstance(target, Sweep) else None
         self.root = target.root if isinstance(target, Sweep) else Path(target).resolve()
+        self._files = RunFiles(self.root)  # re-reads only the runs whose file changed
 
     def status(self) -> SweepStatus:
-        return self.sweep.status if self.sweep is not None else read_sweep_status(self.root)
+        if self.sweep is not None:
+            return self.sweep.status
+        return read_sweep_status(self.root, self._files)
 
     def control(self, action: str) -> ControlResult:
         if self.sweep is not None:
