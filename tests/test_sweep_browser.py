@@ -12,6 +12,7 @@ import pytest
 from _tools import require_tool
 from playwright.sync_api import sync_playwright
 
+import novelkit as nk
 from novelkit._sweep import expand
 from novelkit._sweep._record import SweepDefinition, write_json
 from novelkit.server import ServerHandle, create_key, serve_in_thread
@@ -39,6 +40,8 @@ def served(tmp_path: Path) -> Iterator[tuple[ServerHandle, str, list[str]]]:
         tmp_path / ".sweep" / "runs" / f"{names[1]}.json",
         {**figures, "state": "failed", "progress": 0.4, "error": "the model timed out"},
     )
+    for name in (names[0], names[3]):  # two runs' projects exist; names[3] sorts last
+        nk.new_project(tmp_path / name, premise=BASE["premise"], chapters=1).close()
     key = create_key(tmp_path, "write")
     handle = serve_in_thread(tmp_path, port=0)
     try:
@@ -78,6 +81,8 @@ def test_sweep_page_shows_every_run_and_the_legal_buttons(
             assert not page.locator("#sweep-pause").is_enabled()
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SCREENSHOTS / "dashboard_sweep.png"), full_page=True)
+            page.click(f"text={names[3]}")  # a run's link opens its project on the dashboard
+            page.wait_for_selector(f"#projects button.active[data-project='{names[3]}']")
             assert errors == []
         finally:
             browser.close()
