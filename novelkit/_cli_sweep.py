@@ -46,7 +46,7 @@ def add_parsers(command: Any) -> None:
         "show a sweep's runs: state, progress, tokens, cost",
         "  novelkit sweep-status sweeps/temps --json\n",
     )
-    p.add_argument("root", metavar="ROOT")
+    p.add_argument("root", metavar="ROOT", help="the sweep's folder (holds sweep.toml)")
     p.add_argument("--json", action="store_true", help="print the status as JSON")
 
 
