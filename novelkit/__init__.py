@@ -54,6 +54,7 @@ _EXPORTS = {
     "Relationship": "._artefacts",
     "ReplayMissError": "._errors",
     "Report": "._artefacts",
+    "RunStatus": "._sweep",
     "Scene": "._artefacts",
     "Scorecard": ".report.scorecard",
     "Stage": "._pipeline",
@@ -61,6 +62,9 @@ _EXPORTS = {
     "StageStatus": "._status",
     "Structure": "._artefacts",
     "Subscription": "._events",
+    "Sweep": "._sweep",
+    "SweepError": "._sweep",
+    "SweepStatus": "._sweep",
     "TransientBackendError": "._errors",
     "UnitContext": "._runner",
     "World": "._artefacts",
@@ -68,6 +72,7 @@ _EXPORTS = {
     "import_manuscript": ".imports",
     "new_project": "._project",
     "open_project": "._project",
+    "sweep": "._sweep",
 }
 
 __all__ = [
@@ -109,6 +114,7 @@ __all__ = [
     "Relationship",
     "ReplayMissError",
     "Report",
+    "RunStatus",
     "Scene",
     "Scorecard",
     "Stage",
@@ -116,6 +122,9 @@ __all__ = [
     "StageStatus",
     "Structure",
     "Subscription",
+    "Sweep",
+    "SweepError",
+    "SweepStatus",
     "TransientBackendError",
     "UnitContext",
     "World",
@@ -123,6 +132,7 @@ __all__ = [
     "import_manuscript",
     "new_project",
     "open_project",
+    "sweep",
 ]
 
 
@@ -203,6 +213,13 @@ if _TYPE_CHECKING:
         JobState,
         JobStatus,
         StageStatus,
+    )
+    from ._sweep import (
+        RunStatus,
+        Sweep,
+        SweepError,
+        SweepStatus,
+        sweep,
     )
     from .imports import import_manuscript
     from .report.compare import Comparison, compare

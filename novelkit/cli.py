@@ -416,6 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
             "  novelkit keys create novels --scope write\n  novelkit serve novels --port 8765\n",
         )
     )
+    _add_sweep_parsers(command)
     keys = command("keys", "manage sidecar API keys")
     ksub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     add_keys_create_arguments(
@@ -641,6 +642,11 @@ def _cmd_stages(args: argparse.Namespace) -> int:
 def _cmd_control(args: argparse.Namespace) -> int:
     import novelkit as nk
 
+    if (Path(args.dir) / "sweep.toml").exists():  # a sweep's ROOT: control the whole sweep
+        from ._cli_sweep import control
+
+        return control(args)
+
     project = nk.open_project(args.dir)
     job = project.job
     if job is None:
@@ -717,6 +723,12 @@ def _cmd_judge(args: argparse.Namespace) -> int:
             print(f"{label:<11} {result.score:4.1f}/10  {result.comment}")
         print(f"judge: {scores.model} ({scores.rubric}); cost {scores.cost:.4f}")
     return EXIT_OK
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from ._cli_sweep import run
+
+    return run(args)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -800,7 +812,15 @@ COMMANDS = {
     "judge": _cmd_judge,
     "serve": _cmd_serve,
     "keys": _cmd_keys,
+    "sweep": _cmd_sweep,
+    "sweep-status": _cmd_sweep,
 }
+
+
+def _add_sweep_parsers(command: Any) -> None:
+    from ._cli_sweep import add_parsers
+
+    add_parsers(command)
 
 
 def main(argv: list[str] | None = None) -> int:

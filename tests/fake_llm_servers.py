@@ -133,6 +133,7 @@ class Call:
     text: str = ""
     arrived: float = 0.0  # time.monotonic() when the request came in
     peer: str = ""  # the client's host:port: the same for requests on one kept-alive connection
+    ended: float = 0.0  # time.monotonic() when the whole answer had been streamed
 
 
 def answer(messages: list[dict[str, Any]], seed: int) -> str:
@@ -312,6 +313,22 @@ class FakeServer(ThreadedServer):
     def completed(self) -> int:
         """Answers streamed to the end: what a real provider would have billed in full."""
         return sum(1 for call in self.calls if call.finished)
+
+    def paid_twice(self) -> list[Call]:
+        """Finished answers to a request whose same body had already been answered in full:
+        what a provider would have billed twice (e.g. a resumed run repeating a saved call)."""
+        seen: set[str] = set()
+        twice = []
+        with self._lock:
+            calls = list(self.calls)
+        for call in calls:
+            if not call.finished:
+                continue
+            body = json.dumps(call.body, sort_keys=True)
+            if body in seen:
+                twice.append(call)
+            seen.add(body)
+        return twice
 
     def reset(self) -> None:
         with self._lock:
@@ -557,6 +574,7 @@ class FakeOpenAIServer(FakeServer):
                 yield f"data: {json.dumps(data)}\n\n".encode()
             call.text = text
             call.finished = True
+            call.ended = time.monotonic()
             yield b"data: [DONE]\n\n"
 
 
@@ -690,6 +708,7 @@ class FakeAnthropicServer(FakeServer):
             )
             call.text = text
             call.finished = True
+            call.ended = time.monotonic()
             yield event("message_stop", {"type": "message_stop"})
 
 
@@ -755,9 +774,11 @@ def main() -> None:
     parser.add_argument("--kind", choices=("openai", "anthropic"), default="openai")
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--api-key", default="test-key")
+    parser.add_argument("--no-key", action="store_true", help="accept requests without a key")
     args = parser.parse_args()
     server_class = FakeOpenAIServer if args.kind == "openai" else FakeAnthropicServer
-    with server_class(latency=args.latency, api_key=args.api_key) as fake:
+    key = None if args.no_key else args.api_key
+    with server_class(latency=args.latency, api_key=key) as fake:
         print(fake.url, flush=True)
         sys.stdin.read()
 

@@ -21,6 +21,9 @@ HEAVY = [
     "httpx2",
     "IPython",
     "websockets",
+    "distributed",
+    "dask",
+    "pandas",
 ]
 
 

@@ -748,17 +748,19 @@ def test_rate_limit_answers_429_with_retry_after(tmp_path: Path) -> None:
 
 def test_openapi_covers_every_rest_route(env: Env) -> None:
     from novelkit.server.routes import ENDPOINTS
+    from novelkit.server.sweep import SWEEP_ENDPOINTS
 
+    endpoints = ENDPOINTS + SWEEP_ENDPOINTS
     doc = env.client.get("/openapi.json").json()
     assert doc["openapi"].startswith("3.1")
     assert set(doc["components"]["securitySchemes"]) == {"bearerAuth", "apiKeyAuth"}
-    for ep in ENDPOINTS:
+    for ep in endpoints:
         op = doc["paths"][ep.path][ep.method.lower()]
         assert "401" in op["responses"] and op["security"]
         if ep.body is not None:
             assert "requestBody" in op
     paths = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
-    assert paths == {(ep.method, ep.path) for ep in ENDPOINTS}
+    assert paths == {(ep.method, ep.path) for ep in endpoints}
     assert env.client.get("/docs/openapi-3.0.json").json()["openapi"] == "3.0.3"
 
 

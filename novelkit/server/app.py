@@ -38,6 +38,7 @@ from .limits import (
 from .openapi import build_openapi, downgrade_to_30
 from .projects import ProjectRegistry, StatusCache
 from .routes import ENDPOINTS
+from .sweep import SWEEP_ENDPOINTS, sweep_page
 from .websocket import websocket_endpoint
 
 if TYPE_CHECKING:
@@ -154,7 +155,7 @@ def create_app(
         ws_queue_size=ws_queue_size,
         stall_timeout=stall_timeout,
     )
-    document = build_openapi(ENDPOINTS, export_formats())
+    document = build_openapi(ENDPOINTS + SWEEP_ENDPOINTS, export_formats())
     document_30 = downgrade_to_30(document)
 
     async def openapi_json(request: Request) -> Response:
@@ -173,7 +174,7 @@ def create_app(
             headers={"Content-Security-Policy": DASHBOARD_CSP},
         )
 
-    routes: list[BaseRoute] = list(routes_for(ENDPOINTS))
+    routes: list[BaseRoute] = list(routes_for(ENDPOINTS + SWEEP_ENDPOINTS))
     routes += [
         WebSocketRoute("/api/v2/projects/{id}/ws", websocket_endpoint),
         Route("/openapi.json", openapi_json, include_in_schema=False),
@@ -181,6 +182,7 @@ def create_app(
         Route("/docs/openapi-3.0.json", openapi_30, include_in_schema=False),
         Mount("/docs/static", StaticFiles(directory=_swagger_dir()), name="swagger"),
         Route("/", dashboard, include_in_schema=False),
+        Route("/sweep", sweep_page, include_in_schema=False),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     middleware = [Middleware(SecurityHeadersMiddleware)]

@@ -20,9 +20,10 @@ from ._text import ProgressMode, one_line, progress_mode
 if TYPE_CHECKING:
     from .._project import Project
     from .panel import JobPanel
+    from .sweep import SweepPanel
     from .variants import VariantView, compare_variants
 
-__all__ = ["JobPanel", "VariantView", "compare_variants", "mimebundle"]
+__all__ = ["JobPanel", "SweepPanel", "VariantView", "compare_variants", "mimebundle"]
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
@@ -32,6 +33,10 @@ def __getattr__(name: str) -> Any:
         from .panel import JobPanel
 
         return JobPanel
+    if name == "SweepPanel":
+        from .sweep import SweepPanel
+
+        return SweepPanel
     if name in ("VariantView", "compare_variants"):
         from . import variants
 

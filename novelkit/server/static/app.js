@@ -65,7 +65,10 @@ async function login(key) {
     li.append(button);
     ul.append(li);
   }
-  if (list.projects.length) selectProject(list.projects[0].id);
+  // a link from the sweep page (…/#RUN) opens that run's project
+  const wanted = decodeURIComponent(location.hash.slice(1));
+  const first = list.projects.find((p) => p.id === wanted) || list.projects[0];
+  if (first) selectProject(first.id);
 }
 
 async function selectProject(id) {
