@@ -88,6 +88,7 @@ class Job:
         self._generation = 0  # each launch runs under a new number; stale threads step aside
         self._callbacks: list[Callable[[Job], object]] = []  # add_done_callback(), not yet run
         self._failure: BaseException | None = None  # what failed this process's last run
+        self._run_seq = project.store.last_seq()  # events after it are of the latest run here
 
     @property
     def version(self) -> int:
@@ -239,33 +240,45 @@ class Job:
         return await stopped
 
     async def events(self, poll: float = 0.1) -> AsyncIterator[Event]:
-        """This job's events as they happen (streamed ``delta`` text included when this process
-        runs the job), ending after the event of the state it stops in::
+        """This job's events, from the start of its latest run in this process (streamed
+        ``delta`` text as it comes, while this process runs it), ending with the event of the
+        state it stops in::
 
             async for event in job.events():
                 print(event.type, event.data)
         """
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Event] = asyncio.Queue()
-        seq = self.project.store.last_seq()
-        with self.subscribe(lambda event: loop.call_soon_threadsafe(queue.put_nowait, event)):
+        woken: asyncio.Queue[Event] = asyncio.Queue()
+        store = self.project.store
+        seen = self._run_seq
+        # the store gives the persisted events in order, without gaps; the bus wakes us for
+        # them and brings the ephemeral ones (streamed text)
+        with self.subscribe(lambda event: loop.call_soon_threadsafe(woken.put_nowait, event)):
             while True:
-                if self.done() and queue.empty():
-                    return
+                settled = self._settled()  # before the read: then the read has its last event
+                for event in store.events_since(seen, 1000):
+                    seen = max(seen, event.seq or 0)
+                    if event.job_id != self.id:
+                        continue
+                    yield event
+                    if event.type == "job" and not JobState(event.data["state"]).active:
+                        return
+                if settled:
+                    return  # stopped, and its last event could not be recorded
                 try:
-                    event = await asyncio.wait_for(queue.get(), poll)
+                    event = await asyncio.wait_for(woken.get(), poll)
                 except TimeoutError:
-                    if not self._local:  # another process runs it: read what it has stored
-                        for stored in self.project.store.events_since(seq):
-                            seq = stored.seq or seq
-                            queue.put_nowait(stored)
                     continue
-                if event.job_id != self.id:
-                    continue
-                seq = max(seq, event.seq or 0)
-                yield event
-                if event.type == "job" and not JobState(event.data["state"]).active:
-                    return
+                if event.seq is None and event.job_id == self.id:
+                    yield event
+
+    def _settled(self) -> bool:
+        """Stopped, with the event of the state it stopped in written (or its write failed):
+        the state and its event are recorded under ``_cond``."""
+        if self.state.active:
+            return False
+        with self._cond:
+            return not self.live.state.active
 
     def _failed(self) -> JobFailedError:
         error = self.live.error or "the job failed"
@@ -363,6 +376,7 @@ class Job:
             if target is None:
                 return ControlResult(False, state, f"already {state.value}")
             claim = self.project.writer.claim(self.id)
+            self._run_seq = self.project.store.last_seq()  # events() follows the new run
             self._local = True
             self.launch(claim)
             return ControlResult(True, target, "resumed")

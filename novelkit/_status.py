@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import enum
 import time
-from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -254,25 +253,24 @@ class LiveSnapshot:
 
 
 class _Stream:
-    """The tail of one unit's streamed text, at most about ``PREVIEW_CHARS`` long."""
+    """The tail of one unit's streamed text, at most about ``PREVIEW_CHARS`` long. The run's
+    thread replaces ``value`` whole, so a reader on another thread takes it in one step."""
 
     def __init__(self) -> None:
-        self.chunks: deque[str] = deque()
-        self.length = 0
+        self.value = ""
         self.ended = False
 
     def add(self, text: str) -> None:
-        self.chunks.append(text)
-        self.length += len(text)
-        while self.length - len(self.chunks[0]) > PREVIEW_CHARS and len(self.chunks) > 1:
-            self.length -= len(self.chunks.popleft())
+        value = self.value + text
+        if len(value) > 2 * PREVIEW_CHARS:  # trimmed now and then, not on every chunk
+            value = value[-PREVIEW_CHARS:]
+        self.value = value
 
     def clear(self) -> None:
-        self.chunks.clear()
-        self.length = 0
+        self.value = ""
 
     def text(self) -> str:
-        return "".join(self.chunks)[-PREVIEW_CHARS:]
+        return self.value[-PREVIEW_CHARS:]
 
 
 class LiveStatus:

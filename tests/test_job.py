@@ -463,24 +463,29 @@ def failing_project(make_project: Any) -> nk.Project:
     return project
 
 
-def test_await_job_returns_the_state_it_stops_in(project: nk.Project) -> None:
-    async def notebook_cell() -> tuple[JobState, list[str]]:
-        job = project.run_stage("premise")
-        ticks: list[str] = []
+def test_await_job_returns_the_state_it_stops_in(
+    project: nk.Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = threading.Event()
+    monkeypatch.setattr(Job.test_hooks, "thread_started", lambda job: gate.wait(10))
 
-        async def meanwhile() -> None:  # the loop stays free while the job runs
-            while not job.done():
-                ticks.append("tick")
-                await asyncio.sleep(0.001)
+    async def notebook_cell() -> tuple[JobState, list[bool]]:
+        job = project.run_stage("premise")  # held until the loop is seen to run meanwhile
+        seen_running: list[bool] = []
+
+        async def meanwhile() -> None:
+            await asyncio.sleep(0)
+            seen_running.append(not job.done())
+            gate.set()
 
         ticker = asyncio.ensure_future(meanwhile())
         state = await job
         await ticker
-        return state, ticks
+        return state, seen_running
 
-    state, ticks = asyncio.run(notebook_cell())
+    state, seen_running = asyncio.run(notebook_cell())
     assert state is JobState.SUCCEEDED
-    assert ticks, "await job blocked the event loop"
+    assert seen_running == [True], "await job blocked the event loop"
     assert project.job is not None and project.job.done()
 
 
@@ -550,18 +555,43 @@ def test_done_callbacks_run_once_when_the_job_stops(slow_project: nk.Project) ->
     assert seen == [JobState.PAUSED, JobState.PAUSED], "a callback runs once"
 
 
-def test_async_for_events_follows_the_job_to_its_end(project: nk.Project) -> None:
+def test_async_for_events_follows_the_job_to_its_end(
+    project: nk.Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = threading.Event()
+    monkeypatch.setattr(Job.test_hooks, "thread_started", lambda job: gate.wait(10))
+
     async def follow() -> list[nk.Event]:
-        job = project.run_stage("premise")
-        return [event async for event in job.events()]
+        job = project.run_stage("premise")  # held before its loop starts
+        events = []
+        async for event in job.events():
+            events.append(event)
+            gate.set()  # the iterator follows the job: now let it stream
+        return events
 
     events = asyncio.run(follow())
+    assert events[0].type == "job" and events[0].data["state"] == "queued"
     assert events[-1].type == "job" and events[-1].data["state"] == "succeeded"
     kinds = {e.type for e in events}
     assert {"unit", "call", "job"} <= kinds
     assert "delta" in kinds, "the streamed text comes through too"
     seqs = [e.seq for e in events if e.seq is not None]
-    assert seqs == sorted(seqs)
+    assert seqs == sorted(seqs) and len(seqs) == len(set(seqs))
+
+
+def test_events_of_a_job_that_has_already_stopped_end_at_once(project: nk.Project) -> None:
+    job = project.run_stage("premise")
+    assert job.result(30) is JobState.SUCCEEDED
+
+    async def follow() -> list[nk.Event]:
+        return [event async for event in job.events()]
+
+    events = asyncio.run(follow())
+    assert [e.data["state"] for e in events if e.type == "job"] == [
+        "queued",
+        "running",
+        "succeeded",
+    ]
 
 
 def test_status_has_one_shape_on_project_and_job(project: nk.Project) -> None:
