@@ -1,4 +1,4 @@
-"""``novelkit sweep ROOT --grid grid.toml`` and ``novelkit sweep-status ROOT`` (DESIGN §10).
+"""``novelkit sweep ROOT --grid grid.toml`` and ``novelkit sweep-status ROOT`` (docs/architecture.md, "Contracts").
 
 Kept out of cli.py so the sweep's commands load Dask only when they run.
 """

@@ -70,7 +70,7 @@ def fake_base(fake: FakeOpenAIServer, **more: Any) -> dict[str, Any]:
 
 
 def test_six_offline_runs_on_two_worker_processes(tmp_path: Path, client: Any) -> None:
-    grid = {"seed": [1, 2, 3], "temperature": [0.5, 0.9]}
+    grid: dict[str, list[Any]] = {"seed": [1, 2, 3], "temperature": [0.5, 0.9]}
     with nk.sweep(tmp_path / "a", grid=grid, base=BASE, workers=2) as first:
         assert first.wait(180) is JobState.SUCCEEDED
         results = first.results()

@@ -41,7 +41,7 @@ def served(tmp_path: Path) -> Iterator[tuple[ServerHandle, str, list[str]]]:
         {**figures, "state": "failed", "progress": 0.4, "error": "the model timed out"},
     )
     for name in (names[0], names[3]):  # two runs' projects exist; names[3] sorts last
-        nk.new_project(tmp_path / name, premise=BASE["premise"], chapters=1).close()
+        nk.new_project(tmp_path / name, premise=str(BASE["premise"]), chapters=1).close()
     key = create_key(tmp_path, "write")
     handle = serve_in_thread(tmp_path, port=0)
     try:

@@ -57,7 +57,7 @@ def test_empty_grid_and_empty_values_are_refused(tmp_path: Path) -> None:
     with pytest.raises(nk.ConfigError, match="'seed' has an empty list"):
         nk.sweep(tmp_path / "s", grid={"seed": []}, base=BASE)
     with pytest.raises(nk.ConfigError, match="needs a list of values"):
-        nk.sweep(tmp_path / "s", grid={"seed": 3}, base=BASE)
+        nk.sweep(tmp_path / "s", grid={"seed": 3}, base=BASE)  # type: ignore[dict-item]
     assert not (tmp_path / "s").exists()
 
 

@@ -158,7 +158,7 @@ def test_open_run_shows_that_run_s_own_job_panel(
     tmp_path: Path, sent: list[Any], panels: list[SweepPanel]
 ) -> None:
     names = make_sweep(tmp_path, 2, state="succeeded")
-    nk.new_project(tmp_path / names[1], premise=BASE["premise"], chapters=1).close()
+    nk.new_project(tmp_path / names[1], premise=str(BASE["premise"]), chapters=1).close()
     panel = SweepPanel(tmp_path)
     panels.append(panel)
     assert list(panel.run_picker.options) == names

@@ -1,4 +1,4 @@
-"""Sweep routes of the sidecar (DESIGN §10): the sweep in the served ROOT, and its control.
+"""Sweep routes of the sidecar (docs/architecture.md, "Contracts"): the sweep in the served ROOT, and its control.
 
     GET  /api/v2/sweep            every run's state, progress, tokens, cost and parameters
     POST /api/v2/sweep/pause      body {"now": false}                                (write)

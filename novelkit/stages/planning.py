@@ -90,7 +90,7 @@ class Characters(Stage):
             "chapters": ctx.config.chapters,
         }
         shape = Shape(
-            items={"characters": (3, 6), "characters[].relationships": (0, 3)},
+            items={"characters": (3, 8), "characters[].relationships": (0, 4)},
             repair=_distinct_names,
             check=functools.partial(_at_least, "characters", 2),
         )
