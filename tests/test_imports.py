@@ -21,6 +21,7 @@ HEAVY = [
     "httpx2",
     "IPython",
     "websockets",
+    "markdown_it",
 ]
 
 
