@@ -25,6 +25,7 @@ from ._events import EventBus, Subscription
 from ._freshness import ArtefactFiles, Freshness, StageFigures
 from ._job import Job
 from ._pipeline import SINGLE, Pipeline, Stage, StageState, chapter_of, unit_name
+from ._prices import check_prices
 from ._status import JobState, JobStatus, LiveSnapshot, StageStatus
 from ._store import ProjectLock, Store, Writer
 from .stages import default_stages
@@ -300,6 +301,7 @@ class Project:
             if job is not None and job.state.active:
                 return job
             self._check_problems()
+            self._check_prices([stage.name for stage in self.pipeline])
             if (
                 job is not None
                 and job.spec.get("kind") == "all"
@@ -347,6 +349,7 @@ class Project:
                     action="run_stage",
                 )
             self._check_problems()
+            self._check_prices([target.name], params.get("model"))
             units = self.freshness.select_units(target, chapters)
             self._check_inputs(target, units)
             return self._new_job(
@@ -369,6 +372,12 @@ class Project:
         from .imports._extend import extend
 
         return extend(self, chapters)
+
+    def _check_prices(self, stages: list[str], model: str | None = None) -> None:
+        """``max_cost`` with a paid model that has no price: refuse before any job exists."""
+        backend = self.backend
+        fallback = getattr(backend, "model", None) or backend.name
+        check_prices(self.config, backend.name, stages, model=model, fallback=fallback)
 
     def _check_inputs(self, stage: Stage, units: list[str]) -> None:
         for unit in units:
@@ -441,6 +450,7 @@ class Project:
                 cost,
                 stages,
                 last_seq=last_seq,
+                currency=self.config.currency,
             )
         live = job.snapshot()
         state, current = live.state, live.current
@@ -469,6 +479,7 @@ class Project:
             elapsed=live.elapsed,
             last_seq=last_seq,
             extra={"report": report.headline()} if report else {},
+            currency=self.config.currency,
         )
 
     def _summed(
