@@ -152,7 +152,8 @@ def check_prices(
         used.setdefault(stage_model(config, stage, model) or fallback, []).append(stage)
     for name, where in used.items():
         if price_for(config, name) is None:
-            used_by = "" if where == names else f" (used by {', '.join(where)})"
+            every = len(names) > 1 and where == names
+            used_by = "" if every else f" (used by {', '.join(where)})"
             raise ConfigError(
                 f"max_cost = {config.max_cost} is set, but model {name!r}{used_by} has no "
                 f"price, so the budget could never stop the run; nothing was started. Add its "

@@ -31,6 +31,7 @@ from ._store import ProjectLock, Store, Writer
 from .stages import default_stages
 
 if TYPE_CHECKING:
+    from ._estimate import Estimate
     from ._events import Callback
     from .llm.base import Backend
     from .report import Scorecard
@@ -372,6 +373,16 @@ class Project:
         from .imports._extend import extend
 
         return extend(self, chapters)
+
+    def estimate(self) -> Estimate:
+        """Predict the calls, tokens and cost of a whole run before paying for one.
+
+        A dry run of this config on the offline backend in a temporary folder, priced with
+        this project's prices; ``print(project.estimate())`` shows it per stage.
+        """
+        from ._estimate import estimate
+
+        return estimate(self)
 
     def _check_prices(self, stages: list[str], model: str | None = None) -> None:
         """``max_cost`` with a paid model that has no price: refuse before any job exists."""
