@@ -153,6 +153,22 @@ def test_a_built_in_price_keeps_max_cost_working(tmp_path: Path, fake: FakeOpenA
     project.close()
 
 
+def test_a_paused_job_resumed_with_an_unpriced_model_pays_nothing(
+    tmp_path: Path, fake: FakeOpenAIServer
+) -> None:
+    project = make(tmp_path, fake, model="gpt-4o-mini", max_cost=0.0008)
+    job = project.start()
+    assert job.wait(timeout=120) is nk.JobState.PAUSED
+    paid = fake.requests
+    project.configure(model="fake-model", max_cost=10.0)  # edited under the paused job
+    job.resume()  # as `novelkit resume DIR` does, without start()'s check
+    assert job.wait(timeout=120) is nk.JobState.PAUSED
+    assert "model 'fake-model' has no price" in project.status().message
+    assert "[prices.fake-model]" in project.status().message
+    assert fake.requests == paid
+    project.close()
+
+
 def test_free_backends_need_no_price(tmp_path: Path) -> None:
     project = nk.new_project(tmp_path / "offline", premise=PREMISE, chapters=1, max_cost=0.5)
     assert project.start().wait(timeout=120) is nk.JobState.SUCCEEDED
