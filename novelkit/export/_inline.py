@@ -42,6 +42,7 @@ def _parser() -> Any:
     return MarkdownIt("zero").enable(["emphasis", "escape"])
 
 
+@functools.lru_cache(maxsize=8192)  # a book exported to several formats parses each once
 def runs(paragraph: str) -> tuple[Run, ...]:
     """``paragraph`` (one line of Markdown prose) as runs; adjacent runs of one look merged.
 
