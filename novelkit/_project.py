@@ -386,6 +386,8 @@ class Project:
 
     def _check_prices(self, stages: list[str], model: str | None = None) -> None:
         """``max_cost`` with a paid model that has no price: refuse before any job exists."""
+        if self.config.max_cost is None:
+            return  # and the backend is built by the job, as before
         backend = self.backend
         fallback = getattr(backend, "model", None) or backend.name
         check_prices(self.config, backend.name, stages, model=model, fallback=fallback)
