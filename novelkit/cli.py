@@ -591,11 +591,11 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         report = project.last_report()
         if report is not None:
             sys.stderr.write(report.headline() + "\n")
-        sys.stderr.write(f"written by: {_writer(project).label()}\n")
         status = project.status()
         sys.stderr.write(
             f"{status.tokens:,} tokens, cost {format_cost(status.cost, status.currency)}\n"
         )
+        sys.stderr.write(f"written by: {_writer(project).label()}\n")
         _export(project, args.formats or ["md", "txt"])
     return code
 
