@@ -34,7 +34,7 @@ class StageOverride(_Strict):
 
 
 class Price(_Strict):
-    """Price of one model in currency units per million tokens."""
+    """Price of one model per million tokens, in the project's ``currency``."""
 
     prompt: float = Field(ge=0.0)
     completion: float = Field(ge=0.0)
@@ -66,6 +66,11 @@ class NovelConfig(_Strict):
     prices: dict[str, Price] = Field(default_factory=dict)
     max_cost: float | None = Field(default=None, ge=0.0)
     max_tokens: int | None = Field(default=None, ge=1, description="Budget cap on all tokens.")
+    currency: str = Field(
+        default="USD",
+        pattern=r"^[A-Z]{3}$",
+        description="ISO 4217 code of [prices] and max_cost; the built-in prices are USD.",
+    )
 
     author: str = Field(default="Anonymous", max_length=200)
     contact: str = Field(default="", max_length=1_000)

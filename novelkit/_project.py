@@ -25,11 +25,13 @@ from ._events import EventBus, Subscription
 from ._freshness import ArtefactFiles, Freshness, StageFigures
 from ._job import Job
 from ._pipeline import SINGLE, Pipeline, Stage, StageState, chapter_of, unit_name
+from ._prices import check_prices
 from ._status import JobState, JobStatus, LiveSnapshot, StageStatus
 from ._store import ProjectLock, Store, Writer
 from .stages import default_stages
 
 if TYPE_CHECKING:
+    from ._estimate import Estimate
     from ._events import Callback
     from .llm.base import Backend
     from .report import Scorecard
@@ -300,6 +302,7 @@ class Project:
             if job is not None and job.state.active:
                 return job
             self._check_problems()
+            self._check_prices([stage.name for stage in self.pipeline])
             if (
                 job is not None
                 and job.spec.get("kind") == "all"
@@ -347,6 +350,7 @@ class Project:
                     action="run_stage",
                 )
             self._check_problems()
+            self._check_prices([target.name], params.get("model"))
             units = self.freshness.select_units(target, chapters)
             self._check_inputs(target, units)
             return self._new_job(
@@ -369,6 +373,24 @@ class Project:
         from .imports._extend import extend
 
         return extend(self, chapters)
+
+    def estimate(self) -> Estimate:
+        """Predict the calls, tokens and cost of a whole run before paying for one.
+
+        A dry run of this config on the offline backend in a temporary folder, priced with
+        this project's prices; ``print(project.estimate())`` shows it per stage.
+        """
+        from ._estimate import estimate
+
+        return estimate(self)
+
+    def _check_prices(self, stages: list[str], model: str | None = None) -> None:
+        """``max_cost`` with a paid model that has no price: refuse before any job exists."""
+        if self.config.max_cost is None:
+            return  # and the backend is built by the job, as before
+        backend = self.backend
+        fallback = getattr(backend, "model", None) or backend.name
+        check_prices(self.config, backend.name, stages, model=model, fallback=fallback)
 
     def _check_inputs(self, stage: Stage, units: list[str]) -> None:
         for unit in units:
@@ -441,6 +463,7 @@ class Project:
                 cost,
                 stages,
                 last_seq=last_seq,
+                currency=self.config.currency,
             )
         live = job.snapshot()
         state, current = live.state, live.current
@@ -469,6 +492,7 @@ class Project:
             elapsed=live.elapsed,
             last_seq=last_seq,
             extra={"report": report.headline()} if report else {},
+            currency=self.config.currency,
         )
 
     def _summed(

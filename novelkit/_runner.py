@@ -21,6 +21,7 @@ from ._answers import Invalid, Shape, answer_schema, clean_prose, output_budget,
 from ._artefacts import Paths, SharedReads, StagedFile, file_version, parse
 from ._errors import ArtefactError, BackendError
 from ._pipeline import SINGLE, Stage, chapter_of, unit_name
+from ._prices import cost_of
 from ._store import CallRecord, Store
 from .llm import render_material
 from .llm.base import Backend, Delta, Done, Message, Request, Retrying
@@ -342,7 +343,12 @@ class UnitContext:
             prompt_tokens=done.usage.prompt_tokens,
             completion_tokens=done.usage.completion_tokens,
             latency=time.perf_counter() - started,
-            cost=self.price(model, done.usage.prompt_tokens, done.usage.completion_tokens),
+            cost=cost_of(
+                self.config,
+                (model, request.model, getattr(self.backend, "model", None), self.backend.name),
+                done.usage.prompt_tokens,
+                done.usage.completion_tokens,
+            ),
             job_id=self.hooks.job_id,
             reasoning_tokens=done.usage.reasoning_tokens,
         )
@@ -373,12 +379,6 @@ class UnitContext:
         if pending:
             await complete(asyncio.gather(*pending, return_exceptions=True))
         check_commits(commits, self.stage.name, self.unit)
-
-    def price(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
-        price = self.config.prices.get(model)
-        if price is None:
-            return 0.0
-        return (prompt_tokens * price.prompt + completion_tokens * price.completion) / 1_000_000
 
 
 async def complete(awaitable: Awaitable[T]) -> T:

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ._pipeline import StageState
+from ._prices import format_cost
 
 __all__ = [
     "ControlResult",
@@ -164,6 +165,8 @@ class JobStatus:
     preview_stage: str | None = None
     """The stage and unit whose streamed text ``preview`` is (one unit's, in order)."""
     preview_unit: str | None = None
+    currency: str = "USD"
+    """The currency of ``cost`` (novel.toml's ``currency``)."""
 
     def __call__(self) -> JobStatus:
         """Itself: ``job.status()`` reads like ``project.status()`` (``job.status`` works too)."""
@@ -209,6 +212,7 @@ class JobStatus:
             last_seq=int(data.get("last_seq") or 0) if last_seq is None else last_seq,
             preview_stage=data.get("preview_stage"),
             preview_unit=data.get("preview_unit"),
+            currency=data.get("currency") or "USD",
         )
 
     def table(self) -> str:
@@ -433,7 +437,7 @@ def render_status(status: JobStatus) -> str:
     state = status.state.value if status.state else "no job"
     lines = [
         f"novelkit job {status.id or '-'}: {state}  {bar(status.progress)} {status.progress:4.0%}"
-        f"  tokens {status.tokens:,}  cost {status.cost:.4f}",
+        f"  tokens {status.tokens:,}  cost {format_cost(status.cost, status.currency)}",
     ]
     if status.message:
         lines.append(f"  {status.message}")

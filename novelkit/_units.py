@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._artefacts import StagedFile
+from ._config import _toml_key
 from ._errors import BudgetExceededError, NovelkitError
 from ._events import Event
 from ._pipeline import Stage, StageState
+from ._prices import FREE_BACKENDS, format_cost, price_for
 from ._runner import UnitContext, check_commits, complete
 from ._scheduler import GraphRun
 from ._status import Counters, JobState, LiveStatus
@@ -612,14 +614,28 @@ class _Hooks:
                     f"{config.max_tokens:,}); raise max_tokens in novel.toml and resume"
                 )
         if config.max_cost is not None:
-            price = config.prices.get(request.model or self.runner.project.backend.name)
-            if price is not None:
-                estimate = (
-                    request.prompt_tokens * price.prompt + expected_tokens * price.completion
-                ) / 1e6
-                if c.cost + estimate > config.max_cost:
-                    raise BudgetExceededError(
-                        f"paused before stage {request.stage!r} unit {request.unit}: the next call "
-                        f"(~{estimate:.4f}) would pass max_cost ({c.cost:.4f} spent of "
-                        f"{config.max_cost:.4f}); raise max_cost in novel.toml and resume"
-                    )
+            backend = self.runner.project.backend
+            model = request.model or getattr(backend, "model", None) or backend.name
+            price = price_for(config, model)
+            if price is None:
+                if backend.name in FREE_BACKENDS:
+                    return
+                # start() refuses this; reached when the config changed under a paused job
+                raise BudgetExceededError(
+                    f"paused before stage {request.stage!r} unit {request.unit}: max_cost is set "
+                    f"but model {model!r} has no price, so the budget cannot be kept; add "
+                    f"[prices.{_toml_key(model)}] with prompt and completion per million tokens "
+                    "to novel.toml (or remove max_cost) and resume"
+                )
+            estimate = (
+                request.prompt_tokens * price.prompt + expected_tokens * price.completion
+            ) / 1e6
+            if c.cost + estimate > config.max_cost:
+                currency = config.currency
+                raise BudgetExceededError(
+                    f"paused before stage {request.stage!r} unit {request.unit}: the next call "
+                    f"(~{format_cost(estimate, currency)}) would pass max_cost "
+                    f"({format_cost(c.cost, currency)} spent of "
+                    f"{format_cost(config.max_cost, currency)}); raise max_cost in novel.toml "
+                    "and resume"
+                )

@@ -132,6 +132,7 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
         help="backend option (repeatable), e.g. tokens_per_second=200 (offline), "
         "api_key_env=MY_KEY (openai/anthropic), cassette=run.jsonl (replay)",
     )
+    _add_max_cost(p)
 
 
 def _guess_backend(model: str) -> str:
@@ -180,6 +181,16 @@ def _offline_note(args: argparse.Namespace, environ: Mapping[str, str]) -> str |
     )
 
 
+def _add_max_cost(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-cost",
+        type=float,
+        metavar="AMOUNT",
+        help="pause before a call would spend more than this (saved to novel.toml; the model "
+        "needs a price: built in for common OpenAI/Anthropic models, else [prices])",
+    )
+
+
 def _config_from(args: argparse.Namespace) -> dict[str, Any]:
     config: dict[str, Any] = {}
     for name in (
@@ -195,6 +206,7 @@ def _config_from(args: argparse.Namespace) -> dict[str, Any]:
         "author",
         "contact",
         "language",
+        "max_cost",
     ):
         value = getattr(args, name, None)
         if value is not None:
@@ -314,6 +326,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--force", action="store_true", help="with --stage: rerun units even if up to date"
     )
+    _add_max_cost(p)
+
+    p = command(
+        "estimate",
+        "predict a run's calls, tokens and cost before paying for one (an offline dry run)",
+        "  novelkit estimate book\n  novelkit estimate book --json | jq .cost\n",
+    )
+    p.add_argument("dir", type=Path, help="project folder")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = command(
         "status",
@@ -548,6 +569,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     import novelkit as nk
 
     from ._config import validate_config
+    from ._prices import FREE_BACKENDS, format_cost
     from .llm import make_backend
 
     _check_backend_flags(args)
@@ -563,11 +585,17 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         sys.stderr.write(note)
     project = nk.new_project(args.out, premise=args.premise, **config)
     sys.stderr.write(f"backend: {_writer(project).label()}\n")
+    if project.config.backend not in FREE_BACKENDS:
+        sys.stderr.write(project.estimate().table() + "\n")
     code = _follow(project.start())
     if code == EXIT_OK:
         report = project.last_report()
         if report is not None:
             sys.stderr.write(report.headline() + "\n")
+        status = project.status()
+        sys.stderr.write(
+            f"{status.tokens:,} tokens, cost {format_cost(status.cost, status.currency)}\n"
+        )
         sys.stderr.write(f"written by: {_writer(project).label()}\n")
         _export(project, args.formats or ["md", "txt"])
     return code
@@ -583,6 +611,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     import novelkit as nk
 
     project = nk.open_project(args.dir)
+    if args.max_cost is not None:
+        project.configure(max_cost=args.max_cost)
     if args.stage is None:
         if args.chapters or args.force:
             raise _Usage("--chapters and --force need --stage")
@@ -611,6 +641,14 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print("  backend: " + writer.label())
         if report is not None and not status.extra.get("report"):
             print("  report: " + report.headline())
+    return EXIT_OK
+
+
+def _cmd_estimate(args: argparse.Namespace) -> int:
+    import novelkit as nk
+
+    estimate = nk.open_project(args.dir).estimate()
+    print(json.dumps(estimate.to_dict(), indent=2) if args.json else estimate.table())
     return EXIT_OK
 
 
@@ -804,6 +842,7 @@ COMMANDS = {
     "run": _cmd_run,
     "status": _cmd_status,
     "stages": _cmd_stages,
+    "estimate": _cmd_estimate,
     "pause": _cmd_control,
     "resume": _cmd_control,
     "cancel": _cmd_control,

@@ -10,6 +10,8 @@ from _tools import require_tool  # noqa: F401  (re-exported for the export tests
 from novelkit.export import Manuscript, ManuscriptChapter
 
 __all__ = [
+    "EMPHASIS_MARKDOWN",
+    "HOSTILE_PLAIN",
     "HOSTILE_TEXT",
     "epubcheck",
     "hostile_manuscript",
@@ -32,6 +34,45 @@ HOSTILE_TEXT = (
     "Tab\tinside and\nnewline inside and  double  spaces.",
     "%PDF-1.4 and <para>reportlab</para> <font color=red>tags</font> &nbsp; &bogus;",
 )
+
+# HOSTILE_TEXT[1] as a reader sees it: Markdown emphasis is drawn, all other markup stays text.
+HOSTILE_PLAIN = (
+    "not emphasis nor this nor `code` [a link](http://127.0.0.1/) ![img](x.png) <b>bold</b>"
+)
+
+# 12-manuscript.md as a model writes it: emphasis, every common scene-break line, curly quotes,
+# em dashes, and asterisks and underscores that are not emphasis.
+EMPHASIS_MARKDOWN = """\
+# The *Storm* Comes
+
+She said it *twice*, the second time **louder**, and _nobody_ answered.
+
+“It’s ***always*** the tide—always,” said the keeper. Five * three is snake_case_name.
+
+***
+
+A new scene *begins* here.
+
+* * *
+
+Another scene, with **bold** and *italics*.
+
+---
+
+A third break, __strong__ too.
+
+#
+
+Last scene of the chapter.
+
+# Chapter Two
+
+The <b>second</b> chapter & its *end*.
+
+___
+
+Done.
+"""
 
 
 def normal_manuscript(chapters: int = 3, scenes: int = 2, paragraphs: int = 3) -> Manuscript:

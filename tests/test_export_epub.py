@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _manuscripts import epubcheck, hostile_manuscript, normal_manuscript
+from _manuscripts import HOSTILE_PLAIN, epubcheck, hostile_manuscript, normal_manuscript
 from lxml import etree
 from PIL import Image
 
 from novelkit._errors import ExportError
 from novelkit.export import Manuscript, export_manuscript
-from novelkit.export.text import chapter_title, one_line
+from novelkit.export._inline import plain
+from novelkit.export.text import chapter_title
 
 NS = {
     "opf": "http://www.idpf.org/2007/opf",
@@ -75,10 +76,8 @@ def test_package_metadata_nav_ncx_and_chapters(tmp_path: Path) -> None:
         for name, chapter in zip(chapters, manuscript.chapters, strict=True):
             page = _xml(book, name)
             assert page.findtext(".//x:h1", namespaces=NS) == chapter.title
-            assert [
-                p.text for p in page.iterfind(".//x:p", NS) if p.get("class") != "scene-break"
-            ] == chapter.paragraphs
-            assert len(page.findall(".//x:p[@class='scene-break']", NS)) == len(chapter.scenes) - 1
+            assert [p.text for p in page.iterfind(".//x:p", NS)] == chapter.paragraphs
+            assert len(page.findall(".//x:hr[@class='scene-break']", NS)) == len(chapter.scenes) - 1
         assert "The Lighthouse Keeper" in "".join(_xml(book, "EPUB/title.xhtml").itertext())
 
         cover = opf.find("opf:manifest/opf:item[@properties='cover-image']", NS)
@@ -99,8 +98,12 @@ def test_hostile_text_comes_out_as_text(tmp_path: Path) -> None:
         for index, chapter in enumerate(manuscript.chapters, start=1):
             page = _xml(book, f"EPUB/chapter-{index:03d}.xhtml")
             assert page.findtext(".//x:h1", namespaces=NS) == chapter_title(chapter)
-            texts = [p.text for p in page.iterfind(".//x:p", NS) if p.get("class") != "scene-break"]
-            assert texts == [one_line(p) for p in chapter.paragraphs if one_line(p)]
+            texts = ["".join(p.itertext()) for p in page.iterfind(".//x:p", NS)]
+            assert texts == [plain(p) for p in chapter.paragraphs if plain(p)]
+        first = _xml(book, "EPUB/chapter-001.xhtml").findall(".//x:p", NS)[1]
+        assert "".join(first.itertext()) == HOSTILE_PLAIN
+        assert [e.text for e in first.iterfind("x:em", NS)] == ["not emphasis", "nor this"]
+        assert [e.text for e in first.iterfind("x:strong", NS)] == ["nor"]
 
 
 def test_cover_option(tmp_path: Path) -> None:

@@ -10,18 +10,28 @@ from _manuscripts import hostile_manuscript, normal_manuscript, require_tool
 
 from novelkit._errors import ExportError
 from novelkit.export import Manuscript, export_manuscript
+from novelkit.export._inline import plain
 from novelkit.export.markdown import escape, render
+from novelkit.export.markdown import prose as markdown_prose
 from novelkit.export.text import chapter_title, one_line
 
-# Inline nodes prose may legitimately produce; anything else (Emph, Link, RawInline...) is markup.
+# Inline nodes prose may legitimately produce; anything else (Link, RawInline...) is markup.
 PLAIN_INLINES = {"Str", "Space", "SoftBreak", "Quoted"}
+# The prose's own emphasis, which the export keeps; collected as "Emph:words".
+EMPHASIS = {"Emph", "Strong"}
 
 
-def _text(inlines: list[dict[str, Any]], markup: list[str]) -> str:
+def _text(
+    inlines: list[dict[str, Any]], markup: list[str], emphasis: list[str] | None = None
+) -> str:
     out = []
     for node in inlines:
         kind = node["t"]
-        if kind not in PLAIN_INLINES:
+        if kind in EMPHASIS and emphasis is not None:
+            words = _text(node["c"], markup, emphasis)
+            emphasis.append(f"{kind}:{words}")
+            out.append(words)
+        elif kind not in PLAIN_INLINES:
             markup.append(kind)
         elif kind == "Str":
             out.append(node["c"])
@@ -29,7 +39,7 @@ def _text(inlines: list[dict[str, Any]], markup: list[str]) -> str:
             out.append(" ")
         else:
             quote = '"' if node["c"][0]["t"] == "DoubleQuote" else "'"
-            out.append(quote + _text(node["c"][1], markup) + quote)
+            out.append(quote + _text(node["c"][1], markup, emphasis) + quote)
     return "".join(out)
 
 
@@ -50,7 +60,7 @@ def _expected(manuscript: Manuscript) -> list[tuple[str, str]]:
     blocks = []
     for chapter in manuscript.chapters:
         blocks.append(("h1", chapter_title(chapter)))
-        scenes = [[one_line(p) for p in scene if one_line(p)] for scene in chapter.scenes]
+        scenes = [[plain(p) for p in scene if plain(p)] for scene in chapter.scenes]
         for index, scene in enumerate(s for s in scenes if s):
             if index:
                 blocks.append(("hr", ""))
@@ -58,7 +68,9 @@ def _expected(manuscript: Manuscript) -> list[tuple[str, str]]:
     return blocks
 
 
-def _blocks(doc: dict[str, Any], markup: list[str]) -> list[tuple[str, str]]:
+def _blocks(
+    doc: dict[str, Any], markup: list[str], emphasis: list[str] | None = None
+) -> list[tuple[str, str]]:
     blocks = []
     for block in doc["blocks"]:
         if block["t"] == "Header":
@@ -66,7 +78,7 @@ def _blocks(doc: dict[str, Any], markup: list[str]) -> list[tuple[str, str]]:
         elif block["t"] == "HorizontalRule":
             blocks.append(("hr", ""))
         elif block["t"] == "Para":
-            blocks.append(("p", _text(block["c"], markup)))
+            blocks.append(("p", _text(block["c"], markup, emphasis)))
         else:
             markup.append(block["t"])
     return blocks
@@ -89,8 +101,13 @@ def test_pandoc_reads_it_back_without_warnings_or_markup(
     doc, stderr = _pandoc(path.read_text(encoding="utf-8"), reader)
     assert stderr == ""
     markup: list[str] = []
-    blocks = _blocks(doc, markup)
+    emphasis: list[str] = []
+    blocks = _blocks(doc, markup, emphasis)
     assert markup == []
+    if build is hostile_manuscript:  # HOSTILE_TEXT[1]'s Markdown emphasis, and nothing else
+        assert emphasis == ["Emph:not emphasis", "Emph:nor this", "Strong:nor"]
+    else:
+        assert emphasis == []
     if reader == "markdown-smart":  # without smart quotes the text must round-trip exactly
         assert blocks == _expected(manuscript)
         assert _meta(doc, "title") == one_line(manuscript.title)
@@ -128,6 +145,21 @@ def test_front_matter_heading_and_scene_break_layout() -> None:
 )
 def test_escape(prose: str, markdown: str) -> None:
     assert escape(prose) == markdown
+
+
+@pytest.mark.parametrize(
+    ("prose", "markdown"),
+    [
+        ("*Hush*, <b>she</b> said", r"*Hush*, \<b\>she\</b\> said"),
+        ("_a_ and __b__", "*a* and **b**"),
+        ("*a **b** c*", "*a **b** c*"),
+        ("***both*** then", "***both*** then"),
+        ("1. *x* 5 * 3 snake_case", r"1\. *x* 5 \* 3 snake\_case"),
+        ("- dialogue", r"\- dialogue"),
+    ],
+)
+def test_prose_keeps_emphasis_and_escapes_the_rest(prose: str, markdown: str) -> None:
+    assert markdown_prose(prose) == markdown
 
 
 def test_unknown_option_is_named(tmp_path: Path) -> None:

@@ -47,9 +47,7 @@ def test_title_contents_chapters_and_page_numbers(tmp_path: Path) -> None:
         assert pages[page - 1].strip().splitlines()[-1].strip() == str(page)
         assert chapter.title not in pages[page - 2].replace(pages[1], "")
     scene_breaks = sum(len(c.scenes) - 1 for c in manuscript.chapters)
-    assert (
-        sum(len(re.findall(r"^\s*\* ?\* ?\*\s*$", p, re.MULTILINE)) for p in pages) == scene_breaks
-    )
+    assert sum(len(re.findall(r"^\s*\u2042\s*$", p, re.MULTILINE)) for p in pages) == scene_breaks
     fonts = _run(require_tool("pdffonts"), str(path)).splitlines()[2:]
     assert fonts and all(line.split()[-5] == "yes" for line in fonts)  # every font embedded
 

@@ -24,6 +24,7 @@ HEAVY = [
     "distributed",
     "dask",
     "pandas",
+    "markdown_it",
 ]
 
 

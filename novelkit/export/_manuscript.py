@@ -7,7 +7,8 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import date
 
-from .._artefacts import SCENE_BREAK, count_words
+from .._artefacts import count_words
+from ._inline import scene_break
 
 __all__ = ["Manuscript", "ManuscriptChapter"]
 
@@ -17,7 +18,8 @@ class ManuscriptChapter:
     number: int
     title: str
     scenes: tuple[tuple[str, ...], ...]
-    """Scenes in order; each scene is a tuple of paragraphs (plain text, never markup)."""
+    """Scenes in order; each scene is a tuple of paragraphs: prose whose ``*italics*`` and
+    ``**bold**`` the exporters draw (see ``_inline``); any other markup is kept as text."""
 
     @property
     def paragraphs(self) -> list[str]:
@@ -69,7 +71,9 @@ class Manuscript:
         blurb: str = "",
         date: str | None = None,
     ) -> Manuscript:
-        """Parse ``12-manuscript.md``: ``# Title`` per chapter, ``* * *`` between scenes."""
+        """Parse ``12-manuscript.md``: ``# Title`` per chapter; ``* * *`` (or ``***``, ``---``,
+        ``___``, a lone ``#``, ``⁂``) between scenes. Paragraphs stay line-based, not Markdown
+        blocks, so a line of dialogue that starts with "- " or "1." is prose, not a list."""
         chapters: list[ManuscriptChapter] = []
         heading: str | None = None
         scenes: list[list[str]] = [[]]
@@ -88,10 +92,10 @@ class Manuscript:
 
         for line in text.splitlines():
             stripped = line.strip()
-            if line.startswith("# "):
+            if line.startswith("# ") and stripped != "#":
                 end_chapter()
                 heading, scenes, para = line[2:].strip(), [[]], []
-            elif stripped == SCENE_BREAK:
+            elif scene_break(stripped):
                 end_paragraph()
                 scenes.append([])
             elif not stripped:

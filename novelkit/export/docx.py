@@ -1,7 +1,9 @@
 """Word documents: Shunn standard manuscript format, or a KDP-ready 6x9 book interior.
 
-All formatting lives in paragraph styles (no tabs, no per-run formatting in the body), which is
-what Word, KDP and a copy-editor expect, and keeps python-docx fast on a 150,000-word novel.
+All layout lives in paragraph styles (no tabs, no direct paragraph formatting), which is what
+Word, KDP and a copy-editor expect, and keeps python-docx fast on a 150,000-word novel. The
+only run formatting is the prose's own emphasis: ``*italics*`` and ``**bold**`` become italic
+and bold runs.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from docx.oxml.ns import qn
 from docx.shared import Emu, Inches, Length, Pt, RGBColor
 
 from .._errors import ExportError
+from ._inline import Run, runs
 from ._manuscript import Manuscript
 from .text import chapter_title, check_options, clean, one_line
 
@@ -27,8 +30,8 @@ __all__ = ["FONTS", "PROFILES", "approximate_word_count", "write"]
 PROFILES = ("manuscript", "kdp")
 FONTS = ("Times New Roman", "Courier New")
 
-_P, _PPR, _PSTYLE, _R, _T, _VAL = (
-    qn(tag) for tag in ("w:p", "w:pPr", "w:pStyle", "w:r", "w:t", "w:val")
+_P, _PPR, _PSTYLE, _R, _RPR, _B, _I, _T, _VAL = (
+    qn(tag) for tag in ("w:p", "w:pPr", "w:pStyle", "w:r", "w:rPr", "w:b", "w:i", "w:t", "w:val")
 )
 _XML_SPACE = "{http://www.w3.org/XML/1998/namespace}space"
 _THEME_FONT_ATTRS = ("w:asciiTheme", "w:hAnsiTheme", "w:eastAsiaTheme", "w:cstheme")
@@ -134,16 +137,24 @@ class _Body:
         self._end = doc.element.body.sectPr
         self._make = doc.element.body.makeelement
 
-    def add(self, text: str, style: Any) -> None:
+    def add(self, text: str | tuple[Run, ...], style: Any) -> None:
         make = self._make
-        paragraph, props, style_ref, run, node = (make(tag) for tag in (_P, _PPR, _PSTYLE, _R, _T))
+        paragraph, props, style_ref = (make(tag) for tag in (_P, _PPR, _PSTYLE))
         style_ref.set(_VAL, style.style_id)
         props.append(style_ref)
-        node.set(_XML_SPACE, "preserve")
-        node.text = text
-        run.append(node)
         paragraph.append(props)
-        paragraph.append(run)
+        for part in (Run(text),) if isinstance(text, str) else text:
+            run, node = make(_R), make(_T)
+            if part.bold or part.italic:
+                run_props = make(_RPR)
+                run_props.extend(
+                    make(tag) for tag, on in ((_B, part.bold), (_I, part.italic)) if on
+                )
+                run.append(run_props)
+            node.set(_XML_SPACE, "preserve")
+            node.text = part.text
+            run.append(node)
+            paragraph.append(run)
         self._end.addprevious(paragraph)
 
 
@@ -159,7 +170,7 @@ def _chapters(
     out = _Body(doc)
     for chapter in manuscript.chapters:
         out.add(chapter_title(chapter), heading)
-        scenes = [[t for t in (one_line(p) for p in scene) if t] for scene in chapter.scenes]
+        scenes = [[r for r in (runs(p) for p in scene) if r] for scene in chapter.scenes]
         for index, scene in enumerate(s for s in scenes if s):
             if index:
                 out.add(mark, scene_break)

@@ -1,7 +1,9 @@
 """EPUB 3 that passes EPUBCheck: cover, title page, nav.xhtml and NCX, one XHTML per chapter.
 
 Every string from the manuscript goes through :func:`html.escape` after :func:`clean`, so model
-output such as ``<script>`` or ``]]>`` stays text.
+output such as ``<script>`` or ``]]>`` stays text; the prose's ``*italics*`` and ``**bold**``
+become ``<em>`` and ``<strong>``, and a scene break is an ``<hr>`` (a thematic break, which
+screen readers announce) drawn as a short centred rule.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from ebooklib import epub
 from PIL import Image, ImageDraw, ImageFont
 
 from .._errors import ExportError
+from ._inline import runs
 from ._manuscript import Manuscript, ManuscriptChapter
 from .text import chapter_title, check_options, clean, one_line
 
@@ -31,8 +34,8 @@ _CSS = """\
 body { margin: 0 5%; font-family: serif; line-height: 1.4; }
 h1 { text-align: center; font-weight: normal; margin: 3em 0 2em; page-break-before: always; }
 p { margin: 0; text-indent: 1.5em; text-align: justify; }
-p.first, p.scene-break + p { text-indent: 0; }
-p.scene-break { text-align: center; text-indent: 0; margin: 1em 0; }
+p.first, hr.scene-break + p { text-indent: 0; }
+hr.scene-break { border: none; border-top: 1px solid; width: 25%; margin: 1.5em auto; }
 .title-page { text-align: center; margin-top: 30%; }
 .title-page p { text-indent: 0; text-align: center; }
 .title-page .title { font-size: 2em; margin-bottom: 0.5em; }
@@ -86,12 +89,22 @@ def _page(title: str, file_name: str, lang: str, body: str) -> epub.EpubHtml:
     return page
 
 
+def _prose(paragraph: str) -> str:
+    parts = []
+    for run in runs(paragraph):
+        text = escape(run.text)
+        if run.bold:
+            text = f"<strong>{text}</strong>"
+        parts.append(f"<em>{text}</em>" if run.italic else text)
+    return "".join(parts)
+
+
 def _chapter_body(chapter: ManuscriptChapter) -> str:
     parts = [f"<h1>{escape(chapter_title(chapter))}</h1>"]
-    scenes = [[escape(t) for t in (one_line(p) for p in scene) if t] for scene in chapter.scenes]
+    scenes = [[t for t in (_prose(p) for p in scene) if t] for scene in chapter.scenes]
     for index, scene in enumerate(s for s in scenes if s):
         if index:
-            parts.append('<p class="scene-break">* * *</p>')
+            parts.append('<hr class="scene-break"/>')
         parts.append(f'<p class="first">{scene[0]}</p>')
         parts.extend(f"<p>{p}</p>" for p in scene[1:])
     return "\n".join(parts)

@@ -1,7 +1,9 @@
 """A readable 6x9 in book PDF with ReportLab: title page, contents with page numbers, chapters.
 
 Text reaches ReportLab's paragraph mini-markup only through :func:`html.escape`, and DejaVu
-Serif (when installed) covers Latin, Greek, Cyrillic, Hebrew and Arabic letters.
+Serif (when installed) covers Latin, Greek, Cyrillic, Hebrew and Arabic letters. The prose's
+``*italics*`` and ``**bold**`` are set in the italic and bold faces; a scene break is a centred
+asterism (⁂), or ``* * *`` with the built-in Times when DejaVu is missing.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from reportlab.platypus import (
 )
 from reportlab.platypus.tableofcontents import TableOfContents
 
+from ._inline import runs
 from ._manuscript import Manuscript
 from .text import chapter_title, check_options, one_line
 
@@ -40,7 +43,12 @@ _DEJAVU = Path("/usr/share/fonts/truetype/dejavu")
 _RTL_RUN = re.compile(
     "[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufeff]+(?:[ \u00a0]+[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufeff]+)*"
 )
-_FACES = {"": "DejaVuSerif", "-Bold": "DejaVuSerif-Bold", "-Italic": "DejaVuSerif-Italic"}
+_FACES = {
+    "": "DejaVuSerif",
+    "-Bold": "DejaVuSerif-Bold",
+    "-Italic": "DejaVuSerif-Italic",
+    "-BoldItalic": "DejaVuSerif-BoldItalic",
+}
 
 
 class _Fonts:
@@ -51,6 +59,7 @@ class _Fonts:
         files = {name: _DEJAVU / f"{name}.ttf" for name in (*_FACES.values(), "DejaVuSans")}
         if not all(path.exists() for path in files.values()):
             self.name = "Times-Roman"
+            self.scene_break = "* * *"
             self._serif: dict[int, int] = {}
             self._sans: dict[int, int] = {}
             return
@@ -63,9 +72,10 @@ class _Fonts:
                 normal="DejaVuSerif",
                 bold="DejaVuSerif-Bold",
                 italic="DejaVuSerif-Italic",
-                boldItalic="DejaVuSerif-Bold",
+                boldItalic="DejaVuSerif-BoldItalic",
             )
         self.name = "DejaVuSerif"
+        self.scene_break = "\u2042"
         self._serif = pdfmetrics.getFont("DejaVuSerif").face.charToGlyph
         self._sans = pdfmetrics.getFont("DejaVuSans").face.charToGlyph
 
@@ -90,6 +100,16 @@ class _Fonts:
         for fallback, chars in runs:
             run = escape("".join(chars), quote=False)
             parts.append(f'<font name="DejaVuSans">{run}</font>' if fallback else run)
+        return "".join(parts)
+
+    def prose(self, paragraph: str) -> str:
+        """A paragraph of model prose as markup, its emphasis in the italic and bold faces."""
+        parts = []
+        for run in runs(paragraph):
+            text = self.markup(run.text)
+            if run.bold:
+                text = f"<b>{text}</b>"
+            parts.append(f"<i>{text}</i>" if run.italic else text)
         return "".join(parts)
 
 
@@ -198,12 +218,12 @@ def _story(
         title = chapter_title(chapter)
         key = f"chapter-{index + 1}"
         story.append(_ChapterHeading(title, fonts.markup(title), styles["heading"], key))
-        scenes = [[t for t in (one_line(p) for p in scene) if t] for scene in chapter.scenes]
+        scenes = [[t for t in (fonts.prose(p) for p in scene) if t] for scene in chapter.scenes]
         for number, scene in enumerate(s for s in scenes if s):
             if number:
-                story.append(para("* * *", "break"))
-            story.append(para(scene[0], "first"))
-            story.extend(para(text, "body") for text in scene[1:])
+                story.append(para(fonts.scene_break, "break"))
+            story.append(Paragraph(scene[0], styles["first"]))
+            story.extend(Paragraph(text, styles["body"]) for text in scene[1:])
     return story
 
 

@@ -3,6 +3,9 @@
 Model output is never trusted: :func:`clean` drops the characters XML 1.0 forbids (C0 controls
 other than tab and newline, lone surrogates, U+FFFE/U+FFFF) and :func:`one_line` folds a
 paragraph's whitespace into single spaces, so every format sees the same words.
+
+Plain text has no italics: the emphasis markers of model prose (``*word*``, ``**word**``) are
+dropped and the words kept; scenes are separated by a centred-by-convention ``* * *`` line.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import ExportError
+from ._inline import plain
 from ._manuscript import Manuscript, ManuscriptChapter
 
 __all__ = ["check_options", "chapter_title", "clean", "one_line", "render", "write"]
@@ -34,8 +38,8 @@ def one_line(text: str) -> str:
 
 
 def chapter_title(chapter: ManuscriptChapter) -> str:
-    """The chapter's title on one line, or "Chapter N" when the model left it blank."""
-    return one_line(chapter.title) or f"Chapter {chapter.number}"
+    """The chapter's title on one line without emphasis markers, or "Chapter N" when blank."""
+    return plain(chapter.title) or f"Chapter {chapter.number}"
 
 
 def check_options(fmt: str, options: Mapping[str, Any], valid: Iterable[str]) -> None:
@@ -68,14 +72,15 @@ def render(manuscript: Manuscript, *, wrap: int | None = None) -> str:
         blocks.append(f"\n\n{_block(chapter_title(chapter), wrap)}")
         scenes = []
         for scene in chapter.scenes:
-            paragraphs = (one_line(p) for p in scene)
+            paragraphs = (plain(p) for p in scene)
             scenes.append("\n\n".join(_block(p, wrap) for p in paragraphs if p))
         blocks.append("\n\n* * *\n\n".join(s for s in scenes if s))
     return "\n\n".join(blocks) + "\n"
 
 
 def write(manuscript: Manuscript, path: Path, **options: Any) -> None:
-    """Write UTF-8 text: title block, chapter headings, ``* * *`` between scenes.
+    """Write UTF-8 text: title block, chapter headings, ``* * *`` between scenes; emphasis
+    markers in the prose are dropped (plain text has no italics).
 
     Option ``wrap``: ``None`` (default) keeps one line per paragraph; an integer such as 72
     wraps paragraphs at that width.

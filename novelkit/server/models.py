@@ -115,6 +115,7 @@ class StatusOut(_Out):
     actions: list[str]
     preview_stage: str | None
     preview_unit: str | None
+    currency: str = "USD"
 
 
 class StagesOut(_Out):

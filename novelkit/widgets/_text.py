@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from html import escape
 from typing import TYPE_CHECKING
 
+from .._prices import format_cost
 from .._status import ICONS, preview_label
 
 if TYPE_CHECKING:
@@ -156,7 +157,7 @@ def render_view(
         f"{JOB_ICONS.get(state, '')} {state}</span> · {status.progress:.0%} · "
         f'<span class="nk-tokens">{status.tokens:,} tokens</span> '
         f"({status.prompt_tokens:,} in, {status.completion_tokens:,} out) · "
-        f"cost {status.cost:.4f} · {_clock(job_elapsed)}</div>",
+        f"cost {escape(format_cost(status.cost, status.currency))} · {_clock(job_elapsed)}</div>",
         _bar(status.progress, colour, "100%"),
     ]
     if status.message:
