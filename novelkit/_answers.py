@@ -297,6 +297,7 @@ def read_answer(model: type[M], shape: Shape, text: str) -> M:
             if isinstance(value, str) and value not in allowed:
                 problems.append(f"{where}: {_short(value)} is not one of {', '.join(allowed)}")
     _fill(data, shape.fixed)
+    _clamp(answer_schema(model, shape), data)
     try:
         value = model.model_validate(data)
     except ValidationError as exc:
@@ -335,6 +336,31 @@ def _walk(data: Any, path: str, where: str = "") -> Iterator[tuple[str, Any]]:
     elif isinstance(value, list):
         for index, item in enumerate(value):
             yield from _walk(item, rest, f"{here}[{index}]")
+
+
+def _clamp(schema: Mapping[str, Any], data: Any) -> None:
+    """Numbers outside the schema's bounds are brought inside them: a grammar that does not
+    enforce ``minimum``/``maximum`` (llama-cpp-python's) lets a model rate tension 20 of 10."""
+    if isinstance(data, dict):
+        for name, sub in schema.get("properties", {}).items():
+            if name in data:
+                data[name] = _clamped(sub, data[name])
+    elif isinstance(data, list) and "items" in schema:
+        for index, item in enumerate(data):
+            data[index] = _clamped(schema["items"], item)
+
+
+def _clamped(schema: Mapping[str, Any], value: Any) -> Any:
+    for option in schema.get("anyOf", [schema]):
+        kind = option.get("type")
+        if kind in ("integer", "number") and isinstance(value, int | float):
+            if not isinstance(value, bool):
+                low, high = option.get("minimum"), option.get("maximum")
+                value = max(value, low) if low is not None else value
+                return min(value, high) if high is not None else value
+        if kind in ("object", "array"):
+            _clamp(option, value)
+    return value
 
 
 def _fill(data: dict[str, Any], fixed: Mapping[str, object]) -> None:

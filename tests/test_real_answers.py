@@ -16,7 +16,14 @@ import pytest
 from fake_llm_servers import FOREIGN_NAME, FakeOpenAIServer, FakeServer
 
 import novelkit as nk
-from novelkit._answers import Shape, answer_schema, extract_json, output_budget, strip_reasoning
+from novelkit._answers import (
+    Shape,
+    answer_schema,
+    extract_json,
+    output_budget,
+    read_answer,
+    strip_reasoning,
+)
 
 PREMISE = "A lighthouse keeper finds a letter from her drowned brother, dated after his death."
 
@@ -314,3 +321,23 @@ def test_bad_backend_options_are_refused_with_the_fix(tmp_path: Path) -> None:
         with pytest.raises(nk.ConfigError, match=words):
             project.backend  # noqa: B018 - built on first use
         project.close()
+
+
+def test_numbers_outside_their_bounds_are_brought_inside() -> None:
+    shape = Shape(items={"chapters": (1, 1)})
+    answer = {
+        "chapters": [
+            {
+                "number": 1,
+                "title": "T",
+                "summary": "S",
+                "pov": "P",
+                "location": "L",
+                "beats": ["b"],
+                "target_words": 300,
+                "tension": 20,
+            }
+        ]
+    }
+    outline = read_answer(nk.Outline, shape, json.dumps(answer))
+    assert outline.chapters[0].tension == 10
