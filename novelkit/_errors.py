@@ -116,3 +116,14 @@ class ExportError(NovelkitError):
 
 class ManuscriptError(NovelkitError, ValueError):
     """A manuscript, cast, outline or world document to import cannot be read as given."""
+
+
+def excerpt(value: object, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, marked when cut: errors never echo a 1 MB input."""
+    shown = repr(value)
+    if len(shown) <= limit:
+        return shown
+    size = (
+        f"{len(value)} characters" if isinstance(value, str) else f"{len(shown)} characters as text"
+    )
+    return f"{shown[:limit]}… [cut; {size}]"

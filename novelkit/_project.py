@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from . import _artefacts as a
-from ._config import NovelConfig, load_config, validate_config
+from ._config import NovelConfig, load_config, read_config_text, render_toml, validate_config
 from ._errors import (
     ArtefactError,
     ExportError,
@@ -236,7 +236,10 @@ class Project:
         config = validate_config(current, where="configure()")
         for name in config.stages:
             self.pipeline.get(name)  # an override for a stage that does not exist is an error
-        a.write_atomic(self.root / CONFIG, config.to_toml().encode("utf-8"))
+        path = self.root / CONFIG
+        previous = read_config_text(path) if path.exists() else None
+        text = render_toml(config, previous, where=str(path))  # keeps the user's comments
+        a.write_atomic(path, text.encode("utf-8"))
         self.config = config
         self.freshness.config = config
         self._backend = None
