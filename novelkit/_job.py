@@ -324,9 +324,10 @@ class Job:
             live.state = JobState(row["state"])
             live.message, live.error = row["message"], row["error"]
             writer = self.project.writer
-            if live.state.active and not writer.held and not writer.held_elsewhere():
-                if self.project.mark_interrupted(self.id):
-                    live.state = JobState.INTERRUPTED
+            if live.state.active and not writer.held:
+                with writer.hold_if_free() as free:  # the check and the mark in one hold
+                    if free and self.project.mark_interrupted(self.id):
+                        live.state = JobState.INTERRUPTED
 
     # -- control ----------------------------------------------------------------------------
 

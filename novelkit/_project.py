@@ -156,17 +156,21 @@ class Project:
 
     def _recover(self) -> None:
         """After a crash: clean temp files, mark a dead job interrupted, accept hand edits."""
-        if self.writer.held_elsewhere():
-            return  # another process is writing; it owns recovery
-        a.clean_temp_files(self.root / "artefacts")
-        a.clean_temp_files(self.root / "exports")
-        last = self.store.last_job()
-        if last is not None and JobState(last["state"]).active:
-            self.mark_interrupted(last["id"])
-        for stage_name, units in self.store.all_units().items():
-            for unit, record in units.items():
-                if record["state"] == "running":
-                    self.store.set_unit(stage_name, unit, "pending")
+        # one exclusive hold from "nobody is writing" to the marks: a process that takes the
+        # lock and starts a job meanwhile waits for it, and its job is never marked
+        with self.writer.hold_if_free() as free:
+            if not free:
+                return  # another process is writing; it owns recovery
+            a.clean_temp_files(self.root / "artefacts")
+            a.clean_temp_files(self.root / "exports")
+            with self.store.transaction():  # one commit for all the marks
+                last = self.store.last_job()
+                if last is not None and JobState(last["state"]).active:
+                    self.mark_interrupted(last["id"])
+                for stage_name, units in self.store.all_units().items():
+                    for unit, record in units.items():
+                        if record["state"] == "running":
+                            self.store.set_unit(stage_name, unit, "pending")
         self._detect_edits()
 
     def mark_interrupted(self, job_id: str) -> bool:

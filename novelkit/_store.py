@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -529,6 +529,7 @@ class Store:
         """Set a job ``interrupted`` (with its event) if the store still shows it in one of the
         ``active`` states; whether it changed."""
         with self.transaction() as db:
+            row = db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
             changed = db.execute(
                 f"UPDATE jobs SET state = 'interrupted', message = ?, updated = ? WHERE id = ? "
                 f"AND state IN ({', '.join('?' * len(active))})",
@@ -539,7 +540,7 @@ class Store:
                     "job",
                     {
                         "state": "interrupted",
-                        "previous": "running",
+                        "previous": row[0],  # as recorded: queued, running, pausing, ...
                         "message": "the process running this job stopped",
                     },
                     job_id,
@@ -641,8 +642,9 @@ def _job_row(row: tuple[Any, ...]) -> dict[str, Any]:
     return job
 
 
-# a probe holds the lock for microseconds, a writer for its whole run: retry for ~60 ms
-PROBE_RETRIES = 6
+# a probe holds the lock for microseconds, a recovery on open for one commit, a writer for
+# its whole run: retry for ~1 s before calling the project locked
+PROBE_RETRIES = 10
 
 
 def _lock_api() -> tuple[Callable[[int], None], Callable[[int], None]]:
@@ -734,6 +736,35 @@ class ProjectLock:
             _unlock_file(fd)
             os.close(fd)
 
+    @contextmanager
+    def hold_if_free(self) -> Iterator[bool]:
+        """Hold the lock for the block if no other process does: ``True`` inside when held.
+
+        Recovery checks that no process is writing and marks a dead job in one hold, so a
+        process that takes the lock and starts a job in between cannot be marked interrupted.
+        """
+        with self._guard:
+            if self._fd is not None:
+                yield True
+                return
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError:
+                yield False
+                return
+            try:
+                try:
+                    _lock_file(fd)
+                except OSError:
+                    yield False
+                    return
+                try:
+                    yield True
+                finally:
+                    _unlock_file(fd)
+            finally:
+                os.close(fd)
+
     def held_elsewhere(self) -> bool:
         """True when another process (or another Project object) holds the lock.
 
@@ -775,6 +806,10 @@ class Writer:
 
     def held_elsewhere(self) -> bool:
         return self.lock.held_elsewhere()
+
+    def hold_if_free(self) -> AbstractContextManager[bool]:
+        """See :meth:`ProjectLock.hold_if_free`: a check and a mark in one hold."""
+        return self.lock.hold_if_free()
 
     def take(self) -> int:
         """Take the lock (ProjectLockedError if another process has it); the claim's number."""
