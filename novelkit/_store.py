@@ -62,6 +62,11 @@ CREATE TABLE IF NOT EXISTS exports (
 """
 
 
+# reader connections per store, whatever the number of threads reading (each is 3 descriptors:
+# the database, its WAL and its shared-memory index)
+READERS = 2
+
+
 @dataclass(frozen=True)
 class CallRecord:
     key: str
@@ -82,13 +87,14 @@ class CallRecord:
 
 
 class Store:
-    """One writer connection guarded by a lock; one reader connection per thread."""
+    """One writer connection guarded by a lock; at most ``READERS`` reader connections."""
 
     def __init__(self, path: Path, bus: EventBus | None = None) -> None:
         self.path = path
         self.bus = bus or EventBus()
         self._lock = threading.RLock()
-        self._local = threading.local()
+        self._readers: list[sqlite3.Connection | None] = [None] * READERS
+        self._readers_guard = threading.Lock()
         self._pending: list[Event] = []
         self._held: dict[str, CallRecord] = {}
         self._known: set[str] | None = None  # every key in calls, while this process is the writer
@@ -117,10 +123,24 @@ class Store:
         return db
 
     def _reader(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        """A reader connection: at most READERS per store, shared by threads (SQLite is built
+        serialized, so concurrent statements on one connection are safe). A connection per
+        thread made a server's descriptors grow with its thread pool times its projects."""
+        slot = threading.get_ident() % READERS
+        db = self._readers[slot]
         if db is None:
-            db = self._connect()
-            self._local.db = db
+            with self._readers_guard:
+                db = self._readers[slot]
+                if db is None:
+                    if self._closed:
+                        raise ProjectError(f"the project store {self.path} is closed")
+                    try:
+                        db = self._connect()
+                    except sqlite3.Error as exc:
+                        raise ProjectError(
+                            f"cannot read the project store {self.path}: {exc}"
+                        ) from None
+                    self._readers[slot] = db
         return db
 
     def close(self) -> None:
@@ -131,6 +151,11 @@ class Store:
         with self._lock:
             self._closed = True
             self._db.close()
+        with self._readers_guard:
+            readers, self._readers = self._readers, [None] * READERS
+        for db in readers:
+            if db is not None:
+                db.close()
 
     _closed = False
 

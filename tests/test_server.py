@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _local_client import LocalClient
 from _tools import STAGE_NAMES
 from starlette.testclient import TestClient
 
@@ -70,7 +71,7 @@ def make_root(root: Path, *, finished: bool = True) -> None:
 def env(tmp_path: Path) -> Iterator[Env]:
     make_root(tmp_path)
     app = create_app(tmp_path, rate_limit=None)
-    with TestClient(app) as client:
+    with LocalClient(app) as client:
         yield Env(tmp_path, client)
 
 
@@ -503,7 +504,7 @@ def test_ws_frame_over_limit_closes_1009(tmp_path: Path) -> None:
     key = create_key(tmp_path, "read")
     from starlette.websockets import WebSocketDisconnect
 
-    with TestClient(create_app(tmp_path, max_frame=1024)) as client:
+    with LocalClient(create_app(tmp_path, max_frame=1024)) as client:
         with client.websocket_connect(
             "/api/v2/projects/fresh/ws", subprotocols=["novelkit.v1", "novelkit.key." + key]
         ) as ws:
@@ -734,7 +735,7 @@ def test_a_job_in_another_process_streams_its_status(env: Env) -> None:
 def test_rate_limit_answers_429_with_retry_after(tmp_path: Path) -> None:
     make_root(tmp_path, finished=False)
     key = create_key(tmp_path, "read")
-    with TestClient(create_app(tmp_path, rate_limit=RateLimit(per_second=1, burst=3))) as client:
+    with LocalClient(create_app(tmp_path, rate_limit=RateLimit(per_second=1, burst=3))) as client:
         codes = [
             client.get("/api/v2/whoami", headers={"X-API-Key": key}).status_code for _ in range(5)
         ]
@@ -785,7 +786,7 @@ def test_injected_project_is_reused(
 ) -> None:
     project = make_project("mine")
     key = create_key(project.root.parent, "read")
-    with TestClient(create_app(project.root.parent, projects={"mine": project})) as client:
+    with LocalClient(create_app(project.root.parent, projects={"mine": project})) as client:
         response = client.get("/api/v2/projects/mine", headers={"X-API-Key": key})
         assert response.status_code == 200
         assert client.app.state.sidecar.projects.get("mine") is project  # type: ignore[attr-defined]

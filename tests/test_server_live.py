@@ -221,7 +221,7 @@ def test_raw_path_traversal_over_the_wire(live: Live) -> None:
     ):
         with socket.create_connection((live.handle.host, live.handle.port)) as sock:
             sock.sendall(
-                f"GET {path} HTTP/1.1\r\nHost: x\r\nX-API-Key: {live.write}\r\n"
+                f"GET {path} HTTP/1.1\r\nHost: {live.handle.host}\r\nX-API-Key: {live.write}\r\n"
                 "Connection: close\r\n\r\n".encode()
             )
             data = b""

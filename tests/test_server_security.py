@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import pytest
+from _local_client import LocalClient
 from starlette.testclient import TestClient, WebSocketDenialResponse
 
 import novelkit as nk
@@ -40,7 +41,7 @@ def served(tmp_path: Path) -> Iterator[tuple[TestClient, Keys, Path]]:
     (tmp_path / "secret.txt").write_text(SECRET_FILE_TEXT)
     (root / "secret.txt").write_text(SECRET_FILE_TEXT)
     keys = Keys(root)
-    with TestClient(
+    with LocalClient(
         create_app(root, rate_limit=None, max_body=1024), raise_server_exceptions=False
     ) as client:
         yield client, keys, root
@@ -188,7 +189,7 @@ def test_ws_handshake_rejections(served: tuple[TestClient, Keys, Path]) -> None:
     )
     assert _denied(client, path, subprotocols=good, headers={"Origin": "null"}) == 403
     with client.websocket_connect(
-        path, subprotocols=good, headers={"Origin": "http://testserver"}
+        path, subprotocols=good, headers={"Origin": "http://127.0.0.1"}
     ) as ws:
         assert ws.receive_json()["type"] == "status_update"
     with client.websocket_connect(
@@ -201,7 +202,7 @@ def test_ws_origin_allowlist(tmp_path: Path) -> None:
     nk.new_project(tmp_path / "novel", premise=PREMISE, chapters=3, words_per_chapter=300).close()
     key = create_key(tmp_path, "read")
     app = create_app(tmp_path, allowed_origins=["https://hub.example.org"])
-    with TestClient(app) as client:
+    with LocalClient(app) as client:
         sub = ["novelkit.v1", "novelkit.key." + key]
         with client.websocket_connect(
             "/api/v2/projects/novel/ws",
@@ -256,7 +257,7 @@ def raw_get(app: Any, raw_path: str, headers: dict[str, str]) -> tuple[int, dict
         "http_version": "1.1",
         "method": "GET",
         "scheme": "http",
-        "server": ("testserver", 80),
+        "server": ("127.0.0.1", 80),
         "client": ("127.0.0.1", 5000),
         "root_path": "",
         "path": unquote(raw_path),
@@ -421,7 +422,7 @@ def test_cors_is_off_by_default(served: tuple[TestClient, Keys, Path]) -> None:
 def test_cors_allowlist(tmp_path: Path) -> None:
     key = create_key(tmp_path, "read")
     app = create_app(tmp_path, cors_origins=["https://app.example.org"])
-    with TestClient(app) as client:
+    with LocalClient(app) as client:
         ok = client.get(
             "/api/v2/projects", headers={"Origin": "https://app.example.org", "X-API-Key": key}
         )
@@ -509,7 +510,7 @@ def test_non_ascii_digits_are_422_not_500(served: tuple[TestClient, Keys, Path])
 def test_deeply_nested_json_is_400_not_500(served: tuple[TestClient, Keys, Path]) -> None:
     client, keys, root = served
     nested = b'{"chapters": ' + b"[" * 20_000 + b"]" * 20_000 + b"}"  # under the 64 KiB default
-    with TestClient(create_app(root, rate_limit=None), raise_server_exceptions=False) as roomy:
+    with LocalClient(create_app(root, rate_limit=None), raise_server_exceptions=False) as roomy:
         response = roomy.post(
             "/api/v2/projects/novel/generate/stages/draft",
             content=nested,

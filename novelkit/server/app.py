@@ -30,10 +30,13 @@ from .feed import Client, ProjectFeed
 from .idempotency import IdempotencyCache
 from .limits import (
     DEFAULT_MAX_BODY,
+    LOOPBACK_HOSTS,
     BodyLimitMiddleware,
+    HostCheckMiddleware,
     RateLimit,
     RateLimiter,
     SecurityHeadersMiddleware,
+    host_name,
 )
 from .openapi import build_openapi, downgrade_to_30
 from .projects import ProjectRegistry, StatusCache
@@ -50,7 +53,13 @@ STATIC = Path(__file__).parent / "static"
 DEFAULT_MAX_FRAME = 64 * 1024
 DASHBOARD_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; base-uri 'none'; form-action 'none'"
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+# Swagger UI sets inline styles and loads the schema from this server
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
 )
 
 
@@ -68,9 +77,12 @@ class Sidecar:
         max_frame: int,
         ws_queue_size: int,
         stall_timeout: float,
+        proxy_headers: bool = False,
+        max_open: int | None = None,
     ) -> None:
         self.root = root
-        self.projects = ProjectRegistry(root, projects)
+        self.projects = ProjectRegistry(root, projects, max_open)
+        self.proxy_headers = proxy_headers
         self.keys = KeyStore(keys_path)
         self.tickets = TicketBook()
         self.limiter = RateLimiter(rate_limit)
@@ -136,13 +148,18 @@ def create_app(
     max_frame: int = DEFAULT_MAX_FRAME,
     ws_queue_size: int = 1000,
     stall_timeout: float = 30.0,
+    allowed_hosts: Sequence[str] | None = None,
+    proxy_headers: bool = False,
+    max_open: int | None = None,
 ) -> Starlette:
     """The sidecar app over the project folders under ``root``.
 
     ``projects`` reuses already open projects (by folder name); ``cors_origins`` enables CORS
     for those origins (off by default); ``allowed_origins`` are extra browser origins allowed
     to open the WebSocket (the server's own origin always is); ``rate_limit=None`` disables
-    the per-key limit.
+    the per-key limit. ``allowed_hosts`` are names the server answers to besides the loopback
+    ones (``"*"``: any); ``proxy_headers=True`` trusts ``X-Forwarded-Host`` from a reverse
+    proxy; ``max_open`` bounds the projects open at once (default: from the descriptor limit).
     """
     root_path = Path(root).resolve()
     sidecar = Sidecar(
@@ -154,6 +171,8 @@ def create_app(
         max_frame=max_frame,
         ws_queue_size=ws_queue_size,
         stall_timeout=stall_timeout,
+        proxy_headers=proxy_headers,
+        max_open=max_open,
     )
     document = build_openapi(ENDPOINTS + SWEEP_ENDPOINTS, export_formats())
     document_30 = downgrade_to_30(document)
@@ -165,7 +184,7 @@ def create_app(
         return JSONResponse(document_30)
 
     async def docs(request: Request) -> Response:
-        return HTMLResponse(_DOCS_HTML)
+        return HTMLResponse(_DOCS_HTML, headers={"Content-Security-Policy": DOCS_CSP})
 
     async def dashboard(request: Request) -> Response:
         return FileResponse(
@@ -185,7 +204,11 @@ def create_app(
         Route("/sweep", sweep_page, include_in_schema=False),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    middleware = [Middleware(SecurityHeadersMiddleware)]
+    hosts = LOOPBACK_HOSTS if allowed_hosts is None else (*LOOPBACK_HOSTS, *allowed_hosts)
+    middleware = [
+        Middleware(HostCheckMiddleware, allowed_hosts=frozenset(host_name(h) for h in hosts)),
+        Middleware(SecurityHeadersMiddleware),
+    ]
     if cors_origins:
         middleware.append(
             Middleware(

@@ -38,6 +38,26 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "e.g. https://hub.example.org behind jupyter-server-proxy",
     )
     parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a Host name the server answers to besides 127.0.0.1, localhost, ::1 and --host "
+        "(repeatable; '*' for any), e.g. the machine's name when listening on 0.0.0.0",
+    )
+    parser.add_argument(
+        "--proxy-headers",
+        action="store_true",
+        help="trust X-Forwarded-* headers (only behind a reverse proxy you run)",
+    )
+    parser.add_argument(
+        "--max-open",
+        type=int,
+        default=None,
+        metavar="N",
+        help="projects kept open at once (default: 64, fewer under a low descriptor limit)",
+    )
+    parser.add_argument(
         "--cors-origin",
         action="append",
         default=[],
@@ -95,7 +115,7 @@ def serve(args: argparse.Namespace) -> int:
 
     from .app import create_app
     from .limits import RateLimit
-    from .serving import check_exposure, uvicorn_config
+    from .serving import check_exposure, uvicorn_config, with_bound_host
 
     root: Path = args.root
     if not root.is_dir():
@@ -118,8 +138,13 @@ def serve(args: argparse.Namespace) -> int:
         allowed_origins=args.allow_origin,
         rate_limit=limit,
         max_body=args.max_body,
+        allowed_hosts=with_bound_host(args.allow_host, args.host),
+        proxy_headers=args.proxy_headers,
+        max_open=args.max_open,
     )
-    config = uvicorn_config(app, args.host, args.port, log_level=args.log_level)
+    config = uvicorn_config(
+        app, args.host, args.port, log_level=args.log_level, proxy_headers=args.proxy_headers
+    )
     config.load()
     # This process only serves: what exists now (modules, the app) lives until it exits, and
     # frozen it is left out of every full collection, which then pauses the loop half as long.

@@ -91,10 +91,20 @@ class Endpoint:
                 raise not_found(call.project_id)
         if self.write and not principal.can_write:
             raise ApiError(403, "forbidden", "this key is read-only; this route needs a write key")
-        if self.per_project:
-            call._project = sidecar.projects.cached(
-                call.project_id
-            ) or await anyio.to_thread.run_sync(sidecar.projects.get, call.project_id)
+        if not self.per_project:
+            return await self._handle(call, request)
+        registry = sidecar.projects
+        call._project = registry.try_acquire(call.project_id) or await anyio.to_thread.run_sync(
+            registry.acquire, call.project_id
+        )
+        try:  # the lease keeps the project open (not closed to make room) while it is used
+            return await self._handle(call, request)
+        finally:
+            registry.release(call.project_id)
+
+    async def _handle(self, call: Call, request: Request) -> Response:
+        sidecar = call.sidecar
+        principal = call.principal
         raw = b""
         if self.body is not None:
             raw = await request.body()

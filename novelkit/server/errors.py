@@ -6,7 +6,12 @@ a 500 that says nothing about its cause (the traceback goes to the server log on
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
+import re
+import time
+from pathlib import Path
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -15,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 
 from .._errors import (
     ArtefactError,
+    ConfigError,
     ExportError,
     JobStateError,
     NovelkitError,
@@ -86,6 +92,22 @@ def unauthorized(message: str = UNAUTHORIZED_MESSAGE) -> ApiError:
     )
 
 
+# an absolute filesystem path of two or more parts (not one of this server's own routes)
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/-])/(?!api/|docs|openapi|static/)[^\s'\"]*/[^\s'\",;)]*")
+MAX_MESSAGE = 600
+
+
+def public_message(message: str, root: Path | None) -> str:
+    """An error message fit for a client: paths under the served root relative to it, any
+    other absolute path hidden, and at most MAX_MESSAGE characters (the cut marked)."""
+    if root is not None:
+        message = message.replace(f"{root}{os.sep}", "").replace(str(root), "the served root")
+    message = _ABSOLUTE_PATH.sub("<path>", message)
+    if len(message) > MAX_MESSAGE:
+        message = f"{message[:MAX_MESSAGE]}… [cut; {len(message)} characters]"
+    return message
+
+
 def from_novelkit(exc: NovelkitError) -> ApiError:
     """The HTTP face of a novelkit error; the message already says how to fix it."""
     if isinstance(exc, JobStateError):
@@ -101,11 +123,19 @@ def from_novelkit(exc: NovelkitError) -> ApiError:
         return ApiError(409, "export_unavailable", str(exc))
     if isinstance(exc, ProjectError):
         return ApiError(409, "project_unavailable", str(exc))
+    if isinstance(exc, ConfigError):  # novel.toml unreadable or invalid: the folder's to fix
+        return ApiError(409, "invalid_config", str(exc))
     return ApiError(409, "conflict", str(exc))
+
+
+def _root(request: Request) -> Path | None:
+    sidecar = getattr(request.app.state, "sidecar", None)
+    return getattr(sidecar, "root", None)
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
+    exc.message = public_message(exc.message, _root(request))
     return error_response(exc)
 
 
@@ -121,7 +151,32 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _novelkit_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, NovelkitError)
-    return error_response(from_novelkit(exc))
+    error = from_novelkit(exc)
+    error.message = public_message(error.message, _root(request))
+    return error_response(error)
+
+
+_last_resource_log = 0.0
+
+
+async def _os_error(request: Request, exc: Exception) -> Response:
+    """Out of descriptors (or memory for them): 503 with Retry-After, one log line a minute."""
+    assert isinstance(exc, OSError)
+    if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOMEM):
+        return await _server_error(request, exc)
+    global _last_resource_log
+    now = time.monotonic()
+    if now - _last_resource_log > 60.0:
+        _last_resource_log = now
+        log.warning("novelkit sidecar: out of resources (%s); answering 503 for now", exc.strerror)
+    return error_response(
+        ApiError(
+            503,
+            "busy",
+            "the server is out of resources for a moment; retry shortly",
+            headers={"Retry-After": "1"},
+        )
+    )
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
@@ -143,5 +198,6 @@ exception_handlers: dict[Any, Any] = {
     ApiError: _api_error,
     HTTPException: _http_error,
     NovelkitError: _novelkit_error,
+    OSError: _os_error,
     Exception: _server_error,
 }

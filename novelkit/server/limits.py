@@ -17,7 +17,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .errors import ApiError, error_body
 
 __all__ = [
+    "LOOPBACK_HOSTS",
     "BodyLimitMiddleware",
+    "HostCheckMiddleware",
     "RateLimit",
     "RateLimiter",
     "RedactSecrets",
@@ -105,8 +107,50 @@ class BodyLimitMiddleware:
         await self.app(scope, limited, send)
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def host_name(header: str) -> str:
+    """``Host`` without its port, lower-cased: ``[::1]:8765`` → ``::1``."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:].split("]", 1)[0]
+    return header.rsplit(":", 1)[0].rstrip(".") if header.count(":") == 1 else header.rstrip(".")
+
+
+class HostCheckMiddleware:
+    """Only requests naming an allowed ``Host`` (DNS rebinding: a page on evil.example that
+    resolves to 127.0.0.1 still sends ``Host: evil.example``). ``*`` allows any host."""
+
+    def __init__(self, app: ASGIApp, allowed_hosts: frozenset[str]) -> None:
+        self.app = app
+        self.allowed = allowed_hosts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or "*" in self.allowed:
+            await self.app(scope, receive, send)
+            return
+        header = Headers(scope=scope).get("host")
+        if header is None or host_name(header) in self.allowed:
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})  # before accept: HTTP 403
+            return
+        shown = header if len(header) <= 100 and header.isprintable() else "(this host)"
+        await _send_json(
+            send,
+            400,
+            error_body(
+                "bad_host",
+                f"the sidecar does not answer to Host {shown!r}; if that is its name, start it "
+                "with --allow-host NAME (or allowed_hosts=[...])",
+            ),
+        )
+
+
 class SecurityHeadersMiddleware:
-    """nosniff and no-referrer everywhere; the API is never cached."""
+    """nosniff and no-referrer everywhere; the API is never cached; no page may frame us."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -122,6 +166,7 @@ class SecurityHeadersMiddleware:
                 headers = list(message.get("headers", []))
                 headers.append((b"x-content-type-options", b"nosniff"))
                 headers.append((b"referrer-policy", b"no-referrer"))
+                headers.append((b"x-frame-options", b"DENY"))
                 if api:
                     headers.append((b"cache-control", b"no-store"))
                 message = {**message, "headers": headers}

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import logging
 import re
+import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+from .._config import NovelConfig, load_config
 from .._project import CONFIG, Project, open_project
+from .._status import JobState
+from .._store import READERS, ProjectLock
 from .errors import ApiError
 
-__all__ = ["ProjectRegistry", "StatusCache"]
+__all__ = ["ProjectRegistry", "StatusCache", "default_max_open"]
 
 log = logging.getLogger("novelkit.server")
 
@@ -29,14 +34,49 @@ def not_found(project_id: str) -> ApiError:
     )
 
 
-class ProjectRegistry:
-    """Project folders under ``root``; ``projects`` handed in (e.g. from a notebook) are reused."""
+# descriptors one open project holds: the writer and READERS reader connections (database,
+# WAL, shared memory: 3 each) and the lock file
+FDS_PER_PROJECT = 3 * (1 + READERS) + 1
+# descriptors kept free for sockets, log files, exports and scans of the artefact folders
+FDS_RESERVED = 256
 
-    def __init__(self, root: Path, projects: dict[str, Project] | None = None) -> None:
+
+def default_max_open() -> int:
+    """Open projects kept at once: 64, fewer when the descriptor limit would not hold them."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):
+        return 64
+    if soft == resource.RLIM_INFINITY:
+        return 64
+    return max(4, min(64, (soft - FDS_RESERVED) // FDS_PER_PROJECT))
+
+
+def busy(message: str) -> ApiError:
+    return ApiError(503, "busy", message, headers={"Retry-After": "1"})
+
+
+class ProjectRegistry:
+    """Project folders under ``root``; ``projects`` handed in (e.g. from a notebook) are reused.
+
+    At most ``max_open`` projects are open at once (least recently used first to close), so
+    descriptors and memory are bounded by configuration, not by the number of folders. A
+    project in use (a lease: a request or WebSocket on it) or running a job here stays open;
+    when every slot is such a project, a new one answers 503 with ``Retry-After``.
+    """
+
+    def __init__(
+        self, root: Path, projects: dict[str, Project] | None = None, max_open: int | None = None
+    ) -> None:
         self.root = root.resolve()
+        self.max_open = max_open or default_max_open()
         self._injected = dict(projects or {})
-        self._opened: dict[str, Project] = {}
-        self._lock = threading.Lock()
+        self._opened: OrderedDict[str, Project] = OrderedDict()
+        self._leases: dict[str, int] = {}
+        self._lock = threading.Lock()  # the table; opening happens outside it
+        self._opening: dict[str, threading.Lock] = {}
 
     def __repr__(self) -> str:
         return (
@@ -44,12 +84,20 @@ class ProjectRegistry:
         )
 
     def _folder(self, project_id: str) -> Path | None:
+        """The project's folder, if its resolved path is directly under the resolved root
+        (a symlink out of the root is no project of this server)."""
         if not _VALID_ID.match(project_id) or ".." in project_id:
             return None
         folder = self.root / project_id
-        if folder.parent != self.root or not (folder / CONFIG).is_file():
+        try:
+            resolved = folder.resolve(strict=True)
+        except (OSError, RuntimeError):
             return None
-        return folder
+        if resolved != folder:  # a symlink: out of the root, or a second name for a sibling
+            return None
+        if not (resolved / CONFIG).is_file() or (resolved / CONFIG).resolve().parent != resolved:
+            return None
+        return resolved
 
     def ids(self) -> list[str]:
         found = set(self._injected)
@@ -58,7 +106,7 @@ class ProjectRegistry:
                 if self._folder(child.name) is not None:
                     found.add(child.name)
         except OSError as exc:
-            log.warning("novelkit sidecar: cannot list %s: %s", self.root, exc)
+            log.warning("novelkit sidecar: cannot list the served root: %s", exc.strerror or exc)
         return sorted(found)
 
     def cached(self, project_id: str) -> Project | None:
@@ -66,25 +114,107 @@ class ProjectRegistry:
 
     def get(self, project_id: str) -> Project:
         """The project, opened once; 404 for anything that is not a project folder under root."""
+        project = self.acquire(project_id)
+        self.release(project_id)
+        return project
+
+    def acquire(self, project_id: str) -> Project:
+        """The project, held open until :meth:`release` (blocking: may open it)."""
         if project_id in self._injected:
             return self._injected[project_id]
         with self._lock:
             project = self._opened.get(project_id)
             if project is not None:
+                self._opened.move_to_end(project_id)
+                self._leases[project_id] = self._leases.get(project_id, 0) + 1
                 return project
+            opening = self._opening.setdefault(project_id, threading.Lock())
+        with opening:  # one opening per project; others wait for it rather than open twice
+            with self._lock:
+                project = self._opened.get(project_id)
+                if project is not None:
+                    self._leases[project_id] = self._leases.get(project_id, 0) + 1
+                    return project
+                victims = self._make_room()
+            for victim in victims:
+                _close(victim)
             folder = self._folder(project_id)
             if folder is None:
                 raise not_found(project_id)
             project = open_project(folder)
-            self._opened[project_id] = project
+            with self._lock:
+                self._opened[project_id] = project
+                self._leases[project_id] = self._leases.get(project_id, 0) + 1
+                self._opening.pop(project_id, None)
             return project
+
+    def try_acquire(self, project_id: str) -> Project | None:
+        """The project if it is open (a lease taken, no blocking), else None."""
+        if project_id in self._injected:
+            return self._injected[project_id]
+        with self._lock:
+            project = self._opened.get(project_id)
+            if project is not None:
+                self._opened.move_to_end(project_id)
+                self._leases[project_id] = self._leases.get(project_id, 0) + 1
+            return project
+
+    def release(self, project_id: str) -> None:
+        if project_id in self._injected:
+            return
+        with self._lock:
+            left = self._leases.get(project_id, 0) - 1
+            if left > 0:
+                self._leases[project_id] = left
+            else:
+                self._leases.pop(project_id, None)
+
+    def _make_room(self) -> list[Project]:
+        """Under the lock: take the least recently used idle projects out to leave one slot."""
+        victims: list[Project] = []
+        for project_id in list(self._opened):
+            if len(self._opened) - len(victims) < self.max_open:
+                break
+            project = self._opened[project_id]
+            if self._leases.get(project_id) or project._lock.held:  # in use, or writing here
+                continue
+            victims.append(self._opened.pop(project_id))
+        if len(self._opened) >= self.max_open:
+            for victim in victims:  # nothing closed after all: put them back
+                self._opened[victim.root.name] = victim  # root.name is the id (no symlinks)
+            raise busy(
+                f"{self.max_open} projects are in use at once (the server's limit); "
+                "retry in a moment"
+            )
+        return victims
+
+    def summary(self, project_id: str) -> tuple[NovelConfig, str | None] | None:
+        """(config, last job's state) without opening the project (no slot, no recovery):
+        listing 300 folders must not open 300 stores. None for a folder that is not one."""
+        project = self.try_acquire(project_id)
+        if project is not None:
+            try:
+                last = project.store.last_job()
+                return project.config, (last["state"] if last else None)
+            finally:
+                self.release(project_id)
+        folder = self._folder(project_id)
+        if folder is None:
+            return None
+        config = load_config(folder / CONFIG)
+        state = _peek_state(folder / ".novelkit")
+        if state is not None and JobState(state).active:
+            if not ProjectLock(folder / ".novelkit" / "lock").held_elsewhere():
+                state = JobState.INTERRUPTED.value  # what opening it will record
+        return config, state
 
     def close(self) -> None:
         """Pause jobs this server started (resumable later), then close what it opened."""
         with self._lock:
-            opened, self._opened = list(self._opened.values()), {}
+            opened, self._opened = list(self._opened.values()), OrderedDict()
+            self._leases.clear()
         for project in opened:
-            job = project.job
+            job = project._job
             try:
                 if job is not None and job.local:
                     if job.state.active:
@@ -92,7 +222,31 @@ class ProjectRegistry:
                     job.wait(10)  # also joins a worker thread that is just finishing
             except Exception:
                 log.exception("novelkit sidecar: could not pause the job of %s", project.root.name)
-            project.close()
+            _close(project)
+
+
+def _peek_state(state_dir: Path) -> str | None:
+    """The last job's state, read through a short-lived read-only connection."""
+    path = state_dir / "state.db"
+    if not path.is_file():
+        return None
+    db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=5.0)
+    try:
+        row = db.execute(
+            "SELECT state FROM jobs ORDER BY created DESC, rowid DESC LIMIT 1"
+        ).fetchone()
+    except sqlite3.Error:
+        return None
+    finally:
+        db.close()
+    return str(row[0]) if row else None
+
+
+def _close(project: Project) -> None:
+    try:
+        project.close()
+    except Exception as exc:
+        log.warning("novelkit sidecar: could not close %s: %s", project.root.name, exc)
 
 
 class StatusCache:

@@ -58,8 +58,8 @@ async def ws_ticket(call: Call) -> Response:
     return _json({"ticket": ticket, "expires_in": call.sidecar.tickets.ttl})
 
 
-def _title(project: Any) -> str:
-    config = project.config
+def _title(project_or_config: Any) -> str:
+    config = getattr(project_or_config, "config", project_or_config)
     if config.title:
         return str(config.title)
     premise = str(config.premise)
@@ -71,17 +71,19 @@ def _summaries(call: Call) -> list[dict[str, Any]]:
     for project_id in call.sidecar.projects.ids():
         if not call.principal.sees(project_id):
             continue
-        try:
-            project = call.sidecar.projects.get(project_id)
+        try:  # read without opening it: a listing never fills the server's open projects
+            found = call.sidecar.projects.summary(project_id)
         except Exception:  # a broken folder must not hide the others
             continue
-        last = project.store.last_job()
+        if found is None:
+            continue
+        config, state = found
         out.append(
             {
                 "id": project_id,
-                "title": _title(project),
-                "chapters": project.config.chapters,
-                "state": last["state"] if last else None,
+                "title": _title(config),
+                "chapters": config.chapters,
+                "state": state,
             }
         )
     return out

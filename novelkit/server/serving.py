@@ -22,7 +22,14 @@ from .limits import install_log_redaction
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
-__all__ = ["ServerHandle", "check_exposure", "is_loopback", "serve_in_thread", "uvicorn_config"]
+__all__ = [
+    "ServerHandle",
+    "check_exposure",
+    "is_loopback",
+    "serve_in_thread",
+    "uvicorn_config",
+    "with_bound_host",
+]
 
 HEARTBEAT = 20.0
 
@@ -34,6 +41,14 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def with_bound_host(allowed: Any, host: str) -> list[str]:
+    """The Host names to answer: the address listened on (unless a wildcard) and ``allowed``."""
+    names = list(allowed or [])
+    if host not in ("0.0.0.0", "::", ""):
+        names.append(host)
+    return names
 
 
 def check_exposure(
@@ -60,6 +75,7 @@ def uvicorn_config(
     max_frame: int = DEFAULT_MAX_FRAME,
     heartbeat: float = HEARTBEAT,
     log_config: Any = uvicorn.config.LOGGING_CONFIG,
+    proxy_headers: bool = False,
 ) -> uvicorn.Config:
     install_log_redaction()
     return uvicorn.Config(
@@ -73,7 +89,7 @@ def uvicorn_config(
         ws_ping_timeout=heartbeat,
         ws_per_message_deflate=False,  # per-client compression of the same frames: half the CPU
         server_header=False,
-        proxy_headers=False,
+        proxy_headers=proxy_headers,  # X-Forwarded-* only from a proxy the user named
         log_config=log_config,
     )
 
@@ -131,6 +147,7 @@ def serve_in_thread(
     ping within ``heartbeat`` seconds is dropped. Other options go to :func:`create_app`.
     """
     check_exposure(root, host, options.get("keys_path"))
+    options["allowed_hosts"] = with_bound_host(options.get("allowed_hosts"), host)
     app = create_app(root, **options)
     config = uvicorn_config(
         app,
@@ -140,6 +157,7 @@ def serve_in_thread(
         max_frame=options.get("max_frame", DEFAULT_MAX_FRAME),
         heartbeat=heartbeat,
         log_config=None,
+        proxy_headers=bool(options.get("proxy_headers")),
     )
     server = uvicorn.Server(config)
     failure: list[BaseException] = []

@@ -20,9 +20,17 @@ import anyio.to_thread
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from .._errors import NovelkitError
 from .auth import Principal
 from .endpoint import URL_SECRETS, is_decimal, presented_key
-from .errors import UNAUTHORIZED_MESSAGE, ApiError, error_body, unauthorized
+from .errors import (
+    UNAUTHORIZED_MESSAGE,
+    ApiError,
+    error_body,
+    from_novelkit,
+    public_message,
+    unauthorized,
+)
 from .feed import RESYNC, Client, Outgoing, ProjectFeed
 from .projects import not_found
 
@@ -39,8 +47,11 @@ KEY_PROTOCOL = "novelkit.key."
 CLOSE_TOO_BIG = 1009
 
 
-def origin_allowed(websocket: WebSocket, allowed: frozenset[str]) -> bool:
-    """No Origin (not a browser), this server's own origin, or one on the allowlist."""
+def origin_allowed(
+    websocket: WebSocket, allowed: frozenset[str], proxy_headers: bool = False
+) -> bool:
+    """No Origin (not a browser), this server's own origin, or one on the allowlist.
+    ``X-Forwarded-Host`` names this server only behind a trusted proxy (``proxy_headers``)."""
     origin = websocket.headers.get("origin")
     if origin is None:
         return True
@@ -48,10 +59,9 @@ def origin_allowed(websocket: WebSocket, allowed: frozenset[str]) -> bool:
     if origin in allowed:
         return True
     netloc = urlsplit(origin).netloc
-    hosts = {
-        websocket.headers.get("host", "").lower(),
-        websocket.headers.get("x-forwarded-host", "").lower(),
-    }
+    hosts = {websocket.headers.get("host", "").lower()}
+    if proxy_headers:
+        hosts.add(websocket.headers.get("x-forwarded-host", "").lower())
     return bool(netloc) and netloc in hosts
 
 
@@ -78,6 +88,8 @@ def _credentials(websocket: WebSocket, sidecar: Sidecar) -> tuple[Principal, boo
 
 
 async def _deny(websocket: WebSocket, error: ApiError) -> None:
+    root = getattr(getattr(websocket.app.state, "sidecar", None), "root", None)
+    error.message = public_message(error.message, root)
     response = JSONResponse(
         error_body(error.code, error.message), status_code=error.status, headers=error.headers
     )
@@ -91,7 +103,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     sidecar: Sidecar = websocket.app.state.sidecar
     project_id = websocket.path_params["id"]
     try:
-        if not origin_allowed(websocket, sidecar.allowed_origins):
+        if not origin_allowed(websocket, sidecar.allowed_origins, sidecar.proxy_headers):
             raise ApiError(
                 403,
                 "forbidden_origin",
@@ -101,23 +113,30 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         sidecar.limiter.check(principal.key_id)
         if not principal.sees(project_id):
             raise not_found(project_id)
-        project = await anyio.to_thread.run_sync(sidecar.projects.get, project_id)
         since_raw = websocket.query_params.get("since")
         if since_raw is not None and not is_decimal(since_raw, 15):
             raise ApiError(422, "invalid_query", "since must be a non-negative integer")
+        # held open for the whole session (never closed to make room for another project)
+        project = await anyio.to_thread.run_sync(sidecar.projects.acquire, project_id)
     except ApiError as error:
         await _deny(websocket, error)
         return
-    await websocket.accept(subprotocol=PROTOCOL if speaks else None)
-    client = Client(sidecar.ws_queue_size)
-    feed = await sidecar.join(project_id, project, client)
-    last = feed.last_seq  # replayed from the store up to here; what follows comes live
+    except NovelkitError as exc:
+        await _deny(websocket, from_novelkit(exc))
+        return
     try:
-        await _Session(websocket, sidecar, feed, project, client).run(
-            int(since_raw) if since_raw is not None else None, last
-        )
+        await websocket.accept(subprotocol=PROTOCOL if speaks else None)
+        client = Client(sidecar.ws_queue_size)
+        feed = await sidecar.join(project_id, project, client)
+        last = feed.last_seq  # replayed from the store up to here; what follows comes live
+        try:
+            await _Session(websocket, sidecar, feed, project, client).run(
+                int(since_raw) if since_raw is not None else None, last
+            )
+        finally:
+            await sidecar.leave(project_id, feed, client)
     finally:
-        await sidecar.leave(project_id, feed, client)
+        sidecar.projects.release(project_id)
 
 
 class _Session:
