@@ -79,9 +79,10 @@ class Sidecar:
         stall_timeout: float,
         proxy_headers: bool = False,
         max_open: int | None = None,
+        idle_close: float = 60.0,
     ) -> None:
         self.root = root
-        self.projects = ProjectRegistry(root, projects, max_open)
+        self.projects = ProjectRegistry(root, projects, max_open, idle_close)
         self.proxy_headers = proxy_headers
         self.keys = KeyStore(keys_path)
         self.tickets = TicketBook()
@@ -151,6 +152,7 @@ def create_app(
     allowed_hosts: Sequence[str] | None = None,
     proxy_headers: bool = False,
     max_open: int | None = None,
+    idle_close: float = 60.0,
 ) -> Starlette:
     """The sidecar app over the project folders under ``root``.
 
@@ -159,7 +161,8 @@ def create_app(
     to open the WebSocket (the server's own origin always is); ``rate_limit=None`` disables
     the per-key limit. ``allowed_hosts`` are names the server answers to besides the loopback
     ones (``"*"``: any); ``proxy_headers=True`` trusts ``X-Forwarded-Host`` from a reverse
-    proxy; ``max_open`` bounds the projects open at once (default: from the descriptor limit).
+    proxy; ``max_open`` bounds the projects open at once (default: from the descriptor limit),
+    and a project unused for ``idle_close`` seconds is closed.
     """
     root_path = Path(root).resolve()
     sidecar = Sidecar(
@@ -173,6 +176,7 @@ def create_app(
         stall_timeout=stall_timeout,
         proxy_headers=proxy_headers,
         max_open=max_open,
+        idle_close=idle_close,
     )
     document = build_openapi(ENDPOINTS + SWEEP_ENDPOINTS, export_formats())
     document_30 = downgrade_to_30(document)

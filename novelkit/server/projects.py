@@ -54,6 +54,10 @@ def default_max_open() -> int:
     return max(4, min(64, (soft - FDS_RESERVED) // FDS_PER_PROJECT))
 
 
+# how long a request waits for a slot among max_open before it is answered 503
+SLOT_WAIT = 0.5
+
+
 def busy(message: str) -> ApiError:
     return ApiError(503, "busy", message, headers={"Retry-After": "1"})
 
@@ -68,14 +72,23 @@ class ProjectRegistry:
     """
 
     def __init__(
-        self, root: Path, projects: dict[str, Project] | None = None, max_open: int | None = None
+        self,
+        root: Path,
+        projects: dict[str, Project] | None = None,
+        max_open: int | None = None,
+        idle_close: float = 60.0,
     ) -> None:
         self.root = root.resolve()
         self.max_open = max_open or default_max_open()
+        self.idle_close = idle_close
+        self._used: dict[str, float] = {}
+        self._sweeper: threading.Thread | None = None
+        self._closing = threading.Event()
         self._injected = dict(projects or {})
         self._opened: OrderedDict[str, Project] = OrderedDict()
         self._leases: dict[str, int] = {}
         self._lock = threading.Lock()  # the table; opening happens outside it
+        self._freed = threading.Condition(self._lock)  # a lease ended: a slot may be free
         self._opening: dict[str, threading.Lock] = {}
 
     def __repr__(self) -> str:
@@ -130,12 +143,21 @@ class ProjectRegistry:
                 return project
             opening = self._opening.setdefault(project_id, threading.Lock())
         with opening:  # one opening per project; others wait for it rather than open twice
+            deadline = time.monotonic() + SLOT_WAIT
             with self._lock:
-                project = self._opened.get(project_id)
-                if project is not None:
-                    self._leases[project_id] = self._leases.get(project_id, 0) + 1
-                    return project
-                victims = self._make_room()
+                while True:
+                    project = self._opened.get(project_id)
+                    if project is not None:
+                        self._leases[project_id] = self._leases.get(project_id, 0) + 1
+                        return project
+                    try:
+                        victims = self._make_room()
+                        break
+                    except ApiError:  # every slot in use: wait a moment for one to be freed
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            raise
+                        self._freed.wait(left)
             for victim in victims:
                 _close(victim)
             folder = self._folder(project_id)
@@ -146,7 +168,29 @@ class ProjectRegistry:
                 self._opened[project_id] = project
                 self._leases[project_id] = self._leases.get(project_id, 0) + 1
                 self._opening.pop(project_id, None)
+                if self._sweeper is None and not self._closing.is_set():
+                    self._sweeper = threading.Thread(
+                        target=self._sweep, name="novelkit-sidecar-idle", daemon=True
+                    )
+                    self._sweeper.start()
             return project
+
+    def _sweep(self) -> None:
+        """Close projects nobody used for ``idle_close`` seconds: descriptors go back to the
+        idle baseline after a burst of requests."""
+        while not self._closing.wait(max(0.05, self.idle_close / 2)):
+            now = time.monotonic()
+            with self._lock:
+                idle = [
+                    project_id
+                    for project_id, project in self._opened.items()
+                    if not self._leases.get(project_id)
+                    and not project._lock.held
+                    and now - self._used.get(project_id, 0.0) >= self.idle_close
+                ]
+                victims = [self._opened.pop(project_id) for project_id in idle]
+            for victim in victims:
+                _close(victim)
 
     def try_acquire(self, project_id: str) -> Project | None:
         """The project if it is open (a lease taken, no blocking), else None."""
@@ -163,11 +207,13 @@ class ProjectRegistry:
         if project_id in self._injected:
             return
         with self._lock:
+            self._used[project_id] = time.monotonic()
             left = self._leases.get(project_id, 0) - 1
             if left > 0:
                 self._leases[project_id] = left
             else:
                 self._leases.pop(project_id, None)
+                self._freed.notify()
 
     def _make_room(self) -> list[Project]:
         """Under the lock: take the least recently used idle projects out to leave one slot."""
@@ -210,6 +256,7 @@ class ProjectRegistry:
 
     def close(self) -> None:
         """Pause jobs this server started (resumable later), then close what it opened."""
+        self._closing.set()
         with self._lock:
             opened, self._opened = list(self._opened.values()), OrderedDict()
             self._leases.clear()
@@ -267,6 +314,8 @@ class StatusCache:
         if not fresh and hit is not None and now - hit[0] < self.max_age:
             return hit[1]
         status = _status(project)
+        if len(self._cached) > 1000:  # projects come and go (closed when idle): keep it small
+            self._cached = {k: v for k, v in self._cached.items() if now - v[0] < self.max_age}
         self._cached[id(project)] = (now, status)
         return status
 
