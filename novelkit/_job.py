@@ -320,6 +320,8 @@ class Job:
         with self._cond:
             if self._here or runs != self._runs:  # a run here began (or ended) since the read
                 return
+            if self._unrecorded and not self.live.state.active:  # our final state never landed
+                return
             live = self.live
             live.state = JobState(row["state"])
             live.message, live.error = row["message"], row["error"]
@@ -550,8 +552,21 @@ class Job:
             try:
                 self._set_state(final, message, error)
                 self.project.store.take_control(self.id)  # nothing left to act on them
-            except Exception:  # the state is set in memory; on reopen the store shows interrupted
-                log.exception("novelkit: could not record that job %s is %s", self.id, final.value)
+            except Exception as exc:  # set in memory; on reopen the store shows interrupted
+                self._unrecorded = True  # memory is the truth: the store could not take it
+                if "disk is full" in str(exc):  # one line: the cause is plain, resume works
+                    log.error(
+                        "novelkit: could not record that job %s is %s: %s",
+                        self.id,
+                        final.value,
+                        exc,
+                    )
+                else:
+                    log.exception(
+                        "novelkit: could not record that job %s is %s", self.id, final.value
+                    )
+
+    _unrecorded = False  # this run's final state could not be saved (a full disk)
 
     async def _watch(self) -> None:
         """Pick up control requests from other processes; keep the live snapshot fresh."""

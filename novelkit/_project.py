@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -163,23 +164,35 @@ class Project:
                 return  # another process is writing; it owns recovery
             a.clean_temp_files(self.root / "artefacts")
             a.clean_temp_files(self.root / "exports")
-            with self.store.transaction():  # one commit for all the marks
-                last = self.store.last_job()
-                if last is not None and JobState(last["state"]).active:
-                    self.mark_interrupted(last["id"])
-                for stage_name, units in self.store.all_units().items():
-                    for unit, record in units.items():
-                        if record["state"] == "running":
-                            self.store.set_unit(stage_name, unit, "pending")
+            try:
+                with self.store.transaction():  # one commit for all the marks
+                    last = self.store.last_job()
+                    if last is not None and JobState(last["state"]).active:
+                        self.mark_interrupted(last["id"])
+                    for stage_name, units in self.store.all_units().items():
+                        for unit, record in units.items():
+                            if record["state"] == "running":
+                                self.store.set_unit(stage_name, unit, "pending")
+            except sqlite3.OperationalError as exc:
+                if "disk is full" not in str(exc):
+                    raise
+                # reading still works: status shows the store as it is; a run marks it later
+                self.problems.append(f"the disk holding {self.root} is full: free space and resume")
+                return
         self._detect_edits()
 
     def mark_interrupted(self, job_id: str) -> bool:
         """Record that a job's process died; only a job the store still shows active changes."""
-        return self.store.mark_interrupted(
-            job_id,
-            tuple(s.value for s in JobState if s.active),
-            "interrupted: the process running it stopped; resume() continues",
-        )
+        try:
+            return self.store.mark_interrupted(
+                job_id,
+                tuple(s.value for s in JobState if s.active),
+                "interrupted: the process running it stopped; resume() continues",
+            )
+        except sqlite3.OperationalError as exc:
+            if "disk is full" not in str(exc):
+                raise
+            return False  # nothing recorded; reads go on, and the next open marks it
 
     def _detect_edits(self) -> None:
         for stage in self.pipeline:

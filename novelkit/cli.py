@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import errno
 import json
 import os
 import signal
+import sqlite3
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -544,6 +546,10 @@ def _follow(job: Any, pause_hint: str = "novelkit pause DIR", again: str | None 
         sys.stderr.write(f"error: {status.error}\n")
     if state is JobState.SUCCEEDED:
         return EXIT_OK
+    if state is JobState.FAILED and _disk_full(Exception(status.error or "")):
+        where = job.project.root
+        sys.stderr.write(f"the disk holding {where} is full: free space and resume\n")
+        return EXIT_FAILED
     if state is JobState.FAILED:
         resume = again or "novelkit resume DIR"
         sys.stderr.write(f"the job failed; fix the problem and resume with: {resume}\n")
@@ -872,7 +878,13 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into head & co: stop quietly, as cat does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILED
-    except errors.NovelkitError as exc:
+    except (errors.NovelkitError, OSError, sqlite3.OperationalError) as exc:
+        if _disk_full(exc):  # not bad input: the same command works once there is room
+            where = getattr(args, "dir", None) or getattr(args, "out", None) or "the project"
+            sys.stderr.write(f"novelkit: the disk holding {where} is full: free space and resume\n")
+            return EXIT_FAILED
+        if not isinstance(exc, errors.NovelkitError):
+            raise
         sys.stderr.write(f"novelkit: {exc}\n")
         return EXIT_BAD_INPUT
     except ImportError as exc:
@@ -887,6 +899,19 @@ def main(argv: list[str] | None = None) -> int:
             # default, and a Ctrl-C would kill it by SIGINT; nothing is left to stop by then
             atexit.register(signal.signal, signal.SIGINT, signal.SIG_IGN)
     return EXIT_OK
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """ENOSPC, SQLite's "database or disk is full", or an error that wraps either."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(seen)
+        if "disk is full" in text or "No space left on device" in text:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _exit_interrupted(signum: int, frame: Any) -> None:

@@ -58,6 +58,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="projects kept open at once (default: 64, fewer under a low descriptor limit)",
     )
     parser.add_argument(
+        "--idle-close",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="close a project nobody used for this long (default 60)",
+    )
+    parser.add_argument(
         "--cors-origin",
         action="append",
         default=[],
@@ -141,6 +148,7 @@ def serve(args: argparse.Namespace) -> int:
         allowed_hosts=with_bound_host(args.allow_host, args.host),
         proxy_headers=args.proxy_headers,
         max_open=args.max_open,
+        idle_close=args.idle_close,
     )
     config = uvicorn_config(
         app, args.host, args.port, log_level=args.log_level, proxy_headers=args.proxy_headers

@@ -185,7 +185,7 @@ class ProjectRegistry:
                     project_id
                     for project_id, project in self._opened.items()
                     if not self._leases.get(project_id)
-                    and not project._lock.held
+                    and not project.writer.held
                     and now - self._used.get(project_id, 0.0) >= self.idle_close
                 ]
                 victims = [self._opened.pop(project_id) for project_id in idle]
@@ -222,7 +222,7 @@ class ProjectRegistry:
             if len(self._opened) - len(victims) < self.max_open:
                 break
             project = self._opened[project_id]
-            if self._leases.get(project_id) or project._lock.held:  # in use, or writing here
+            if self._leases.get(project_id) or project.writer.held:  # in use, or writing here
                 continue
             victims.append(self._opened.pop(project_id))
         if len(self._opened) >= self.max_open:
