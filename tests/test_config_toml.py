@@ -26,7 +26,9 @@ def test_a_del_character_in_the_premise_and_author_leaves_the_project_usable(
         ["generate", premise, "--out", str(out), "--chapters", "1", "--words-per-chapter", "100"]
     )
     assert code == 0, capsys.readouterr().err
-    assert main(["export", str(out), "--format", "md", "--author", "Ada\x7f"]) == 0, capsys.readouterr().err
+    assert main(["export", str(out), "--format", "md", "--author", "Ada\x7f"]) == 0, (
+        capsys.readouterr().err
+    )
     capsys.readouterr()
     assert main(["status", str(out)]) == 0, capsys.readouterr().err
     project = nk.open_project(out)
