@@ -104,8 +104,28 @@ def new_project(
     return project
 
 
+def _store_lost(root: Path) -> str:
+    """'missing' or 'empty' when the store is gone but artefacts exist; '' otherwise."""
+    db = root / ".novelkit" / "state.db"
+    try:
+        state = "empty" if db.stat().st_size == 0 else ""
+    except FileNotFoundError:
+        state = "missing"
+    if not state:
+        return ""
+    artefacts = root / "artefacts"
+    try:
+        found = any(p.is_file() and not p.name.startswith(".") for p in artefacts.rglob("*"))
+    except OSError:
+        found = False
+    return state if found else ""
+
+
 def open_project(
-    path: str | os.PathLike[str], *, backend_instance: Backend | None = None
+    path: str | os.PathLike[str],
+    *,
+    backend_instance: Backend | None = None,
+    rebuild_store: bool = False,
 ) -> Project:
     """Open an existing project folder; a crashed job shows as ``interrupted``."""
     root = Path(path)
@@ -115,7 +135,9 @@ def open_project(
         )
     if not (root / CONFIG).exists():
         raise ProjectError(f"{root} has no {CONFIG}; it is not a novelkit project")
-    return Project(root, load_config(root / CONFIG), backend=backend_instance)
+    return Project(
+        root, load_config(root / CONFIG), backend=backend_instance, rebuild_store=rebuild_store
+    )
 
 
 class Project:
@@ -127,7 +149,14 @@ class Project:
     (:class:`~novelkit._store.Writer`) and its current or last :class:`~novelkit.Job`.
     """
 
-    def __init__(self, root: Path, config: NovelConfig, *, backend: Backend | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        config: NovelConfig,
+        *,
+        backend: Backend | None = None,
+        rebuild_store: bool = False,
+    ) -> None:
         self.root = root.resolve()
         self.config = config
         self.pipeline = Pipeline(default_stages())
@@ -138,6 +167,15 @@ class Project:
                 f"cannot write to {self.root}: permission denied; fix the folder's permissions"
             )
         state_dir.mkdir(exist_ok=True)
+        lost = _store_lost(self.root)
+        if lost and not rebuild_store:
+            raise ProjectError(
+                f"{self.root} has artefacts but its store .novelkit/state.db is {lost}, so "
+                "nothing records what was paid for; running now would redo every call and "
+                "overwrite your files. Adopt the artefacts as they are (edited work, every file "
+                "kept) with: novelkit run DIR --rebuild-store, or "
+                "nk.open_project(DIR, rebuild_store=True)"
+            )
         self.store = Store(state_dir / "state.db", self.bus)
         self._guard = threading.RLock()
         self.writer = Writer(ProjectLock(state_dir / "lock"), self.store, self._guard)
@@ -149,6 +187,8 @@ class Project:
         self._job: Job | None = None
         self.problems: list[str] = []
         self._recover()
+        if lost:
+            self._adopt_artefacts()
 
     def __repr__(self) -> str:
         return f"<Project {self.root.name!r} {self.config.chapters} chapters, backend={self.config.backend}>"
@@ -180,6 +220,35 @@ class Project:
                 self.problems.append(f"the disk holding {self.root} is full: free space and resume")
                 return
         self._detect_edits()
+
+    def _adopt_artefacts(self) -> None:
+        """A rebuilt store: every unit whose output files all exist is done as it stands (like
+        a hand edit), in pipeline order so each fingerprint reads adopted inputs; nothing is
+        rewritten, and only units without files are left to run."""
+        adopted = 0
+        for stage in self.pipeline:
+            for unit in self.freshness.units_of(stage):
+                relatives = stage.output_paths(unit)
+                paths = [self.paths[r] for r in relatives]
+                if not paths or not all(p.is_file() for p in paths):
+                    continue
+                self.store.set_unit(
+                    stage.name,
+                    unit,
+                    "done",
+                    fingerprint=self.freshness.fingerprint(stage, unit),
+                    outputs={r: self.files.hash(p) for r, p in zip(relatives, paths, strict=True)},
+                )
+                adopted += 1
+        self.store.append_event(
+            "log",
+            {
+                "level": "warning",
+                "message": (
+                    f"the store was rebuilt: {adopted} units adopted from the artefacts as they are"
+                ),
+            },
+        )
 
     def mark_interrupted(self, job_id: str) -> bool:
         """Record that a job's process died; only a job the store still shows active changes."""

@@ -329,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="with --stage: rerun units even if up to date"
     )
     _add_max_cost(p)
+    _add_rebuild_store(p)
 
     p = command(
         "estimate",
@@ -345,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("dir", type=Path, help="project folder")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_rebuild_store(p)
 
     p = command(
         "stages",
@@ -362,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = command("resume", "resume a paused or interrupted job in this process and follow it")
     p.add_argument("dir", type=Path, help="project folder")
+    _add_rebuild_store(p)
     p = command("cancel", "cancel a job (also one run by another process); finished work stays")
     p.add_argument("dir", type=Path, help="project folder")
 
@@ -616,7 +619,7 @@ def _writer(project: Any) -> Any:
 def _cmd_run(args: argparse.Namespace) -> int:
     import novelkit as nk
 
-    project = nk.open_project(args.dir)
+    project = nk.open_project(args.dir, rebuild_store=getattr(args, "rebuild_store", False))
     if args.max_cost is not None:
         project.configure(max_cost=args.max_cost)
     if args.stage is None:
@@ -632,7 +635,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_status(args: argparse.Namespace) -> int:
     import novelkit as nk
 
-    project = nk.open_project(args.dir)
+    project = nk.open_project(args.dir, rebuild_store=getattr(args, "rebuild_store", False))
     status = project.status()
     report = project.last_report()
     writer = _writer(project)
@@ -691,7 +694,7 @@ def _cmd_control(args: argparse.Namespace) -> int:
 
         return control(args)
 
-    project = nk.open_project(args.dir)
+    project = nk.open_project(args.dir, rebuild_store=getattr(args, "rebuild_store", False))
     job = project.job
     if job is None:
         raise errors.JobStateError("this project has no job yet; start one with: novelkit run DIR")
@@ -706,7 +709,7 @@ def _cmd_control(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     import novelkit as nk
 
-    project = nk.open_project(args.dir)
+    project = nk.open_project(args.dir, rebuild_store=getattr(args, "rebuild_store", False))
     metadata = {
         k: getattr(args, k).replace("\\n", "\n")
         for k in ("author", "contact", "language", "title")
@@ -899,6 +902,15 @@ def main(argv: list[str] | None = None) -> int:
             # default, and a Ctrl-C would kill it by SIGINT; nothing is left to stop by then
             atexit.register(signal.signal, signal.SIGINT, signal.SIG_IGN)
     return EXIT_OK
+
+
+def _add_rebuild_store(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--rebuild-store",
+        action="store_true",
+        help="the store (.novelkit/state.db) is lost but artefacts exist: start a new one "
+        "that adopts every artefact file as it is (nothing rewritten)",
+    )
 
 
 def _disk_full(exc: BaseException) -> bool:

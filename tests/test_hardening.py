@@ -461,3 +461,43 @@ def test_a_full_disk_is_a_clear_error_and_status_stays_readable(
         monkeypatch.setattr(_artefacts, "write_atomic", full)
         folder = tmp_path / "p"
         assert main(["new", str(folder), "--premise", "A keeper finds a letter."]) == 1
+
+
+# -- 10. a lost store ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("loss", ["deleted", "emptied"])
+def test_a_lost_store_is_never_silently_regenerated(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], loss: str
+) -> None:
+    from novelkit.cli import main
+
+    folder = tmp_path / "p"
+    generate = ["generate", "A keeper finds a letter.", "--out", str(folder)]
+    assert main([*generate, "--chapters", "2", "--words-per-chapter", "200"]) == 0
+    outline = folder / "artefacts" / "05-chapters.json"
+    edited = outline.read_text().replace("The Quiet Keeper", "Ada's Own Title", 1)
+    assert edited != outline.read_text()
+    outline.write_text(edited)  # a hand edit, as in the probe
+    before = {p: p.read_bytes() for p in (folder / "artefacts").rglob("*") if p.is_file()}
+    state = folder / ".novelkit"
+    for name in ("state.db", "state.db-wal", "state.db-shm"):
+        (state / name).unlink(missing_ok=True)
+    if loss == "emptied":
+        (state / "state.db").write_bytes(b"")
+    capsys.readouterr()
+    assert main(["run", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert "state.db is " + ("missing" if loss == "deleted" else "empty") in err
+    assert "--rebuild-store" in err and "Traceback" not in err
+    assert main(["run", str(folder), "--rebuild-store"]) == 0, capsys.readouterr().err
+    after = {p: p.read_bytes() for p in (folder / "artefacts").rglob("*") if p.is_file()}
+    assert after == before  # every artefact kept as it was, the hand edit included
+    project = nk.open_project(folder)
+    assert project.store.ledger() == {} or all(
+        not row["prompt_tokens"] for row in project.store.ledger().values()
+    )  # no paid call repeated
+    assert all(stage.state.value == "succeeded" for stage in project.status().stages), [
+        (s.name, s.state) for s in project.status().stages
+    ]
+    project.close()
