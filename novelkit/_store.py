@@ -131,9 +131,7 @@ class Store:
         if db is None:
             with self._readers_guard:
                 db = self._readers[slot]
-                if db is None:
-                    if self._closed:
-                        raise ProjectError(f"the project store {self.path} is closed")
+                if db is None:  # also after close(): reading a closed project still works
                     try:
                         db = self._connect()
                     except sqlite3.Error as exc:

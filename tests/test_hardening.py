@@ -17,7 +17,7 @@ from _local_client import LocalClient
 
 import novelkit as nk
 
-# every job transition the state machine allows (DESIGN §5); "interrupted" only after a
+# every job transition the state machine allows (docs/architecture.md); "interrupted" only after a
 # process died, which never happens in these tests
 LEGAL = {
     None: {"queued"},

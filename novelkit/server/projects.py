@@ -261,7 +261,7 @@ class ProjectRegistry:
             opened, self._opened = list(self._opened.values()), OrderedDict()
             self._leases.clear()
         for project in opened:
-            job = project._job
+            job = project.job
             try:
                 if job is not None and job.local:
                     if job.state.active:
