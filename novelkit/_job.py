@@ -553,8 +553,9 @@ class Job:
                 self._set_state(final, message, error)
                 self.project.store.take_control(self.id)  # nothing left to act on them
             except Exception as exc:  # set in memory; on reopen the store shows interrupted
-                self._unrecorded = True  # memory is the truth: the store could not take it
                 if "disk is full" in str(exc):  # one line: the cause is plain, resume works
+                    # nor could an interrupted mark be written: memory stays the truth here
+                    self._unrecorded = True
                     log.error(
                         "novelkit: could not record that job %s is %s: %s",
                         self.id,
