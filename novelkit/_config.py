@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ._errors import ConfigError, excerpt
 
-__all__ = ["NovelConfig", "StageOverride", "Price", "load_config", "render_toml"]
+__all__ = ["NovelConfig", "StageOverride", "Price", "dump_toml", "load_config", "render_toml"]
 
 BackendName = Literal["offline", "openai", "anthropic", "replay"]
 
@@ -285,3 +285,13 @@ def _floats(value: Any) -> Iterator[float]:
     elif isinstance(value, list):
         for item in value:
             yield from _floats(item)
+
+
+def dump_toml(data: dict[str, Any]) -> str:
+    """``data`` as TOML text (tomlkit: any string, control characters included, round-trips)."""
+    import tomlkit
+
+    for value in _floats(data):
+        if math.isnan(value) or math.isinf(value):
+            raise ConfigError(f"cannot store {value!r} in a TOML file")
+    return tomlkit.dumps(data)
