@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _local_client import LocalClient
 from _scorecard import PLANTED, planted_project
 from _tools import require_tool
 from starlette.testclient import TestClient
@@ -24,7 +25,7 @@ R = "/api/v2/projects/planted/report"
 def client(tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, str]]]:
     planted_project(tmp_path / "planted").close()
     headers = {"Authorization": f"Bearer {create_key(tmp_path, 'read')}"}
-    with TestClient(create_app(tmp_path, rate_limit=None)) as test_client:
+    with LocalClient(create_app(tmp_path, rate_limit=None)) as test_client:
         yield test_client, headers
 
 

@@ -184,7 +184,7 @@ def test_shared_budget_pauses_the_sweep_before_the_call_that_would_pass_it(
 
 
 def test_cli_and_http_control_a_sweep_driven_elsewhere(tmp_path: Path, client: Any) -> None:
-    from starlette.testclient import TestClient
+    from _local_client import LocalClient
 
     from novelkit.cli import main
     from novelkit.server import create_app, create_key
@@ -194,7 +194,7 @@ def test_cli_and_http_control_a_sweep_driven_elsewhere(tmp_path: Path, client: A
     with nk.sweep(root, grid={"seed": [1, 2, 3]}, base=base, client=client) as s:
         key = create_key(root, "write")
         reader = create_key(root, "read")
-        with TestClient(create_app(root, rate_limit=None)) as http:
+        with LocalClient(create_app(root, rate_limit=None)) as http:
             auth = {"Authorization": f"Bearer {key}"}
             wait_for(lambda: any(r.state is JobState.RUNNING for r in s.status.runs))
             body = http.get("/api/v2/sweep", headers=auth).json()
