@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import tomllib
 from collections.abc import Iterator
@@ -295,3 +296,9 @@ def dump_toml(data: dict[str, Any]) -> str:
         if math.isnan(value) or math.isinf(value):
             raise ConfigError(f"cannot store {value!r} in a TOML file")
     return tomlkit.dumps(data)
+
+
+def _toml_key(key: str) -> str:
+    """``key`` as a TOML key: bare when it may be, else a quoted string (every character escaped)."""
+    bare = key.replace("_", "").replace("-", "").isalnum() and key.isascii()
+    return key if bare else json.dumps(key)
