@@ -44,7 +44,20 @@ class Served:
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
+    yield from _serving(tmp_path / "root")
+
+
+@pytest.fixture
+def served_with_sweep(tmp_path: Path) -> Iterator[Served]:
+    """The served root also holds a finished sweep, so its routes have something to answer."""
     root = tmp_path / "root"
+    base = {"premise": PREMISE, "chapters": 1, "words_per_chapter": 100}
+    with nk.sweep(root, grid={"seed": [1]}, base=base, workers=1) as swept:
+        assert swept.wait(180) is nk.JobState.SUCCEEDED
+    yield from _serving(root)
+
+
+def _serving(root: Path) -> Iterator[Served]:
     done = nk.new_project(root / "done", premise=PREMISE, chapters=3, words_per_chapter=300)
     done.start().wait(60)
     done.export("md")
@@ -103,7 +116,10 @@ def test_every_422_reason_is_documented(served: Served) -> None:
 
 
 @pytest.mark.slow
-def test_schemathesis_every_check_every_phase_finds_nothing(served: Served, tmp_path: Path) -> None:
+def test_schemathesis_every_check_every_phase_finds_nothing(
+    served_with_sweep: Served, tmp_path: Path
+) -> None:
+    served = served_with_sweep
     binary = require_tool("schemathesis")
     log = tmp_path / "answers.jsonl"
     config = tmp_path / "schemathesis.toml"
@@ -181,6 +197,7 @@ def test_schemathesis_every_check_every_phase_finds_nothing(served: Served, tmp_
     # and each succeeded at least once, but for the controls, whose success depends on where a
     # job happens to be when the request lands (their 409 is the logic answering)
     timing = {f"POST /api/v2/projects/{{id}}/generate/{verb}" for verb in ("pause", "resume")}
+    timing |= {f"POST /api/v2/sweep/{verb}" for verb in ("pause", "resume", "cancel")}
     for operation in set(operations) - timing:
         assert any(200 <= s < 300 for s, _ in answers[operation]), f"{operation} never succeeded"
 

@@ -80,7 +80,7 @@ REPORT_ENDPOINTS = [
         tag="report",
         media_type="image/svg+xml",
         statuses={
-            422: "Unknown chart (the message lists them).",
+            422: "`unknown_chart`: no chart of that name (the message lists them).",
             501: "matplotlib is not installed.",
         },
         path_params={"chart": {"type": "string", "enum": list(CHARTS)}},

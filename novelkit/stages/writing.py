@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import re
+from collections.abc import Callable
 from typing import Any
 
 from .. import _artefacts as a
@@ -197,7 +198,11 @@ def _clean(text: str) -> str:
 
 
 async def rewrite(
-    ctx: UnitContext, task: str, context: dict[str, Any], source: a.ChapterText
+    ctx: UnitContext,
+    task: str,
+    context: dict[str, Any],
+    source: a.ChapterText,
+    tidy: Callable[[str], str] = str.strip,
 ) -> str:
     """A whole-chapter rewrite (revision, polish) that keeps the chapter whole.
 
@@ -206,12 +211,12 @@ async def rewrite(
     is still short, the chapter is kept as it was and a notice says so.
     """
     target = ctx.read("chapters", shared=True).chapter(ctx.chapter).target_words
-    low = min(source.words, target) * (1 - TOLERANCE)
+    low = min(source.words, target * (1 - TOLERANCE))  # in the band, or no shorter than before
     request = ctx.request(task, context)
     text = ""
     for _ in range(2):
         answer = await ctx.complete(request, expected_tokens=int(source.words * 1.4))
-        text = _clean(end_on_sentence(clean_prose(answer)))
+        text = tidy(_clean(end_on_sentence(clean_prose(answer))))
         if a.count_words(text) > target * (1 + TOLERANCE):
             text = trim_to_length(text, target)
         words = a.count_words(text)
@@ -291,7 +296,7 @@ def remove_repeats(text: str) -> str:
 
 class Polish(Stage):
     name = "polish"
-    version = "2"  # a rewrite cut short is asked again or not taken
+    version = "3"  # a rewrite cut short is asked again or not taken; repeats out before that
     description = "Line edit each chapter; repeated sentences removed."
     # the cast and places are not in the prompt: they check the final text (see below)
     inputs = ("revision", "characters", "world", "chapters")
@@ -307,10 +312,9 @@ class Polish(Stage):
     async def run(self, ctx: UnitContext, unit: str) -> Outputs:
         revised: a.ChapterText = ctx.read("revision", ctx.chapter)
         context = {"unit": unit, "chapter": ctx.chapter, "text": revised.text}
-        text = await rewrite(ctx, "polish", context, revised)
-        polished = a.ChapterText(
-            chapter=ctx.chapter, title=revised.title, text=remove_repeats(text)
-        )
+        # repeated sentences go before the length is checked: a small model repeats itself
+        text = await rewrite(ctx, "polish", context, revised, tidy=remove_repeats)
+        polished = a.ChapterText(chapter=ctx.chapter, title=revised.title, text=text)
         # the report's figures for this chapter, worked out while other chapters are still
         # being written (and, for the last one, while the metadata is asked for)
         cast, world = ctx.read("characters", shared=True), ctx.read("world", shared=True)
