@@ -556,7 +556,12 @@ class Project:
             )
         live = job.snapshot()
         state, current = live.state, live.current
-        figures = self._stage_figures(_figures(live))
+        # once the job has ended, the store is the truth and nothing of it is running: a stage
+        # its run had begun is not shown running, even while a later job of the project runs it
+        if state.active:
+            figures = self._stage_figures(_figures(live))
+        else:
+            figures = (self.freshness.stage_states(None), self.store.ledger(), {})
         row = figures[0].get(current[0]) if current is not None else None
         if row is None or row[0] is not StageState.RUNNING:
             current = None  # its stage just ended (or is not shown begun): name no unit of it

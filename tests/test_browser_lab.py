@@ -323,6 +323,18 @@ def test_notebook_widgets_render_in_jupyterlab(
     expect(page.locator(widget).first).to_be_visible()
     expect(page.get_by_text("Error displaying widget")).to_have_count(0)
     assert error_outputs(page) == []
+    if notebook.startswith("04"):
+        # every panel of a job that has ended shows it ended: no stage still running
+        finals = ("succeeded", "failed", "cancelled", "paused", "interrupted")
+        panels = page.locator(".nk-panel")
+        ended = 0
+        for index in range(panels.count()):
+            panel = panels.nth(index)
+            if panel.locator(".nk-job-state").get_attribute("data-state") not in finals:
+                continue
+            ended += 1
+            assert panel.locator("tr.nk-stage.nk-running").count() == 0, panel.inner_text()
+        assert ended >= 1
     if notebook.startswith("02"):
         page.locator(".nk-prose-diff").first.evaluate(
             "node => node.scrollIntoView({block: 'center'})"

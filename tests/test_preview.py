@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -123,3 +124,27 @@ def test_the_status_table_labels_the_preview_with_its_stage_and_chapter() -> Non
     stopped = nk.JobStatus.from_dict({**status.to_dict(), "state": "paused"})
     assert stopped.preview_unit == "ch02"
     assert "✎" not in render_status(stopped), "a stopped job shows nothing being written"
+
+
+def test_an_ended_jobs_status_shows_no_stage_running_while_a_later_job_runs(
+    slow_project: nk.Project,
+) -> None:
+    first = slow_project.start()
+    deadline = time.monotonic() + 60
+    while first.status().stage != "world":
+        assert time.monotonic() < deadline, first.status().message
+        time.sleep(0.01)
+    first.cancel()
+    assert first.wait(60) is nk.JobState.CANCELLED
+    second = slow_project.start()
+    while second.status().stage is None:
+        assert time.monotonic() < deadline, second.status().message
+        time.sleep(0.01)
+    try:
+        assert any(s.state is nk.StageState.RUNNING for s in second.status().stages)
+        old = first.status()
+        assert [s.name for s in old.stages if s.state is nk.StageState.RUNNING] == []
+        assert old.stage is None and old.unit is None
+    finally:
+        second.cancel()
+        second.wait(60)
