@@ -146,10 +146,12 @@ def import_manuscript(
         from ..llm import make_backend
 
         make_backend(settings, root)  # bad backend_options fail before anything is written
-    _write_source(root, book, digest, marker)
-    write_voice(root, voice)
+    # the store first: artefacts without a store would read as a project whose store was lost
+    _make_folders(root)
     project = Project(root, settings, backend=backend_instance)
     try:
+        _write_source(root, book, digest, marker)
+        write_voice(root, voice)
         _extract(project, book, follow)
         _keep_imported(project, len(book.chapters))
         premise = project.artefacts["premise"]
@@ -168,11 +170,17 @@ def import_manuscript(
     return open_project(root, backend_instance=backend_instance)
 
 
-def _write_source(root: Path, book: Book, digest: str, marker: Path) -> None:
-    """The chapters as found, front and back matter apart, and the unfinished-import marker."""
+def _make_folders(root: Path) -> None:
     try:
         for sub in ("artefacts", "exports", ".novelkit"):
             (root / sub).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ProjectError(f"cannot create the project at {root}: {exc.strerror or exc}") from None
+
+
+def _write_source(root: Path, book: Book, digest: str, marker: Path) -> None:
+    """The chapters as found, front and back matter apart, and the unfinished-import marker."""
+    try:
         base = root / "artefacts"
         for chapter in book.chapters:
             kept = a.ChapterText(chapter=chapter.number, title=chapter.title, text=chapter.text)
