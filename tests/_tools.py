@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
+import uuid
+from typing import Any
 
 import pytest
 
@@ -35,3 +38,25 @@ def require_tool(name: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+class RecordingComm:
+    """Stands in for the kernel's comm: keeps every message instead of sending it."""
+
+    kernel = "Truthy"
+
+    def __init__(self, log: list[tuple[float, str, dict[str, Any]]]) -> None:
+        self.comm_id = uuid.uuid4().hex
+        self._log = log
+
+    def open(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def on_msg(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def close(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def send(self, data: dict[str, Any] | None = None, buffers: Any = None, **kwargs: Any) -> None:
+        self._log.append((time.monotonic(), self.comm_id, data or {}))

@@ -8,7 +8,6 @@ import random
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import pytest
 pytest.importorskip("ipywidgets")
 
 import comm  # noqa: E402
+from _tools import RecordingComm  # noqa: E402
 
 import novelkit as nk  # noqa: E402
 from novelkit._sweep import expand  # noqa: E402
@@ -26,26 +26,6 @@ from novelkit.widgets.panel import JobPanel  # noqa: E402
 from novelkit.widgets.sweep import SweepPanel  # noqa: E402
 
 BASE = {"premise": "A keeper finds a letter.", "chapters": 1, "words_per_chapter": 100}
-
-
-class RecordingComm:
-    kernel = "Truthy"
-
-    def __init__(self, log: list[tuple[float, str, dict[str, Any]]]) -> None:
-        self.comm_id = uuid.uuid4().hex
-        self._log = log
-
-    def open(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def on_msg(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def close(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def send(self, data: dict[str, Any] | None = None, buffers: Any = None, **kwargs: Any) -> None:
-        self._log.append((time.monotonic(), self.comm_id, data or {}))
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from typing import Any
@@ -19,6 +18,7 @@ import pytest
 pytest.importorskip("ipywidgets")
 
 import comm  # noqa: E402
+from _tools import RecordingComm  # noqa: E402
 
 import novelkit as nk  # noqa: E402
 from novelkit import widgets  # noqa: E402
@@ -29,28 +29,6 @@ from novelkit.widgets.variants import VariantView, field_diff, word_diff  # noqa
 
 S = nk.JobState
 BUTTONS = ("pause", "pause_now", "resume", "cancel", "run")
-
-
-class RecordingComm:
-    """Stands in for the kernel's comm: keeps every message instead of sending it."""
-
-    kernel = "Truthy"
-
-    def __init__(self, log: list[tuple[float, str, dict[str, Any]]]) -> None:
-        self.comm_id = uuid.uuid4().hex
-        self._log = log
-
-    def open(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def on_msg(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def close(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def send(self, data: dict[str, Any] | None = None, buffers: Any = None, **kwargs: Any) -> None:
-        self._log.append((time.monotonic(), self.comm_id, data or {}))
 
 
 @pytest.fixture
