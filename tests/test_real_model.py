@@ -194,6 +194,6 @@ def test_a_context_window_too_small_is_a_clear_error_not_five_retries(tmp_path: 
             assert "stage 'premise'" in error or "premise/all" in error, error
             assert not list((project.root / "artefacts").iterdir())
             retries = [e for e in project.events(limit=1000) if e["type"] == "retry"]
-            assert retries == []
+            assert retries == [], [e["reason"] for e in retries]
         finally:
             project.close()

@@ -456,7 +456,7 @@ class OpenAIBackend:
                 ) from None
             self._answered = True
             if not received:  # some servers fail a request only after a 200 (llama-cpp-python)
-                raise await self._diagnose(client, body, model, _where(request))
+                raise await self._diagnose(body, model, _where(request))
             if finish is None or (not parts and self.limiter.in_flight > 1):
                 raise self._dropped(
                     f"the stream from {public_url(self.base_url)} ended before the response "
@@ -477,21 +477,33 @@ class OpenAIBackend:
             reason = "length" if finish == "length" else "stop"
             yield Done(usage, reason, served_by)
 
-    async def _diagnose(
-        self, client: AsyncOpenAI, body: dict[str, Any], model: str, where: str
-    ) -> BackendError:
+    async def _diagnose(self, body: dict[str, Any], model: str, where: str) -> BackendError:
         """Why a stream came back empty: the same request, unstreamed and one token long,
         gets the server's error where it has one (a prompt over the context window)."""
         openai = _import_openai()
         probe = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
         probe[self.max_tokens_param] = 1
+        fresh = self._new_client()  # the pooled connection of the broken stream may be unusable
         try:
-            await client.chat.completions.create(**probe)
+            await fresh.chat.completions.create(**probe)
         except openai.APIStatusError as exc:
             return self._status_error(exc, model, body, where)
-        except openai.APIError as exc:
+        except openai.APIConnectionError as exc:  # the server is gone: try again later
             log.debug("diagnosing an empty stream: %r", exc)
-        return self._dropped(f"the stream from {public_url(self.base_url)} was empty")
+            return self._dropped(f"the stream from {public_url(self.base_url)} was empty")
+        except openai.APIError as exc:  # it answered, in a form the SDK does not read
+            log.debug("diagnosing an empty stream: %r", exc)
+        finally:
+            await fresh.close()
+        # the prompt alone is accepted: the prompt and the answer's max_tokens together are not
+        asked = body.get(self.max_tokens_param)
+        return BackendConfigError(
+            f"{where}: {public_url(self.base_url)} answered an empty stream, yet accepts the "
+            f"same prompt with a one-token answer: the prompt and max_tokens ({asked}) do not "
+            "fit the model's context window together. Set backend_options.context_window to "
+            "the server's context size (its n_ctx) so answers are sized to fit, or raise that "
+            "size; then resume"
+        )
 
     def _dropped(self, message: str) -> TransientBackendError:
         """A stream that ended early; with others in flight, the server may serve one at a
